@@ -1,0 +1,1 @@
+"""fastnet: neural-network training on the CPU with numba kernels."""
