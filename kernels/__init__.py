@@ -1,2 +1,29 @@
-"""Compute kernels: numba forward/backward kernels and their NumPy twins."""
-X = 1
+"""Compute kernels: numba forward/backward kernels, each with a NumPy twin.
+
+Each op lives in one file with its forward and backward side by side, the numba
+kernel above its NumPy twin:
+
+    dense.py           Y = f(X·Wᵀ + b) and its dx, dw/db products (the GEMMs)
+    activations.py     sigmoid (generalised), tanh, relu, leaky relu
+    losses.py          softmax+cross-entropy, MSE, sigmoid+BCE, each fused with its gradient
+    regularization.py  dropout, L1/L2 penalty gradients
+    optimizers.py      SGD, momentum/Nesterov, Adam updates
+
+``get_backend("numba")`` and ``get_backend("numpy")`` give the two sets.
+"""
+from . import activations, dense, losses, optimizers, regularization
+from .activations import ACT
+from .backend import Backend, Twin, lookup, make_backends
+
+TWINS: list[Twin] = [
+    t for module in (dense, activations, losses, regularization, optimizers) for t in module.TWINS
+]
+BACKENDS: dict[str, Backend] = make_backends(TWINS)
+
+
+def get_backend(name: str) -> Backend:
+    """The kernels of backend ``name`` ("numba" or "numpy"); ConfigError for anything else."""
+    return lookup(BACKENDS, name)
+
+
+__all__ = ["ACT", "BACKENDS", "Backend", "TWINS", "get_backend"]
