@@ -1,0 +1,276 @@
+"""Datasets as uint8 arrays: the bundled MNIST sample, MNIST and Fashion-MNIST.
+
+>>> from fastnet import datasets
+>>> train, test = datasets.load("mnist-sample")
+>>> train.x.shape, train.x.dtype, train.y.dtype
+((8000, 784), dtype('uint8'), dtype('int64'))
+
+Images stay uint8 (the model scales each batch to [0, 1]), so a full MNIST
+training set takes 47 MB rather than 188 MB as float32.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+from pathlib import Path
+
+import numpy as np
+import pooch
+import requests
+
+from .errors import ConfigError, DataError, ShapeError
+from .idx import read_images, read_labels
+
+__all__ = ["Dataset", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS"]
+
+SAMPLE = "mnist-sample"
+NAMES = (SAMPLE, "mnist", "fashion-mnist")
+ENV_VAR = "FASTNET_DATA"
+
+# The four IDX files of a set, in the order (train images, train labels, test
+# images, test labels); each may also be stored with a ".gz" suffix.
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+_DIGITS = [str(i) for i in range(10)]
+CLASSES = {
+    SAMPLE: _DIGITS,
+    "mnist": _DIGITS,
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+
+# torchvision's layout, root/MNIST/raw/ and root/FashionMNIST/raw/: downloads go
+# there, so that torchvision can use them too.
+TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+# Tried in order. Tests point these at a server on 127.0.0.1.
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+
+# Pinned hashes of the .gz files, in pooch's "algorithm:hex" form. These are the
+# MD5s torchvision pins (torchvision/datasets/mnist.py, MNIST.resources and
+# FashionMNIST.resources).
+CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One split of a dataset.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        Images flattened to shape (n, rows * cols), uint8 in 0..255.
+    y : numpy.ndarray
+        Labels, shape (n,), int64 in ``0 .. len(classes) - 1``.
+    classes : list of str
+        Class names: label ``i`` means ``classes[i]``.
+    name : str
+        The dataset, e.g. ``"mnist"``.
+    split : str
+        ``"train"`` or ``"test"``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    name: str = ""
+    split: str = ""
+
+    def __post_init__(self):
+        if self.x.ndim != 2 or self.y.shape != (len(self.x),):
+            raise ShapeError(
+                f"Dataset needs x of shape (n, features) and y of shape (n,), "
+                f"got {self.x.shape} and {self.y.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bool = False):
+    """Load a dataset as ``(train, test)``.
+
+    Parameters
+    ----------
+    name : {"mnist-sample", "mnist", "fashion-mnist"}
+        ``"mnist-sample"`` (8,000 train / 2,000 test MNIST digits) ships with
+        fastnet; it ignores ``root`` and ``download``.
+    root : str or os.PathLike, optional
+        A folder holding the four IDX files (raw or ``.gz``), either directly or
+        in torchvision's layout ``root/MNIST/raw/`` or ``root/FashionMNIST/raw/``.
+        Defaults to :func:`default_root`.
+    download : bool
+        Fetch the files that are missing into ``root/MNIST/raw/`` (or
+        ``root/FashionMNIST/raw/``), checking each against a pinned checksum.
+        Files already there are never replaced.
+
+    Returns
+    -------
+    train, test : Dataset
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not one of :data:`NAMES`.
+    DataError
+        The files are missing (and ``download`` is false), a download fails or
+        does not match its checksum, or a file is corrupt or inconsistent.
+    """
+    if name not in NAMES:
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(NAMES)}")
+    if name == SAMPLE:
+        return _load_sample()
+    root = default_root() if root is None else Path(root)
+    raw_dir = root / TORCHVISION_DIRS[name] / "raw"
+    for directory in (raw_dir, root):
+        paths, missing = _idx_paths(directory)
+        if not missing:
+            return _load_files(paths, name, CLASSES[name])
+    if not download:
+        raise DataError(
+            f"{name} not found: looked for {', '.join(f'{stem}[.gz]' for stem in FILES)} "
+            f"in {raw_dir} and in {root}. Pass download=True (--download on the command "
+            f"line) to fetch it, or point root (--data DIR) at a folder holding these files."
+        )
+    _download(name, raw_dir)
+    return _load_files(_idx_paths(raw_dir)[0], name, CLASSES[name])
+
+
+def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, name: str = ""):
+    """Load the four MNIST-style IDX files in ``directory`` as ``(train, test)``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or
+        ``.gz`` (the raw file is used when both are there).
+    classes : list of str, optional
+        Class names; labels must lie in ``0 .. len(classes) - 1``.
+        Default: the digits ``"0"`` to ``"9"``.
+    name : str
+        Stored as ``Dataset.name``; defaults to the folder's name.
+
+    Returns
+    -------
+    train, test : Dataset
+
+    Raises
+    ------
+    DataError
+        A file is missing, corrupt, or inconsistent with the others.
+    """
+    directory = Path(directory)
+    paths, missing = _idx_paths(directory)
+    if missing:
+        raise DataError(f"{directory}: missing {', '.join(f'{stem}[.gz]' for stem in missing)}")
+    return _load_files(paths, name or directory.name, classes or _DIGITS)
+
+
+def default_root() -> Path:
+    """The folder datasets live in: ``$FASTNET_DATA`` if set, else a per-user cache."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path(pooch.os_cache("fastnet"))
+
+
+def _idx_paths(directory: Path):
+    """The four files in ``directory`` (raw before ``.gz``) and the stems not found."""
+    paths, missing = [], []
+    for stem in FILES:
+        found = [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
+        if found:
+            paths.append(found[0])
+        else:
+            missing.append(stem)
+    return paths, missing
+
+
+def _load_sample():
+    base = files("fastnet") / "data" / SAMPLE
+    with ExitStack() as stack:
+        paths = [stack.enter_context(as_file(base / f"{stem}.gz")) for stem in FILES]
+        return _load_files(paths, SAMPLE, CLASSES[SAMPLE])
+
+
+def _load_files(paths, name: str, classes: list[str]):
+    """Read (train images, train labels, test images, test labels) into two Datasets."""
+    train_x, train_y = _read_split(paths[0], paths[1], len(classes))
+    test_x, test_y = _read_split(paths[2], paths[3], len(classes))
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(
+            f"train images are {'x'.join(map(str, train_x.shape[1:]))} ({paths[0]}) but "
+            f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
+        )
+    return (
+        Dataset(train_x.reshape(len(train_x), -1), train_y, list(classes), name, "train"),
+        Dataset(test_x.reshape(len(test_x), -1), test_y, list(classes), name, "test"),
+    )
+
+
+def _read_split(images_path: Path, labels_path: Path, num_classes: int):
+    images = read_images(images_path)
+    labels = read_labels(labels_path, num_classes)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
+        )
+    if len(images) == 0:
+        raise DataError(f"{images_path} holds no images")
+    return images, labels
+
+
+def _download(name: str, directory: Path) -> None:
+    """Fetch the files missing from ``directory``; a file already there is left alone.
+
+    pooch streams each file to a temporary file in ``directory``, checks its hash
+    and only then renames it into place; on any failure the temporary is deleted.
+    """
+    for stem in FILES:
+        if not (directory / stem).is_file() and not (directory / f"{stem}.gz").is_file():
+            _fetch(name, f"{stem}.gz", directory)
+
+
+def _fetch(name: str, filename: str, directory: Path) -> None:
+    """Download one file, trying each mirror in turn."""
+    errors = []
+    for mirror in MIRRORS[name]:
+        url = mirror.rstrip("/") + "/" + filename
+        try:
+            pooch.retrieve(url, CHECKSUMS[name][filename], fname=filename, path=directory)
+            return
+        # ValueError: pooch found the hash does not match (or cannot handle the URL).
+        except (ValueError, requests.RequestException, OSError) as error:
+            errors.append(f"{url}: {error}")
+    raise DataError(
+        f"could not download {name} file {filename} into {directory}; nothing was saved "
+        f"for it (a download is kept only once its checksum matches):\n  " + "\n  ".join(errors)
+    )
