@@ -8,15 +8,16 @@ kernel above its NumPy twin:
     losses.py          softmax+cross-entropy, MSE, sigmoid+BCE, each fused with its gradient
     regularization.py  dropout, L1/L2 penalty gradients
     optimizers.py      SGD, momentum/Nesterov, Adam updates
+    batching.py        gather a mini-batch (scaling uint8 images), count accuracy hits
 
 ``get_backend("numba")`` and ``get_backend("numpy")`` give the two sets.
 """
-from . import activations, dense, losses, optimizers, regularization
+from . import activations, batching, dense, losses, optimizers, regularization
 from .activations import ACT
 from .backend import Backend, Twin, lookup, make_backends
 
 TWINS: list[Twin] = [
-    t for module in (dense, activations, losses, regularization, optimizers) for t in module.TWINS
+    t for module in (dense, activations, losses, regularization, optimizers, batching) for t in module.TWINS
 ]
 BACKENDS: dict[str, Backend] = make_backends(TWINS)
 

@@ -6,7 +6,8 @@ Each kernel declares its arrays once, as a small spec string, for example::
 
 meaning: y, x, w and b are C-contiguous float arrays of one dtype (float32 or
 float64) with those dimensions, where equal letters must be equal sizes.
-A suffix ``:int64`` or ``:uint8`` fixes an array's dtype instead, e.g. ``labels[B]:int64``.
+A suffix ``:int64`` or ``:uint8`` fixes an array's dtype instead, e.g. ``labels[B]:int64``,
+and ``:any`` accepts any numeric dtype (for data that is cast on the way in).
 Arrays named first up to the first ``|`` are outputs and must be writeable.
 One spec serves both backends, so the NumPy twins are checked exactly like the
 numba kernels.
@@ -28,7 +29,7 @@ _ARRAY = re.compile(r"^(\w+)\[([\w,]*)\](?::(\w+))?$")
 class _Arg:
     name: str
     dims: tuple[str, ...]
-    dtype: np.dtype | None  # None: the kernel's float dtype
+    dtype: np.dtype | str | None  # None: the kernel's float dtype; "any": any numeric dtype
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class Spec:
                     float_dtype = value.dtype
                 elif value.dtype != float_dtype:
                     raise DTypeError(f"{where} is {value.dtype} but earlier arrays are {float_dtype}; use one float dtype for all")
+            elif param.dtype == "any":
+                if value.dtype.kind not in "uif":
+                    raise DTypeError(f"{where} must be a numeric array, got {value.dtype}")
             elif value.dtype != param.dtype:
                 raise DTypeError(f"{where} must be {param.dtype}, got {value.dtype}; convert with .astype(np.{param.dtype})")
             if not value.flags.c_contiguous:
@@ -89,5 +93,9 @@ def _parse_args(text: str) -> tuple[_Arg, ...]:
         if not match:
             raise ValueError(f"bad kernel spec token {token!r}")
         name, dims, dtype = match.groups()
-        args.append(_Arg(name, tuple(d for d in dims.split(",") if d), np.dtype(dtype) if dtype else None))
+        args.append(_Arg(name, tuple(d for d in dims.split(",") if d), _dtype(dtype)))
     return tuple(args)
+
+
+def _dtype(text: str | None) -> np.dtype | str | None:
+    return text if text in (None, "any") else np.dtype(text)

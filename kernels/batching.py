@@ -1,0 +1,77 @@
+"""Moving a mini-batch in and scoring it: gather with scaling, and accuracy hit counts.
+
+    gather_rows      x (N, M) any dtype, idx (B,) -> out (B, M) = x[idx] * scale
+                     uint8 images are scaled to [0, 1] here, batch by batch, so the
+                     dataset never needs a float copy.
+    argmax_hits      z (B, C), labels (B,) -> number of rows whose argmax is the label
+    threshold_hits   z (B, M) logits, target (B, M) in {0,1} -> number of (z > 0) == target
+"""
+import numpy as np
+from numba import prange
+
+from ._jit import jit, pjit
+from .backend import twin
+
+
+@pjit
+def gather_rows(out, x, idx, scale):
+    # x (N, M), idx (B,) -> out (B, M) = x[idx] * scale, cast to out's dtype
+    t = out.dtype.type
+    s = t(scale)
+    for r in prange(idx.shape[0]):
+        src = idx[r]
+        for c in range(x.shape[1]):
+            out[r, c] = t(x[src, c]) * s
+
+
+@jit
+def argmax_hits(z, labels):
+    # z (B, C), labels (B,) -> count of argmax(z[r]) == labels[r] (first maximum wins, as np.argmax)
+    hits = 0
+    for r in range(z.shape[0]):
+        best = 0
+        for c in range(1, z.shape[1]):
+            if z[r, c] > z[r, best]:
+                best = c
+        hits += best == labels[r]
+    return hits
+
+
+@jit
+def threshold_hits(z, target):
+    # z (B, M), target (B, M) -> count of (z > 0) == (target > 0.5)
+    hits = 0
+    half = target.dtype.type(0.5)
+    for r in range(z.shape[0]):
+        for c in range(z.shape[1]):
+            hits += (z[r, c] > 0) == (target[r, c] > half)
+    return hits
+
+
+def gather_rows_np(out, x, idx, scale):
+    np.multiply(x[idx], out.dtype.type(scale), out=out, casting="unsafe")
+
+
+def argmax_hits_np(z, labels):
+    return int(np.count_nonzero(z.argmax(axis=1) == labels)) if z.shape[0] else 0
+
+
+def threshold_hits_np(z, target):
+    return int(np.count_nonzero((z > 0) == (target > 0.5)))
+
+
+def _check_idx(out, x, idx, scale):
+    if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
+        raise ValueError(f"gather_rows(): indices must lie in 0..{x.shape[0] - 1}")
+
+
+def _check_classes(z, labels):
+    if z.shape[1] == 0:
+        raise ValueError("argmax_hits(): z needs at least one class column")
+
+
+TWINS = [
+    twin(gather_rows, gather_rows_np, "out[B,M] | x[N,M]:any idx[B]:int64", _check_idx),
+    twin(argmax_hits, argmax_hits_np, "z[B,C] labels[B]:int64", _check_classes),
+    twin(threshold_hits, threshold_hits_np, "z[B,M] target[B,M]"),
+]
