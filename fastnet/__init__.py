@@ -1,1 +1,29 @@
-"""fastnet: neural-network training on the CPU with numba kernels."""
+"""fastnet: neural-network training on the CPU with numba kernels, each with a NumPy twin.
+
+    import fastnet as fn
+    train, test = fn.datasets.load("mnist-sample")
+    model = fn.Sequential(fn.Dense(784, 128), fn.Sigmoid(), fn.Dense(128, 10),
+                          loss=fn.SoftmaxCrossEntropy(), seed=0)
+    model.fit(train.x, train.y, epochs=5, optimizer=fn.SGD(lr=0.1, momentum=0.9))
+"""
+from fastnet import datasets
+from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
+from fastnet.checkpoint import load
+from fastnet.errors import (CheckpointError, ConfigError, DataError, DivergenceError, DTypeError, FastnetError,
+                            InputError, ShapeError)
+from fastnet.gradcheck import gradcheck
+from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from fastnet.model import Sequential
+from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
+from fastnet.threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
+    "DataError", "Dense", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping", "ExponentialLR",
+    "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential", "ShapeError",
+    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "datasets", "get_num_threads", "gradcheck", "load",
+    "set_num_threads",
+]

@@ -27,3 +27,7 @@ class DivergenceError(FastnetError, FloatingPointError):
 
 class CheckpointError(FastnetError, ValueError):
     """A saved model cannot be read: wrong format, missing tensors or bad metadata."""
+
+
+class InputError(FastnetError, ValueError):
+    """Input values are unusable: NaN or Inf, labels outside the classes, bad targets."""

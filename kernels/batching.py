@@ -49,7 +49,10 @@ def threshold_hits(z, target):
 
 
 def gather_rows_np(out, x, idx, scale):
-    np.multiply(x[idx], out.dtype.type(scale), out=out, casting="unsafe")
+    if x.dtype == out.dtype and scale == 1:
+        np.take(x, idx, axis=0, out=out)  # float data: a straight copy, no temporary
+    else:
+        np.multiply(x[idx], out.dtype.type(scale), out=out, casting="unsafe")
 
 
 def argmax_hits_np(z, labels):

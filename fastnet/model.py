@@ -1,0 +1,356 @@
+"""Sequential: the model users build, train, evaluate, save and load."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from fastnet import inputs
+from fastnet._plan import Plan
+from fastnet.callbacks import Callback, History
+from fastnet.errors import ConfigError, DivergenceError
+from fastnet.kernels import get_backend
+from fastnet.layers import Dense, Layer
+from fastnet.losses import Loss
+from fastnet.optimizers import SGD, Optimizer, optimizer_from_config
+from fastnet.progress import Progress
+from fastnet.threads import kernel_threads
+
+DTYPES = ("float32", "float64")
+EVAL_BATCH = 1024
+
+
+class Sequential:
+    """A stack of layers trained with one loss.
+
+    Parameters
+    ----------
+    *layers : Layer
+        Dense, activation and Dropout layers, input first.
+    loss : Loss
+        SoftmaxCrossEntropy (integer labels), BinaryCrossEntropy (0/1 targets) or MSE.
+    backend : {"numba", "numpy"}
+        The compiled kernels, or their pure-NumPy twins (the baseline).
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds initialisation, shuffling and dropout. The same seed and backend give
+        bit-for-bit the same weights and history.
+    """
+
+    def __init__(self, *layers: Layer, loss: Loss, backend: str = "numba", dtype: str = "float32",
+                 seed: int | None = None):
+        if not layers:
+            raise ConfigError("Sequential needs at least one layer, e.g. Sequential(Dense(784, 10), loss=...)")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise ConfigError(f"{layer!r} is not a fastnet layer")
+            if getattr(layer, "_model", None) is not None:
+                raise ConfigError(f"{layer!r} already belongs to a model; create a new layer object")
+        if not isinstance(loss, Loss):
+            raise ConfigError(f"loss must be SoftmaxCrossEntropy(), BinaryCrossEntropy() or MSE(), got {loss!r}")
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.kernels = get_backend(backend)
+        self.layers, self.loss, self.backend, self.dtype = list(layers), loss, backend, np.dtype(dtype)
+        self.dense = [layer for layer in layers if isinstance(layer, Dense)]
+        if not self.dense:
+            raise ConfigError("the model needs at least one Dense layer")
+        self.n_in = self.dense[0].n_in
+        width = self.n_in
+        for layer in layers:
+            if isinstance(layer, Dense) and layer.n_in != width:
+                raise ConfigError(f"{layer!r} takes {layer.n_in} inputs but the layer before it gives {width}")
+            width = layer.out_width(width)
+            layer._model = self
+        self.n_out = width
+        if loss.integer_targets and self.n_out < 2:
+            raise ConfigError("SoftmaxCrossEntropy needs at least 2 outputs; use BinaryCrossEntropy for one")
+
+        seq = np.random.SeedSequence(seed)
+        self.seed = seq.entropy  # recorded, so a run with seed=None can be repeated
+        init_seq, shuffle_seq, dropout_seq = seq.spawn(3)
+        self.shuffle_rng = np.random.Generator(np.random.PCG64(shuffle_seq))
+        self.dropout_rng = np.random.Generator(np.random.PCG64(dropout_seq))
+        self._allocate(np.random.Generator(np.random.PCG64(init_seq)))
+        self.optimizer: Optimizer | None = None
+        self.history = History()
+        self.stop_training = False
+        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self._penalties(),
+                          self.dropout_rng)
+
+    # ---- parameters ---------------------------------------------------------------
+
+    def _allocate(self, rng: np.random.Generator) -> None:
+        """All parameters in one flat vector, gradients in another; layers hold views."""
+        n = sum(layer.n_params for layer in self.dense)
+        self.params = np.zeros(n, self.dtype)
+        self.grads = np.zeros(n, self.dtype)
+        offset = 0
+        for layer in self.dense:
+            n_w, n_b = layer.n_out * layer.n_in, layer.n_out
+            shape = (layer.n_out, layer.n_in)
+            layer.weight = self.params[offset:offset + n_w].reshape(shape)
+            layer.dw = self.grads[offset:offset + n_w].reshape(shape)
+            layer.bias = self.params[offset + n_w:offset + n_w + n_b]
+            layer.db = self.grads[offset + n_w:offset + n_w + n_b]
+            layer.weight[...] = layer.initial_weight(rng)
+            offset += n_w + n_b
+
+    def _penalties(self) -> list:
+        return [(layer.dw.reshape(-1), layer.weight.reshape(-1), layer.l1, layer.l2)
+                for layer in self.dense if layer.l1 or layer.l2]
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter: ``{"layers.<i>.weight": (out, in), "layers.<i>.bias": (out,)}``."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                out[f"layers.{i}.weight"] = layer.weight.copy()
+                out[f"layers.{i}.bias"] = layer.bias.copy()
+        return out
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load parameters by the names ``get_weights`` uses; shapes must match."""
+        current = self.get_weights()
+        missing = set(current) - set(weights)
+        if missing:
+            raise ConfigError(f"set_weights() is missing {', '.join(sorted(missing))}")
+        for name, value in weights.items():
+            if name not in current:
+                raise ConfigError(f"set_weights(): no parameter named {name!r}; names are {', '.join(current)}")
+            if np.shape(value) != current[name].shape:
+                raise ConfigError(f"set_weights(): {name} must have shape {current[name].shape}, "
+                                  f"got {np.shape(value)}")
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                layer.weight[...] = weights[f"layers.{i}.weight"]
+                layer.bias[...] = weights[f"layers.{i}.bias"]
+
+    @property
+    def n_params(self) -> int:
+        return self.params.size
+
+    # ---- one batch ----------------------------------------------------------------
+
+    def _load_batch(self, steps, x, y, idx, scale) -> None:
+        self.kernels.raw.gather_rows(steps.x, x, idx, scale)
+        np.take(y, idx, axis=0, out=steps.target)
+
+    def _train_batch(self, steps) -> tuple[float, int]:
+        """Forward, loss, backward (gradients land in ``self.grads``). Returns (loss, hits)."""
+        for draw in steps.draw_masks:
+            draw()
+        for call in steps.forward_train:
+            call()
+        k = self.kernels.raw
+        loss = getattr(k, self.loss.kernel)(steps.grad_out, steps.out, steps.target)
+        hits = getattr(k, self.loss.hits)(steps.out, steps.target) if self.loss.hits else 0
+        for call in steps.backward:
+            call()
+        for dw, w, l1, l2 in self._plan.penalties:
+            loss += k.penalty(dw, w, l1, l2)
+        return float(loss), hits
+
+    def _eval_batch(self, steps) -> tuple[float, int]:
+        for call in steps.forward_eval:
+            call()
+        k = self.kernels.raw
+        loss = getattr(k, self.loss.kernel)(steps.grad_out, steps.eval_out, steps.target)
+        hits = getattr(k, self.loss.hits)(steps.eval_out, steps.target) if self.loss.hits else 0
+        return float(loss), hits
+
+    def _batches(self, n: int, batch_size: int, order: np.ndarray):
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield idx, self._plan.steps(len(idx))
+
+    # ---- public API ---------------------------------------------------------------
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
+            validation_data=None, shuffle: bool = True, progress: bool = True,
+            callbacks=()) -> History:
+        """Train for ``epochs`` more epochs and return the model's ``History``.
+
+        Parameters
+        ----------
+        x : (n, features) uint8 images (scaled to [0, 1]) or floats.
+        y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
+        optimizer : Optimizer, optional
+            Defaults to the model's current one (e.g. restored by ``fn.load``), else SGD(lr=0.1).
+        validation_data : (x_val, y_val), optional
+            Evaluated after every epoch as val_loss / val_accuracy.
+        callbacks : iterable of Callback, e.g. EarlyStopping(patience=3).
+
+        Raises
+        ------
+        DivergenceError
+            If the loss becomes NaN or Inf. The weights are left at the last finite state.
+        """
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
+        if len(x) == 0:
+            raise inputs.InputError("x is empty: fit needs at least one sample")
+        val = None
+        if validation_data is not None:
+            xv, yv = validation_data
+            xv, val_scale = inputs.check_x(xv, self.n_in, self.dtype)
+            val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_scale)
+        if optimizer is not None:
+            if not isinstance(optimizer, Optimizer):
+                raise ConfigError(f"optimizer must be SGD(...) or Adam(...), got {optimizer!r}")
+            self.optimizer = optimizer
+        elif self.optimizer is None:
+            self.optimizer = SGD(lr=0.1)
+        self.optimizer.bind(self.n_params, self.dtype)
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise ConfigError(f"{cb!r} is not a fastnet Callback")
+
+        report = Progress(enabled=progress)
+        with kernel_threads(self.backend):
+            report.compiling(self.compile_kernels)
+            self.stop_training = False
+            for cb in callbacks:
+                cb.on_train_begin(self)
+            n_batches = math.ceil(len(x) / batch_size)
+            for _ in range(epochs):
+                epoch = len(self.history)
+                record = self._fit_epoch(x, y, scale, batch_size, shuffle, epoch, report.bar(epoch, n_batches))
+                if val is not None:
+                    record.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                self.history.append(record)
+                report.epoch(record)
+                for cb in callbacks:
+                    cb.on_epoch_end(self, record)
+                if self.stop_training:
+                    break
+            for cb in callbacks:
+                cb.on_train_end(self)
+        return self.history
+
+    def _fit_epoch(self, x, y, scale, batch_size, shuffle, epoch, bar) -> dict:
+        n = len(x)
+        order = self.shuffle_rng.permutation(n) if shuffle else np.arange(n)
+        lr = self.optimizer.lr_at(epoch)
+        snapshot = self.params.copy()  # the last finite state, should the weights themselves overflow
+        total_loss, total_hits, done = 0.0, 0, 0
+        start = time.perf_counter()
+        for j, (idx, steps) in enumerate(self._batches(n, batch_size, order)):
+            self._load_batch(steps, x, y, idx, scale)
+            loss, hits = self._train_batch(steps)
+            if not math.isfinite(loss):
+                self._diverged(epoch, j, loss, snapshot)
+            self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
+            total_loss += loss * len(idx)
+            total_hits += hits
+            done += len(idx)
+            bar.update(loss)
+        if not np.isfinite(self.params).all():
+            self._diverged(epoch, j, math.nan, snapshot)
+        seconds = time.perf_counter() - start
+        bar.close()
+        record = {"epoch": epoch + 1, "loss": total_loss / done}
+        if self.loss.hits:
+            record["accuracy"] = total_hits / (done * (1 if self.loss.integer_targets else self.n_out))
+        record.update(lr=lr, seconds=seconds)
+        return record
+
+    def _diverged(self, epoch: int, batch: int, loss: float, snapshot: np.ndarray):
+        where = f"epoch {epoch + 1}, batch {batch + 1}"
+        if np.isfinite(self.params).all():
+            kept = "the weights are left as they were before this batch"
+        else:
+            self.params[...] = snapshot
+            kept = f"the weights overflowed, so they were restored to the start of epoch {epoch + 1}"
+        raise DivergenceError(f"training diverged at {where}: the loss is {loss}; {kept}. "
+                              "Lower the learning rate or check the inputs' scale.")
+
+    def _evaluate(self, x, y, scale) -> dict:
+        total_loss, total_hits, n = 0.0, 0, len(x)
+        order = np.arange(n)
+        for idx, steps in self._batches(n, EVAL_BATCH, order):
+            self._load_batch(steps, x, y, idx, scale)
+            loss, hits = self._eval_batch(steps)
+            total_loss += loss * len(idx)
+            total_hits += hits
+        out = {"loss": total_loss / n if n else math.nan}
+        if self.loss.hits:
+            out["accuracy"] = total_hits / (n * (1 if self.loss.integer_targets else self.n_out)) if n else math.nan
+        return out
+
+    def evaluate(self, x, y) -> dict:
+        """Mean loss (without weight penalties) and, for classification, accuracy: ``{"loss", "accuracy"}``.
+
+        Dropout is off; the result is deterministic.
+        """
+        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
+        with kernel_threads(self.backend):
+            return self._evaluate(x, y, scale)
+
+    def predict(self, x) -> np.ndarray:
+        """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,
+        probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off."""
+        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        out = np.empty((len(x), self.n_out), self.dtype)
+        k = self.kernels.raw
+        with kernel_threads(self.backend):
+            for idx, steps in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
+                k.gather_rows(steps.x, x, idx, scale)
+                for call in steps.forward_eval:
+                    call()
+                rows = out[idx[0]:idx[-1] + 1]
+                if self.loss.output == "softmax":
+                    k.softmax(rows, steps.eval_out)
+                else:
+                    k.activation_forward(rows, steps.eval_out, *self.loss.output)
+        return out
+
+    def compile_kernels(self) -> float:
+        """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
+
+        Runs one step on a scratch batch of 2 rows and leaves the model untouched.
+        """
+        start = time.perf_counter()
+        saved = self.params.copy(), self.grads.copy(), self.dropout_rng.bit_generator.state
+        steps = self._plan.steps(2)
+        steps.x[...] = 0
+        steps.target[...] = 0
+        self._train_batch(steps)
+        self._eval_batch(steps)
+        self.kernels.raw.gather_rows(steps.x, np.zeros((2, self.n_in), np.uint8), np.arange(2), 1.0)
+        if self.optimizer is not None:  # a throwaway twin of the optimizer, on two scratch parameters
+            probe = optimizer_from_config(type(self.optimizer).__name__, self.optimizer.config())
+            probe.bind(2, self.dtype)
+            probe.update(self.kernels.raw, np.zeros(2, self.dtype), np.zeros(2, self.dtype), 0.0)
+        self.params[...], self.grads[...] = saved[0], saved[1]
+        self.dropout_rng.bit_generator.state = saved[2]
+        return time.perf_counter() - start
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts."""
+        rows = [("layer", "output shape", "params")]
+        width = self.n_in
+        for layer in self.layers:
+            width = layer.out_width(width)
+            rows.append((repr(layer), f"(None, {width})", str(getattr(layer, "n_params", 0))))
+        rows.append((f"loss: {self.loss!r}", f"backend: {self.backend}", f"dtype: {self.dtype}"))
+        cols = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"{a:<{cols[0]}}  {b:<{cols[1]}}  {c:>{cols[2]}}" for a, b, c in rows]
+        rule = "-" * len(lines[0])
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, f"total params: {self.n_params:,}", lines[-1]])
+
+    def __repr__(self) -> str:
+        inner = ", ".join(map(repr, self.layers))
+        return f"Sequential({inner}, loss={self.loss!r}, backend={self.backend!r}, dtype={str(self.dtype)!r})"
+
+    def save(self, path, include_optimizer: bool = True) -> None:
+        """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
+        from fastnet.checkpoint import save
+        save(self, path, include_optimizer=include_optimizer)

@@ -1,0 +1,179 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer holds its hyperparameters and its state (velocity, moments) as flat
+vectors matching the model's flat parameter vector, so one kernel call updates
+every layer. It also works on its own, on any flat float array::
+
+    opt = fn.SGD(lr=0.03)
+    p = np.array([50.0, 43.0])
+    for _ in range(200):
+        opt.step(p, 2 * p)        # gradient of x² + y²
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastnet.errors import ConfigError, ShapeError
+from fastnet.kernels import get_backend
+
+
+# ---- schedules: the learning rate for an epoch, as base lr × factor(epoch) ----------
+
+class Schedule:
+    def factor(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return dict(vars(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
+
+
+class StepLR(Schedule):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1):
+        if step_size < 1 or not gamma > 0:
+            raise ConfigError(f"StepLR needs step_size >= 1 and gamma > 0, got {step_size}, {gamma}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def factor(self, epoch):
+        return self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(Schedule):
+    """Multiply the rate by ``gamma`` every epoch."""
+
+    def __init__(self, gamma: float):
+        if not gamma > 0:
+            raise ConfigError(f"ExponentialLR needs gamma > 0, got {gamma}")
+        self.gamma = float(gamma)
+
+    def factor(self, epoch):
+        return self.gamma**epoch
+
+
+class CosineLR(Schedule):
+    """Cosine annealing from the base rate down to ``min_factor``·base over ``t_max`` epochs."""
+
+    def __init__(self, t_max: int, min_factor: float = 0.0):
+        if t_max < 1 or not 0 <= min_factor <= 1:
+            raise ConfigError(f"CosineLR needs t_max >= 1 and 0 <= min_factor <= 1, got {t_max}, {min_factor}")
+        self.t_max, self.min_factor = int(t_max), float(min_factor)
+
+    def factor(self, epoch):
+        progress = min(epoch, self.t_max) / self.t_max
+        return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {cls.__name__: cls for cls in (StepLR, ExponentialLR, CosineLR)}
+
+
+# ---- optimizers ---------------------------------------------------------------------
+
+class Optimizer:
+    """Base class: subclasses name their state vectors and implement ``_update``."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, schedule: Schedule | None = None):
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise ConfigError(f"schedule must be StepLR, ExponentialLR or CosineLR, got {schedule!r}")
+        self.lr, self.schedule = float(lr), schedule
+        self.steps = 0  # updates applied so far (Adam's bias correction counts them)
+        self.state: dict[str, np.ndarray] = {}
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate used during ``epoch`` (0-based)."""
+        return self.lr * (self.schedule.factor(epoch) if self.schedule else 1.0)
+
+    def bind(self, n: int, dtype) -> None:
+        """Allocate zeroed state for ``n`` parameters, unless state of that size already exists."""
+        if all(name in self.state and self.state[name].shape == (n,) and self.state[name].dtype == dtype
+               for name in self.state_names):
+            return
+        self.state = {name: np.zeros(n, dtype) for name in self.state_names}
+        self.steps = 0
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float | None = None, backend: str = "numba") -> None:
+        """Apply one update in place to a flat float array ``params`` given ``grads``."""
+        if not (isinstance(params, np.ndarray) and isinstance(grads, np.ndarray)) or params.ndim != 1 \
+                or params.shape != grads.shape:
+            raise ShapeError("step() needs two flat numpy arrays of one shape: params and grads; "
+                             "flatten with .ravel() or use a model's fit()")
+        self.bind(params.size, params.dtype)
+        self.update(get_backend(backend), params, grads, self.lr if lr is None else lr)
+
+    def update(self, kernels, params, grads, lr) -> None:
+        """One update with ``kernels`` (a backend or its ``.raw``); the model calls this per batch."""
+        self.steps += 1
+        self._update(kernels, params, grads, lr)
+
+    def config(self) -> dict:
+        cfg = {k: v for k, v in vars(self).items() if k not in ("schedule", "steps", "state", "state_names")}
+        if self.schedule is not None:
+            cfg["schedule"] = {"kind": type(self.schedule).__name__, **self.schedule.config()}
+        return cfg
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, PyTorch's convention."""
+
+    def __init__(self, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = False,
+                 schedule: Schedule | None = None):
+        super().__init__(lr, schedule)
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0:
+            raise ConfigError("nesterov=True needs momentum > 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.state_names = ("velocity",) if momentum else ()
+
+    def _update(self, k, params, grads, lr):
+        if self.momentum:
+            k.sgd_momentum(params, self.state["velocity"], grads, lr, self.momentum, self.nesterov)
+        else:
+            k.sgd(params, grads, lr)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction."""
+
+    state_names = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 schedule: Schedule | None = None):
+        super().__init__(lr, schedule)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1 and eps > 0):
+            raise ConfigError(f"Adam needs betas in [0, 1) and eps > 0, got betas={betas!r}, eps={eps!r}")
+        self.betas, self.eps = (float(b1), float(b2)), float(eps)
+
+    def _update(self, k, params, grads, lr):
+        b1, b2 = self.betas
+        k.adam(params, self.state["m"], self.state["v"], grads, lr, b1, b2, self.eps,
+               1.0 - b1**self.steps, 1.0 - b2**self.steps)
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam)}
+
+
+def optimizer_from_config(kind: str, config: dict) -> Optimizer:
+    if kind not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {kind!r}; known: {', '.join(OPTIMIZERS)}")
+    config = dict(config)
+    schedule = config.pop("schedule", None)
+    if "betas" in config:
+        config["betas"] = tuple(config["betas"])
+    if schedule is not None:
+        schedule = dict(schedule)
+        config["schedule"] = SCHEDULES[schedule.pop("kind")](**schedule)
+    return OPTIMIZERS[kind](**config)
