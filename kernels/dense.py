@@ -11,62 +11,101 @@ The activation f is fused into the forward epilogue, and the derivative of the
 *previous* layer's activation (whose output ``a`` is this layer's input) is fused
 into the dx epilogue, so neither costs an extra pass over memory. Pass
 act=identity for a plain GEMM.
+
+Speed: the products are register-blocked (see ``_gemm.py``) and split across
+threads by blocks of 4 output rows, and small products run serially, where a
+thread launch would cost more than it saves. Every output element is computed by
+one thread, in an order fixed by the shapes alone, so results are bitwise the same
+whatever the thread count. Timings are in bench/KERNELS.md.
 """
 import numpy as np
 from numba import prange
 
-from ._jit import pjit
+from ._gemm import MR, nn_rows, nt_rows
+from ._jit import jit, pjit
 from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, act_grad, act_value, check_act
 from .backend import twin
+
+# Below this many multiply-adds a product runs on one thread: at 128x128x10 a
+# launch costs more than it saves (bench/KERNELS.md, "serial vs parallel").
+PARALLEL_MIN_MACS = 1 << 18
+
+
+@jit(inline="always")
+def _forward_block(y, x, w, b, act, p0, p1, rb):
+    # rows r0:r1 of y (B, O) = f(x[r0:r1] @ w.T + b), the bias and activation applied while the rows are in cache
+    t = y.dtype.type
+    c0, c1 = t(p0), t(p1)
+    r0 = rb * MR
+    r1 = min(r0 + MR, x.shape[0])
+    nt_rows(y, x, w, r0, r1)
+    for r in range(r0, r1):
+        for o in range(w.shape[0]):
+            y[r, o] = act_value(y[r, o] + b[o], act, c0, c1)
 
 
 @pjit
 def dense_forward(y, x, w, b, act, p0, p1):
     # x (B, I), w (O, I), b (O,) -> y (B, O) = f(x @ w.T + b)
-    t = y.dtype.type
+    n_blocks = (x.shape[0] + MR - 1) // MR  # blocks of 4 rows of y, the last maybe partial
+    if x.shape[0] * x.shape[1] * w.shape[0] < PARALLEL_MIN_MACS:
+        for rb in range(n_blocks):
+            _forward_block(y, x, w, b, act, p0, p1, rb)
+    else:
+        for rb in prange(n_blocks):
+            _forward_block(y, x, w, b, act, p0, p1, rb)
+
+
+@jit(inline="always")
+def _dx_block(dx, dy, w, a, act, p0, p1, rb):
+    # rows r0:r1 of dx (B, I) = (dy[r0:r1] @ w) * f'(a[r0:r1])
+    t = dx.dtype.type
     c0, c1 = t(p0), t(p1)
-    n_in, n_out = x.shape[1], w.shape[0]
-    for r in prange(x.shape[0]):
-        for o in range(n_out):
-            s = t(0)
-            for i in range(n_in):
-                s += x[r, i] * w[o, i]
-            y[r, o] = act_value(s + b[o], act, c0, c1)
+    r0 = rb * MR
+    r1 = min(r0 + MR, dy.shape[0])
+    nn_rows(dx, dy, w, r0, r1)
+    if act != IDENTITY:
+        for r in range(r0, r1):
+            for i in range(dx.shape[1]):
+                dx[r, i] *= act_grad(a[r, i], act, c0, c1)
 
 
 @pjit
 def dense_backward_dx(dx, dy, w, a, act, p0, p1):
     # dy (B, O), w (O, I), a (B, I) -> dx (B, I) = (dy @ w) * f'(a)
-    t = dx.dtype.type
-    c0, c1 = t(p0), t(p1)
-    n_in, n_out = w.shape[1], w.shape[0]
-    for r in prange(dy.shape[0]):
-        for i in range(n_in):
-            dx[r, i] = 0
-        for o in range(n_out):
-            d = dy[r, o]
-            for i in range(n_in):
-                dx[r, i] += d * w[o, i]
-        if act != IDENTITY:
-            for i in range(n_in):
-                dx[r, i] *= act_grad(a[r, i], act, c0, c1)
+    n_blocks = (dy.shape[0] + MR - 1) // MR  # blocks of 4 rows of dx
+    if dy.shape[0] * w.shape[0] * w.shape[1] < PARALLEL_MIN_MACS:
+        for rb in range(n_blocks):
+            _dx_block(dx, dy, w, a, act, p0, p1, rb)
+    else:
+        for rb in prange(n_blocks):
+            _dx_block(dx, dy, w, a, act, p0, p1, rb)
+
+
+@jit(inline="always")
+def _dw_block(dw, db, dy, x, ob):
+    # rows o0:o1 of dw (O, I) = dy[:, o0:o1].T @ x, and db[o0:o1] = column sums of dy
+    t = dw.dtype.type
+    o0 = ob * MR
+    o1 = min(o0 + MR, dw.shape[0])
+    nn_rows(dw, dy.T, x, o0, o1)  # dy.T (O, B) is a strided view: no copy
+    for o in range(o0, o1):
+        s = t(0)
+        for r in range(dy.shape[0]):
+            s += dy[r, o]
+        db[o] = s
 
 
 @pjit
 def dense_backward_dw(dw, db, dy, x):
     # dy (B, O), x (B, I) -> dw (O, I) = dy.T @ x, db (O,) = sum over rows of dy
-    t = dw.dtype.type
-    n_rows, n_in = x.shape
-    for o in prange(dw.shape[0]):  # one thread owns each output row: no shared reduction
-        for i in range(n_in):
-            dw[o, i] = 0
-        s = t(0)
-        for r in range(n_rows):
-            d = dy[r, o]
-            s += d
-            for i in range(n_in):
-                dw[o, i] += d * x[r, i]
-        db[o] = s
+    n_blocks = (dw.shape[0] + MR - 1) // MR  # blocks of 4 rows of dw: one thread owns each, no shared reduction
+    if x.shape[0] * x.shape[1] * dw.shape[0] < PARALLEL_MIN_MACS:
+        for ob in range(n_blocks):
+            _dw_block(dw, db, dy, x, ob)
+    else:
+        for ob in prange(n_blocks):
+            _dw_block(dw, db, dy, x, ob)
 
 
 # ---- NumPy twins -----------------------------------------------------------------
