@@ -8,6 +8,7 @@ No pickle anywhere; the file is written to a temporary name and moved into place
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -67,6 +68,7 @@ def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | 
             opt.state[name][...] = tensors[f"optimizer.{name}"]
         opt.steps = spec["steps"]
         model.optimizer = opt
+    return model
 
 
 def copy_model(model, dtype: str | None = None):
@@ -91,17 +93,9 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def load(path, backend: str | None = None):

@@ -212,7 +212,7 @@ class Sequential:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"{cb!r} is not a fastnet Callback")
 
-        report = Progress(enabled=progress)
+        report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         with kernel_threads(self.backend):
             report.compiling(self.compile_kernels)
             self.stop_training = False

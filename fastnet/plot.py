@@ -1,0 +1,49 @@
+"""A PNG training report: loss and accuracy per epoch, and the test confusion matrix (needs matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fastnet.checkpoint import write_atomic
+
+
+def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) -> np.ndarray:
+    """counts[i, j] = how many samples of class i were predicted as class j."""
+    return np.bincount(actual * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def training_report(history, predicted, actual, classes, path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = history["epoch"]
+    fig, (ax_loss, ax_acc, ax_cm) = plt.subplots(1, 3, figsize=(15, 4.5))
+    ax_loss.plot(epochs, history["loss"], label="train")
+    if "val_loss" in history.records[-1]:
+        ax_loss.plot(epochs, history["val_loss"], label="test")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_loss.legend()
+    ax_acc.plot(epochs, history["accuracy"], label="train")
+    if "val_accuracy" in history.records[-1]:
+        ax_acc.plot(epochs, history["val_accuracy"], label="test")
+    ax_acc.set(title="accuracy", xlabel="epoch")
+    ax_acc.legend()
+    cm = confusion_matrix(predicted, actual, len(classes))
+    ax_cm.imshow(cm, cmap="Blues")
+    ax_cm.set(title="test confusion matrix", xlabel="predicted", ylabel="true",
+              xticks=range(len(classes)), yticks=range(len(classes)))
+    ax_cm.set_xticklabels(classes, rotation=90 if max(map(len, classes)) > 2 else 0)
+    ax_cm.set_yticklabels(classes)
+    for (i, j), count in np.ndenumerate(cm):
+        ax_cm.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                   color="white" if count > cm.max() / 2 else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(Path(path), buffer.getvalue())
