@@ -28,7 +28,7 @@ from .backend import twin
 
 # Below this many multiply-adds a product runs on one thread: at 128x128x10 a
 # launch costs more than it saves (bench/KERNELS.md, "serial vs parallel").
-PARALLEL_MIN_MACS = 1 << 18
+PARALLEL_MIN_MACS = 1 << 20
 
 
 @jit(inline="always")
