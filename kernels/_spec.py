@@ -7,7 +7,7 @@ Each kernel declares its arrays once, as a small spec string, for example::
 meaning: y, x, w and b are C-contiguous float arrays of one dtype (float32 or
 float64) with those dimensions, where equal letters must be equal sizes.
 A suffix ``:int64`` or ``:uint8`` fixes an array's dtype instead, e.g. ``labels[B]:int64``,
-and ``:any`` accepts any numeric dtype (for data that is cast on the way in).
+and ``:any`` accepts any integer dtype, float32 or float64 (for data that is cast on the way in).
 Arrays named first up to the first ``|`` are outputs and must be writeable.
 One spec serves both backends, so the NumPy twins are checked exactly like the
 numba kernels.
@@ -66,8 +66,8 @@ class Spec:
                 elif value.dtype != float_dtype:
                     raise DTypeError(f"{where} is {value.dtype} but earlier arrays are {float_dtype}; use one float dtype for all")
             elif param.dtype == "any":
-                if value.dtype.kind not in "uif":
-                    raise DTypeError(f"{where} must be a numeric array, got {value.dtype}")
+                if value.dtype.kind not in "ui" and value.dtype not in FLOAT_DTYPES:  # numba has no float16
+                    raise DTypeError(f"{where} must be an integer, float32 or float64 array, got {value.dtype}")
             elif value.dtype != param.dtype:
                 raise DTypeError(f"{where} must be {param.dtype}, got {value.dtype}; convert with .astype(np.{param.dtype})")
             if not value.flags.c_contiguous:
@@ -84,6 +84,12 @@ class Spec:
         for param, value in zip(self.outputs, args):
             if not value.flags.writeable:
                 raise ValueError(f"{self.kernel}(): output '{param.name}' is read-only; pass a writeable array")
+
+
+def check_classes(kernel: str, z: np.ndarray) -> None:
+    """Value check shared by kernels over (B, C) class scores: they read z[r, 0], so C >= 1."""
+    if z.shape[1] == 0:
+        raise ShapeError(f"{kernel}(): argument 'z' needs at least one class column, got shape {z.shape}")
 
 
 def _parse_args(text: str) -> tuple[_Arg, ...]:

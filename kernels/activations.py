@@ -34,7 +34,7 @@ def act_value(z, act, p0, p1):
     if act == TANH:
         return np.tanh(z)
     if act == RELU:
-        return z if z > 0 else type(z)(0)
+        return type(z)(0) if z <= 0 else z  # a NaN fails z <= 0 and passes through, as in np.maximum
     if act == LEAKY_RELU:
         return z if z > 0 else p0 * z
     return z
@@ -119,8 +119,8 @@ def activation_backward_np(dz, dy, y, act, p0, p1):
 
 def check_act(act, p0, p1):
     """Value check shared by every kernel that takes an activation code."""
-    if act not in ACTIVATIONS_NP:
-        raise ValueError(f"unknown activation code {act!r}; use one of fastnet.kernels.ACT: {ACT}")
+    if isinstance(act, (bool, np.bool_)) or not isinstance(act, (int, np.integer)) or act not in ACTIVATIONS_NP:
+        raise ValueError(f"argument 'act' is {act!r}, not an activation code; use one of fastnet.kernels.ACT: {ACT}")
     if act == SIGMOID and (not p0 > 0 or not p1 > 0):
         raise ValueError(f"sigmoid needs a > 0 and b > 0, got a={p0}, b={p1}")
     if act == LEAKY_RELU and not p0 >= 0:

@@ -7,11 +7,15 @@ check, for the model layer's hot loop, whose buffers it allocated itself.
 """
 from __future__ import annotations
 
+import inspect
+import numbers
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
 
-from fastnet.errors import ConfigError
+import numpy as np
+
+from fastnet.errors import ConfigError, DTypeError
 
 from ._spec import Spec
 
@@ -27,10 +31,17 @@ class Twin:
     check: Callable | None = None  # extra value checks on the args, e.g. label range
 
     def checked(self, fn: Callable) -> Callable:
-        spec, extra = self.spec, self.check
+        spec, extra, name = self.spec, self.check, self.name
+        params = tuple(inspect.signature(self.numpy).parameters)  # both twins share one signature
+        scalars = tuple(enumerate(params))[len(spec.outputs) + len(spec.inputs):]
 
         def kernel(*args):
+            if len(args) != len(params):
+                raise TypeError(f"{name}() takes {len(params)} arguments ({', '.join(params)}); got {len(args)}")
             spec.check(args)
+            for i, param in scalars:  # numba would raise a typing error deep inside instead
+                if not isinstance(args[i], (numbers.Real, np.bool_)):
+                    raise DTypeError(f"{name}(): argument '{param}' must be a number, got {type(args[i]).__name__}")
             if extra is not None:
                 extra(*args)
             return fn(*args)

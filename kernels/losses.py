@@ -15,6 +15,7 @@ has loss 0.
 import numpy as np
 
 from ._jit import jit
+from ._spec import check_classes
 from .backend import twin
 
 
@@ -143,16 +144,15 @@ def sigmoid_bce_np(dz, z, target):
 
 
 def _check_labels(dz, z, labels):
+    check_classes("softmax_ce", z)
     if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
         bad = labels[(labels < 0) | (labels >= z.shape[1])][0]
         raise ValueError(f"softmax_ce(): label {bad} is outside the classes 0..{z.shape[1] - 1}")
-    if z.shape[1] == 0:
-        raise ValueError("softmax_ce(): logits need at least one class column")
 
 
 TWINS = [
     twin(softmax_ce, softmax_ce_np, "dz[B,C] | z[B,C] labels[B]:int64", _check_labels),
-    twin(softmax, softmax_np, "p[B,C] | z[B,C]"),
+    twin(softmax, softmax_np, "p[B,C] | z[B,C]", lambda p, z: check_classes("softmax", z)),
     twin(mse, mse_np, "dp[B,M] | p[B,M] target[B,M]"),
     twin(sigmoid_bce, sigmoid_bce_np, "dz[B,M] | z[B,M] target[B,M]"),
 ]

@@ -21,7 +21,7 @@ def dropout(y, x, mask, scale):
     zero = y.dtype.type(0)
     for r in prange(x.shape[0]):
         for c in range(x.shape[1]):
-            y[r, c] = x[r, c] * s if mask[r, c] else zero
+            y[r, c] = x[r, c] * (s if mask[r, c] else zero)  # a dropped NaN stays NaN, as in the twin
 
 
 @jit
@@ -50,9 +50,11 @@ def penalty_np(dw, w, l1, l2):
     return t(c1 * np.abs(w).sum() + c2 * t(0.5) * np.vdot(w, w))
 
 
-def _check_scale(y, x, mask, scale):
+def _check_dropout(y, x, mask, scale):
     if not scale >= 1:
         raise ValueError(f"dropout(): scale must be 1/(1-p) >= 1, got {scale}")
+    if mask.size and mask.max() > 1:  # the kernel reads any nonzero as 1, the twin multiplies by it
+        raise ValueError(f"dropout(): argument 'mask' must hold 0 or 1, got {mask.max()}")
 
 
 def _check_strengths(dw, w, l1, l2):
@@ -61,6 +63,6 @@ def _check_strengths(dw, w, l1, l2):
 
 
 TWINS = [
-    twin(dropout, dropout_np, "y[N,M] | x[N,M] mask[N,M]:uint8", _check_scale),
+    twin(dropout, dropout_np, "y[N,M] | x[N,M] mask[N,M]:uint8", _check_dropout),
     twin(penalty, penalty_np, "dw[N] | w[N]", _check_strengths),
 ]
