@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, pjit
+from ._spec import check_classes
 from .backend import twin
 
 
@@ -26,11 +27,15 @@ def gather_rows(out, x, idx, scale):
 
 @jit
 def argmax_hits(z, labels):
-    # z (B, C), labels (B,) -> count of argmax(z[r]) == labels[r] (first maximum wins, as np.argmax)
+    # z (B, C), labels (B,) -> count of argmax(z[r]) == labels[r]
+    # As np.argmax: the first maximum wins, and a NaN counts as the maximum.
     hits = 0
     for r in range(z.shape[0]):
         best = 0
-        for c in range(1, z.shape[1]):
+        for c in range(z.shape[1]):
+            if z[r, c] != z[r, c]:
+                best = c
+                break
             if z[r, c] > z[r, best]:
                 best = c
         hits += best == labels[r]
@@ -68,13 +73,9 @@ def _check_idx(out, x, idx, scale):
         raise ValueError(f"gather_rows(): indices must lie in 0..{x.shape[0] - 1}")
 
 
-def _check_classes(z, labels):
-    if z.shape[1] == 0:
-        raise ValueError("argmax_hits(): z needs at least one class column")
-
-
 TWINS = [
     twin(gather_rows, gather_rows_np, "out[B,M] | x[N,M]:any idx[B]:int64", _check_idx),
-    twin(argmax_hits, argmax_hits_np, "z[B,C] labels[B]:int64", _check_classes),
+    twin(argmax_hits, argmax_hits_np, "z[B,C] labels[B]:int64",
+         lambda z, labels: check_classes("argmax_hits", z)),
     twin(threshold_hits, threshold_hits_np, "z[B,M] target[B,M]"),
 ]

@@ -229,3 +229,12 @@ def test_optimizers_follow_the_pytorch_update_rules(backend):
     np.testing.assert_allclose(v, v_ref, rtol=1e-14)
     # With a constant gradient both Adam steps move each weight by lr * sign(g).
     np.testing.assert_allclose(w, 1 - 2 * 0.01 * np.sign(g), rtol=1e-6)
+
+
+def test_argmax_hits_treats_nan_as_the_maximum_like_np_argmax():
+    z = np.array([[1, np.nan, 3], [np.nan, 0, 0], [2, 5, 5], [0, 1, np.nan]], np.float32)
+    labels = np.array([1, 0, 1, 2])
+    expected = int((np.argmax(z, axis=1) == labels).sum())
+    assert expected == 4
+    for name in ("numba", "numpy"):
+        assert get_backend(name).argmax_hits(z, labels) == expected
