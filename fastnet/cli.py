@@ -1,4 +1,4 @@
-"""The ``fastnet`` command: ``fastnet train`` and ``fastnet evaluate`` (also ``python -m fastnet``).
+"""The ``fastnet`` command: ``fastnet train``, ``evaluate`` and ``bench`` (also ``python -m fastnet``).
 
 Errors a user can fix (bad flag values, missing or corrupt data, unreadable
 models) print one line on stderr and exit with status 2; Ctrl-C during training
@@ -94,6 +94,16 @@ def build_parser() -> Parser:
     evaluate.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="time training epochs against the NumPy baseline and PyTorch")
+    bench.add_argument("--rounds", type=_number(int, 1), default=5,
+                       help="timed epochs per contender, interleaved (default: %(default)s)")
+    bench.add_argument("--quick", action="store_true", help="only 784-128-10 sigmoid at B=128, and no extras")
+    bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    bench.add_argument("--out", metavar="PREFIX", default="fastnet-bench",
+                       help="write PREFIX.json and, with matplotlib, PREFIX.png (default: %(default)s)")
+    bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
@@ -194,6 +204,30 @@ def cmd_evaluate(args, out, say) -> int:
     return 0
 
 
+def cmd_bench(args, out, say) -> int:
+    from fastnet import bench
+
+    if args.threads:
+        fn.set_num_threads(args.threads)
+    cases = [bench.Case((128,), "sigmoid", 128)] if args.quick else bench.CASES
+    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {bench.SAMPLES:,} samples each, "
+        f"numba on {fn.get_num_threads()} threads")
+    results = bench.run(cases, rounds=args.rounds, with_torch=not args.no_torch, extras=not args.quick, say=say)
+    say("")
+    say(bench.format_table(results))
+    bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")
+    say(f"\nresults written to {args.out}.json" + (f" and {args.out}.png" if _has_matplotlib() else ""))
+    return 0
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _describe(model) -> str:
     widths = [model.n_in] + [layer.n_out for layer in model.dense]
     acts = sorted({type(layer).__name__ for layer in model.layers if isinstance(layer, fn.layers.Activation)})
@@ -201,10 +235,8 @@ def _describe(model) -> str:
 
 
 def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'fastnet[plot]' (or pip install matplotlib)") from None
+    if not _has_matplotlib():
+        raise ConfigError("--plot needs matplotlib: pip install 'fastnet[plot]' (or pip install matplotlib)")
 
 
 def plot(model, test, path) -> None:
