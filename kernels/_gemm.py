@@ -63,7 +63,7 @@ def nt_rows(y, x, w, r0, r1):
             dot_tile_4x4(y, x, r0, w, o)
     else:  # the last, partial block of rows: plain dot products
         o_full = 0
-    for r in range(r0, r1):  # remainder: columns past the last full tile (all columns for a partial block)
+    for r in range(r0, r1):  # remainder: columns past the last full tile (every column, in a partial block)
         for o in range(o_full, n_out):
             y[r, o] = dot(x, r, w, o)
 
@@ -90,9 +90,13 @@ def nn_rows(c, a, m, j0, j1):
                 c[j0 + 1, i] += a10 * m0 + a11 * m1 + a12 * m2 + a13 * m3
                 c[j0 + 2, i] += a20 * m0 + a21 * m1 + a22 * m2 + a23 * m3
                 c[j0 + 3, i] += a30 * m0 + a31 * m1 + a32 * m2 + a33 * m3
-    else:  # the last, partial block of rows: one row and one k at a time
-        k_full = 0
-    for j in range(j0, j1):  # remainder: k's past the last full block (all k's for a partial block)
+    else:  # the last, partial block of rows: one row at a time, still 4 k's per pass
+        for j in range(j0, j1):
+            for k in range(0, k_full, NR):
+                a0, a1, a2, a3 = a[j, k], a[j, k + 1], a[j, k + 2], a[j, k + 3]
+                for i in range(n):
+                    c[j, i] += a0 * m[k, i] + a1 * m[k + 1, i] + a2 * m[k + 2, i] + a3 * m[k + 3, i]
+    for j in range(j0, j1):  # remainder: k's past the last full block, one at a time
         for k in range(k_full, n_k):
             s = a[j, k]
             for i in range(n):
