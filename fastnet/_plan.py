@@ -18,6 +18,7 @@ from functools import partial
 
 import numpy as np
 
+from fastnet._memory import aligned_zeros
 from fastnet.kernels import ACT
 from fastnet.layers import Activation, Dense, Dropout
 
@@ -87,9 +88,9 @@ class Plan:
 
     def _build(self, B: int) -> Steps:
         k, dt, ops = self.k, self.dtype, self.ops
-        x = np.zeros((B, self.n_in), dt)
-        outs = [np.zeros((B, op.width), dt) for op in ops]
-        grads = [np.zeros((B, op.width), dt) for op in ops]
+        x = aligned_zeros((B, self.n_in), dt)
+        outs = [aligned_zeros((B, op.width), dt) for op in ops]
+        grads = [aligned_zeros((B, op.width), dt) for op in ops]
         for i in range(len(ops) - 1, 0, -1):
             if ops[i].kind == "act" and ops[i].grad_is_pre_act:
                 grads[i - 1] = grads[i]  # the Dense above applied f' already: the gradient passes through

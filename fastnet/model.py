@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from fastnet import inputs
+from fastnet._memory import aligned_zeros
 from fastnet._plan import Plan
 from fastnet.callbacks import Callback, History
 from fastnet.errors import ConfigError, DivergenceError
@@ -84,8 +85,8 @@ class Sequential:
     def _allocate(self, rng: np.random.Generator) -> None:
         """All parameters in one flat vector, gradients in another; layers hold views."""
         n = sum(layer.n_params for layer in self.dense)
-        self.params = np.zeros(n, self.dtype)
-        self.grads = np.zeros(n, self.dtype)
+        self.params = aligned_zeros(n, self.dtype)
+        self.grads = aligned_zeros(n, self.dtype)
         offset = 0
         for layer in self.dense:
             n_w, n_b = layer.n_out * layer.n_in, layer.n_out

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from fastnet._memory import aligned_zeros
 from fastnet.errors import ConfigError, ShapeError
 from fastnet.kernels import get_backend
 
@@ -97,7 +98,7 @@ class Optimizer:
         if all(name in self.state and self.state[name].shape == (n,) and self.state[name].dtype == dtype
                for name in self.state_names):
             return
-        self.state = {name: np.zeros(n, dtype) for name in self.state_names}
+        self.state = {name: aligned_zeros(n, dtype) for name in self.state_names}
         self.steps = 0
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float | None = None, backend: str = "numba") -> None:
