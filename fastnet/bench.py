@@ -182,7 +182,7 @@ def compile_times(case: Case) -> dict:
 
     code = ("import time, sys; t0 = float(sys.argv[1]); "
             "from fastnet.bench import Case, fastnet_model; import fastnet as fn; "
-            f"m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, {case.batch})); "
+            f"m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, {case.batch}), 'numba'); "
             "m.optimizer = fn.SGD(lr=0.01); m.optimizer.bind(m.n_params, m.dtype); m.compile_kernels(); "
             "print(time.time() - t0)")
     out = {}
@@ -199,13 +199,13 @@ def peak_rss_mb(case: Case, samples: int = SAMPLES) -> float:
     """Peak resident memory (MB) of a fresh process that trains ``case`` for one epoch with numba."""
     code = ("import resource; from fastnet.bench import Case, epoch_data, fastnet_model; import fastnet as fn; "
             f"x, y = epoch_data({samples}); m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, "
-            f"{case.batch})); m.fit(x, y, epochs=1, batch_size={case.batch}, optimizer=fn.SGD(lr=0.01), "
+            f"{case.batch}), 'numba'); m.fit(x, y, epochs=1, batch_size={case.batch}, optimizer=fn.SGD(lr=0.01), "
             "progress=False); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def summarise(case: Case, contenders: list[Contender], peak: float) -> list[dict]:
+def summarise(case: Case, contenders: list[Contender], peak: float, samples: int = SAMPLES) -> list[dict]:
     """One row per contender, with the NumPy baseline counted at its faster thread count."""
     rows = []
     numpy_best = min((c for c in contenders if c.name.startswith("fastnet-numpy")),
@@ -214,7 +214,7 @@ def summarise(case: Case, contenders: list[Contender], peak: float) -> list[dict
     torch_c = next((c for c in contenders if c.name.startswith("torch")), None)
     for c in contenders:
         median = statistics.median(c.times)
-        gflops = case.flops_per_epoch() / median / 1e9
+        gflops = case.flops_per_epoch(samples) / median / 1e9
         rows.append({"case": case.name, "contender": c.name, "median_s": median, "gflops": gflops,
                      "pct_peak": 100 * gflops / peak, "rounds": len(c.times),
                      "baseline": c is numpy_best})
@@ -227,7 +227,8 @@ def summarise(case: Case, contenders: list[Contender], peak: float) -> list[dict
 
 
 def format_table(results: dict) -> str:
-    lines = [f"sgemm peak: {results['peak_gflops']:.0f} GFLOP/s (2048² float32, 2 BLAS threads)", "",
+    lines = [f"sgemm peak: {results['peak_gflops']:.0f} GFLOP/s (2048² float32, 2 BLAS threads); "
+             f"{results['samples']:,} samples per epoch, median of {results['rounds']} interleaved epochs", "",
              "| case | contender | median s/epoch | GFLOP/s | % of peak | numba ÷ this |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for case_rows in results["cases"]:
@@ -240,16 +241,17 @@ def format_table(results: dict) -> str:
         c = results["compile"]
         lines += ["", f"compile, process start to first batch: cold {c['cold']:.2f} s, cached {c['cached']:.2f} s"]
     if "peak_rss_mb" in results:
-        lines.append(f"peak resident memory, 784-128-10 on {SAMPLES:,} samples: {results['peak_rss_mb']:.0f} MB")
+        lines.append(f"peak resident memory, training 784-128-10 on {SAMPLES:,} samples: {results['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
-def run(cases=CASES, rounds: int = 5, with_torch: bool = True, extras: bool = True, say=print) -> dict:
+def run(cases=CASES, rounds: int = 5, with_torch: bool = True, extras: bool = True, samples: int = SAMPLES,
+        say=print) -> dict:
     """Run the whole benchmark and return its results as a JSON-able dict."""
-    x, y = epoch_data()
+    x, y = epoch_data(samples)
     peak = sgemm_peak()
     say(f"sgemm peak {peak:.0f} GFLOP/s")
-    results = {"peak_gflops": peak, "samples": SAMPLES, "rounds": rounds, "cases": [],
+    results = {"peak_gflops": peak, "samples": samples, "rounds": rounds, "cases": [],
                "numba_threads": fn.get_num_threads()}
     if with_torch and not torch_available()[0]:
         results["torch_skipped"] = torch_available()[1]
@@ -257,7 +259,7 @@ def run(cases=CASES, rounds: int = 5, with_torch: bool = True, extras: bool = Tr
     for case in cases:
         contenders = contenders_for(case, x, y, with_torch)
         run_interleaved(contenders, rounds)
-        rows = summarise(case, contenders, peak)
+        rows = summarise(case, contenders, peak, samples)
         results["cases"].append(rows)
         say(f"{case.name}: " + ", ".join(f"{r['contender']} {r['median_s']:.3f} s" for r in rows))
     if extras:

@@ -100,6 +100,7 @@ def build_parser() -> Parser:
                        help="timed epochs per contender, interleaved (default: %(default)s)")
     bench.add_argument("--quick", action="store_true", help="only 784-128-10 sigmoid at B=128, and no extras")
     bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    bench.add_argument("--samples", type=_number(int, 1), default=60_000, help="samples per epoch (default: %(default)s)")
     bench.add_argument("--out", metavar="PREFIX", default="fastnet-bench",
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: %(default)s)")
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
@@ -210,9 +211,10 @@ def cmd_bench(args, out, say) -> int:
     if args.threads:
         fn.set_num_threads(args.threads)
     cases = [bench.Case((128,), "sigmoid", 128)] if args.quick else bench.CASES
-    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {bench.SAMPLES:,} samples each, "
+    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each, "
         f"numba on {fn.get_num_threads()} threads")
-    results = bench.run(cases, rounds=args.rounds, with_torch=not args.no_torch, extras=not args.quick, say=say)
+    results = bench.run(cases, rounds=args.rounds, with_torch=not args.no_torch, extras=not args.quick,
+                        samples=args.samples, say=say)
     say("")
     say(bench.format_table(results))
     bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")
