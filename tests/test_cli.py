@@ -92,7 +92,6 @@ def test_resume_is_exact_without_a_schedule(tmp_path):
 
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib", reason="--plot is an optional extra; its error path is tested separately")
     png = tmp_path / "report.png"
     result = run("train", *SMALL, "--plot", str(png))
     assert result.returncode == 0, result.stderr
