@@ -20,6 +20,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, pjit
+from ._vexp import vexp
 from .backend import twin
 
 ACT = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
@@ -30,7 +31,7 @@ IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU = (ACT[k] for k in ACT)
 def act_value(z, act, p0, p1):
     """y = f(z) for one element; p0, p1 already cast to z's dtype."""
     if act == SIGMOID:
-        return p0 / (type(z)(1) + np.exp(-z / p1))  # exp overflow gives inf, so y -> 0: no NaN
+        return p0 / (type(z)(1) + vexp(-z / p1))  # exp overflow gives inf, so y -> 0: no NaN
     if act == TANH:
         return np.tanh(z)
     if act == RELU:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._jit import jit
 from ._spec import check_classes
+from ._vexp import vexp
 from .backend import twin
 
 
@@ -34,7 +35,7 @@ def softmax_ce(dz, z, labels):
             m = max(m, z[r, c])
         s = t(0)
         for c in range(n_cls):
-            e = np.exp(z[r, c] - m)
+            e = vexp(z[r, c] - m)
             dz[r, c] = e
             s += e
         total += np.log(s) - (z[r, labels[r]] - m)
@@ -55,7 +56,7 @@ def softmax(p, z):
             m = max(m, z[r, c])
         s = t(0)
         for c in range(z.shape[1]):
-            p[r, c] = np.exp(z[r, c] - m)
+            p[r, c] = vexp(z[r, c] - m)
             s += p[r, c]
         inv = t(1) / s
         for c in range(z.shape[1]):
@@ -91,7 +92,7 @@ def sigmoid_bce(dz, z, target):
     for r in range(z.shape[0]):
         for c in range(z.shape[1]):
             x = z[r, c]
-            e = np.exp(-abs(x))  # in (0, 1]: never overflows
+            e = vexp(-abs(x))  # in (0, 1]: never overflows
             total += max(x, t(0)) - x * target[r, c] + np.log1p(e)
             sig = one / (one + e) if x >= 0 else e / (one + e)
             dz[r, c] = (sig - target[r, c]) * inv_n
