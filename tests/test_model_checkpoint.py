@@ -215,6 +215,15 @@ def test_an_interrupted_save_leaves_the_previous_file_intact_and_no_temp_file(tm
     assert np.array_equal(fn.load(path).params, model.params)
 
 
+def test_a_saved_model_gets_the_usual_file_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        net().save(tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644  # not a temp file's 0600
+
+
 # ---- damaged files ------------------------------------------------------------------
 
 def damaged_files(tmp_path) -> dict:

@@ -209,6 +209,28 @@ def test_gradcheck_below_1e_6_in_float64(act, loss, variant):
         assert error < 1e-6, f"{backend}: max relative error {error:.3g}"
 
 
+UNUSUAL_ORDERS = {
+    "input_dropout": lambda: [fn.Dropout(0.3), fn.Dense(5, 4), fn.Tanh(), fn.Dense(4, 3)],
+    "activation_first": lambda: [fn.Tanh(), fn.Dense(5, 4), fn.ReLU(), fn.Dense(4, 3)],
+    "two_activations": lambda: [fn.Dense(5, 4), fn.Tanh(), fn.Sigmoid(2, 0.5), fn.Dense(4, 3)],
+    "dense_dense": lambda: [fn.Dense(5, 4), fn.Dense(4, 4, l1=0.01), fn.LeakyReLU(0.2), fn.Dropout(0.5),
+                            fn.Dense(4, 3)],
+    "deep": lambda: [fn.Dense(5, 6), fn.Sigmoid(), fn.Dropout(0.2), fn.Dense(6, 6), fn.Tanh(), fn.Dense(6, 4),
+                     fn.ReLU(), fn.Dense(4, 3), fn.Tanh()],
+}
+
+
+@pytest.mark.parametrize("order", list(UNUSUAL_ORDERS))
+def test_gradcheck_below_1e_6_for_unusual_layer_orders(order):
+    """Orders that change how the plan fuses: nothing to fuse into, unfused activations, chained Dense."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    for backend in ("numba", "numpy"):
+        model = fn.Sequential(*UNUSUAL_ORDERS[order](), loss=fn.SoftmaxCrossEntropy(), backend=backend, seed=1)
+        error = fn.gradcheck(model, x, y, max_params=None)
+        assert error < 1e-6, f"{backend}: max relative error {error:.3g}"
+
+
 def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
     model = gradcheck_model("tanh", "mse", "plain", "numpy")
     rng = np.random.default_rng(0)
