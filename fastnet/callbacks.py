@@ -82,7 +82,7 @@ class EarlyStopping(Callback):
                 self.best_params = model.params.copy()
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:  # `patience` epochs in a row without improvement, as Keras
                 self.stopped_epoch = record["epoch"]
                 model.stop_training = True
 

@@ -6,6 +6,7 @@ calls (see ``_plan``), fusing each activation into the Dense layer before it.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class Dense(Layer):
         if init not in self.INITS:
             raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(self.INITS)}")
         for name, value in (("l1", l1), ("l2", l2)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"Dense {name} must be a finite number >= 0, got {value!r}")
         self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
         self.l1, self.l2 = float(l1), float(l2)
@@ -142,7 +143,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5):
-        if not (isinstance(p, (int, float)) and 0 <= p < 1):
+        if not (isinstance(p, numbers.Real) and 0 <= p < 1):
             raise ConfigError(f"Dropout p must be in [0, 1), got {p!r}")
         self.p = float(p)
 

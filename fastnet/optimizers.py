@@ -12,6 +12,7 @@ every layer. It also works on its own, on any flat float array::
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float, schedule: Schedule | None = None):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
             raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise ConfigError(f"schedule must be StepLR, ExponentialLR or CosineLR, got {schedule!r}")

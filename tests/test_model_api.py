@@ -212,18 +212,20 @@ class KeepEveryEpoch(fn.Callback):
         self.val_loss.append(record["val_loss"])
 
 
-def test_early_stopping_stops_after_patience_and_restores_the_best_epochs_weights():
+@pytest.mark.parametrize("patience", [1, 3])
+def test_early_stopping_stops_after_patience_and_restores_the_best_epochs_weights(patience):
     # a wide net on few noisy labels overfits: val_loss turns upwards early
     rng = np.random.default_rng(0)
     x, xv = rng.normal(size=(40, 10)), rng.normal(size=(200, 10))
     y, yv = rng.integers(0, 3, 40), rng.integers(0, 3, 200)
     model = fn.Sequential(fn.Dense(10, 64), fn.ReLU(), fn.Dense(64, 3), loss=fn.SoftmaxCrossEntropy(), seed=0)
-    keep, stop = KeepEveryEpoch(), fn.EarlyStopping(patience=2)
+    keep, stop = KeepEveryEpoch(), fn.EarlyStopping(patience=patience)
     history = model.fit(x, y, epochs=100, batch_size=8, optimizer=fn.Adam(lr=0.01), validation_data=(xv, yv),
                         callbacks=[keep, stop], progress=False)
     best = int(np.argmin(keep.val_loss))
-    assert len(history) == best + 1 + 3  # the best epoch, then patience + 1 epochs without improvement
     assert len(history) < 100
+    assert len(history) == best + 1 + patience  # the best epoch, then `patience` epochs without improvement
+    assert all(v >= keep.val_loss[best] for v in keep.val_loss[best + 1:])
     assert stop.best_epoch == best + 1 and stop.stopped_epoch == len(history)
     assert not np.array_equal(keep.weights[-1], keep.weights[best])
     assert np.array_equal(model.params, keep.weights[best])
@@ -349,3 +351,14 @@ def test_integer_labels_of_any_integer_dtype_are_accepted(label_dtype):
     model = fn.Sequential(fn.Dense(4, 3), loss=fn.SoftmaxCrossEntropy(), seed=0)
     reference = model.evaluate(x, y)
     assert model.evaluate(x, y.astype(label_dtype)) == reference
+
+
+def test_numpy_scalar_hyperparameters_are_accepted_and_saved(tmp_path):
+    model = fn.Sequential(fn.Dense(4, 3, l1=np.float32(1e-3), l2=np.int64(0)), fn.Dropout(np.float32(0.25)),
+                          loss=fn.MSE(), seed=0)
+    x = np.random.default_rng(0).normal(size=(8, 4))
+    model.fit(x, x[:, :3], optimizer=fn.SGD(lr=np.float32(0.1), momentum=np.float64(0.5)), progress=False)
+    model.save(tmp_path / "m.safetensors")
+    same = fn.load(tmp_path / "m.safetensors")
+    assert same.layers[0].l1 == pytest.approx(1e-3) and same.layers[1].p == 0.25
+    assert same.optimizer.lr == pytest.approx(0.1)
