@@ -25,8 +25,8 @@ class History:
         return len(self.records)
 
     def __getitem__(self, key: str) -> list:
-        if not self.records or key not in self.records[-1]:
-            known = ", ".join(self.records[-1]) if self.records else "nothing yet"
+        if not any(key in r for r in self.records):  # epochs without it (e.g. no validation data) give NaN
+            known = ", ".join(dict.fromkeys(k for r in self.records for k in r)) or "nothing yet"
             raise KeyError(f"no metric {key!r} in the history; recorded: {known}")
         return [r.get(key, math.nan) for r in self.records]
 

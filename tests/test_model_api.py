@@ -362,3 +362,15 @@ def test_numpy_scalar_hyperparameters_are_accepted_and_saved(tmp_path):
     same = fn.load(tmp_path / "m.safetensors")
     assert same.layers[0].l1 == pytest.approx(1e-3) and same.layers[1].p == 0.25
     assert same.optimizer.lr == pytest.approx(0.1)
+
+
+def test_history_keeps_metrics_that_later_fits_did_not_record():
+    x, y = blobs(30)
+    model = fn.Sequential(fn.Dense(4, 3), loss=fn.SoftmaxCrossEntropy(), seed=0)
+    model.fit(x, y, epochs=2, validation_data=(x, y), progress=False)
+    model.fit(x, y, epochs=1, progress=False)  # no validation this time
+    val = model.history["val_loss"]
+    assert len(val) == 3 and all(math.isfinite(v) for v in val[:2]) and math.isnan(val[2])
+    assert set(model.history.history) >= {"loss", "val_loss", "val_accuracy", "seconds"}
+    with pytest.raises(KeyError, match="no metric 'f1'.*val_loss"):
+        model.history["f1"]
