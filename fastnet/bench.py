@@ -82,7 +82,7 @@ def fastnet_contender(case: Case, backend: str, x, y, blas_threads: int | None =
     model = fastnet_model(case, backend)
     opt = fn.SGD(lr=LR)
     model.optimizer = opt
-    opt.bind(model.n_params, model.dtype)
+    opt.bind(model.params.size, model.dtype, owner=model)
     compile_seconds = model.compile_kernels()
 
     def epoch():

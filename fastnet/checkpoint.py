@@ -63,7 +63,7 @@ def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | 
     if meta["optimizer"] is not None:
         spec = meta["optimizer"]
         opt = optimizer_from_config(spec["kind"], spec["config"])
-        opt.bind(model.n_params, model.dtype)
+        opt.bind(model.params.size, model.dtype, owner=model)
         for name in opt.state_names:
             opt.state[name][...] = tensors[f"optimizer.{name}"]
         opt.steps = spec["steps"]

@@ -33,10 +33,10 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
         None checks all of them.
     """
     twin = copy_model(model, dtype="float64")
-    x, scale = inputs.check_x(x, twin.n_in, twin.dtype)
+    x, divisor = inputs.check_x(x, twin.n_in, twin.dtype)
     y = inputs.check_y(y, len(x), twin.n_out, twin.loss, twin.dtype)
     steps = twin._plan.steps(len(x))
-    twin._load_batch(steps, x, y, np.arange(len(x)), scale)
+    twin._load_batch(steps, x, y, np.arange(len(x)), divisor)
     for draw in steps.draw_masks:
         draw()
     masks = steps.draw_masks

@@ -8,7 +8,7 @@ from fastnet.losses import Loss
 
 
 def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
-    """Return x ready for the kernels and the scale the batch gather applies.
+    """Return x ready for the kernels and the divisor the batch gather applies.
 
     uint8 images stay uint8 (scaled to [0, 1] batch by batch, so no float copy
     of the dataset is made); float inputs are used as they are, in the model's dtype.
@@ -21,7 +21,7 @@ def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
     if x.shape[1] != n_features:
         raise ShapeError(f"x has {x.shape[1]} features per sample but the first layer expects {n_features}")
     if x.dtype == np.uint8:
-        return np.ascontiguousarray(x), 1.0 / 255.0
+        return np.ascontiguousarray(x), 255.0
     if x.dtype.kind != "f":
         raise DTypeError(f"x has dtype {x.dtype}; pass uint8 images (scaled to [0, 1]) or floats")
     x = np.ascontiguousarray(x, dtype=dtype)

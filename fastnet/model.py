@@ -134,8 +134,8 @@ class Sequential:
 
     # ---- one batch ----------------------------------------------------------------
 
-    def _load_batch(self, steps, x, y, idx, scale) -> None:
-        self.kernels.raw.gather_rows(steps.x, x, idx, scale)
+    def _load_batch(self, steps, x, y, idx, divisor) -> None:
+        self.kernels.raw.gather_rows(steps.x, x, idx, divisor)
         np.take(y, idx, axis=0, out=steps.target)
 
     def _train_batch(self, steps) -> tuple[float, int]:
@@ -192,22 +192,22 @@ class Sequential:
             raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
             raise inputs.InputError("x is empty: fit needs at least one sample")
         val = None
         if validation_data is not None:
             xv, yv = validation_data
-            xv, val_scale = inputs.check_x(xv, self.n_in, self.dtype)
-            val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_scale)
+            xv, val_divisor = inputs.check_x(xv, self.n_in, self.dtype)
+            val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_divisor)
         if optimizer is not None:
             if not isinstance(optimizer, Optimizer):
                 raise ConfigError(f"optimizer must be SGD(...) or Adam(...), got {optimizer!r}")
             self.optimizer = optimizer
         elif self.optimizer is None:
             self.optimizer = SGD(lr=0.1)
-        self.optimizer.bind(self.n_params, self.dtype)
+        self.optimizer.bind(self.params.size, self.dtype, owner=self)
         callbacks = list(callbacks)
         for cb in callbacks:
             if not isinstance(cb, Callback):
@@ -222,7 +222,7 @@ class Sequential:
             n_batches = math.ceil(len(x) / batch_size)
             for _ in range(epochs):
                 epoch = len(self.history)
-                record = self._fit_epoch(x, y, scale, batch_size, shuffle, epoch, report.bar(epoch, n_batches))
+                record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report.bar(epoch, n_batches))
                 if val is not None:
                     record.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
                 self.history.append(record)
@@ -235,7 +235,7 @@ class Sequential:
                 cb.on_train_end(self)
         return self.history
 
-    def _fit_epoch(self, x, y, scale, batch_size, shuffle, epoch, bar) -> dict:
+    def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, bar) -> dict:
         n = len(x)
         order = self.shuffle_rng.permutation(n) if shuffle else np.arange(n)
         lr = self.optimizer.lr_at(epoch)
@@ -243,7 +243,7 @@ class Sequential:
         total_loss, total_hits, done = 0.0, 0, 0
         start = time.perf_counter()
         for j, (idx, steps) in enumerate(self._batches(n, batch_size, order)):
-            self._load_batch(steps, x, y, idx, scale)
+            self._load_batch(steps, x, y, idx, divisor)
             loss, hits = self._train_batch(steps)
             if not math.isfinite(loss):
                 self._diverged(epoch, j, loss, snapshot)
@@ -272,11 +272,11 @@ class Sequential:
         raise DivergenceError(f"training diverged at {where}: the loss is {loss}; {kept}. "
                               "Lower the learning rate or check the inputs' scale.")
 
-    def _evaluate(self, x, y, scale) -> dict:
+    def _evaluate(self, x, y, divisor) -> dict:
         total_loss, total_hits, n = 0.0, 0, len(x)
         order = np.arange(n)
         for idx, steps in self._batches(n, EVAL_BATCH, order):
-            self._load_batch(steps, x, y, idx, scale)
+            self._load_batch(steps, x, y, idx, divisor)
             loss, hits = self._eval_batch(steps)
             total_loss += loss * len(idx)
             total_hits += hits
@@ -290,20 +290,20 @@ class Sequential:
 
         Dropout is off; the result is deterministic.
         """
-        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         with kernel_threads(self.backend):
-            return self._evaluate(x, y, scale)
+            return self._evaluate(x, y, divisor)
 
     def predict(self, x) -> np.ndarray:
         """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,
         probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off."""
-        x, scale = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
         with kernel_threads(self.backend):
             for idx, steps in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
-                k.gather_rows(steps.x, x, idx, scale)
+                k.gather_rows(steps.x, x, idx, divisor)
                 for call in steps.forward_eval:
                     call()
                 rows = out[idx[0]:idx[-1] + 1]

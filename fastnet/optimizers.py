@@ -12,6 +12,7 @@ every layer. It also works on its own, on any flat float array::
 from __future__ import annotations
 
 import math
+import weakref
 import numbers
 
 import numpy as np
@@ -89,13 +90,24 @@ class Optimizer:
         self.lr, self.schedule = float(lr), schedule
         self.steps = 0  # updates applied so far (Adam's bias correction counts them)
         self.state: dict[str, np.ndarray] = {}
+        self._owner = None  # weak reference to the model being trained
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate used during ``epoch`` (0-based)."""
         return self.lr * (self.schedule.factor(epoch) if self.schedule else 1.0)
 
-    def bind(self, n: int, dtype) -> None:
-        """Allocate zeroed state for ``n`` parameters, unless state of that size already exists."""
+    def bind(self, n: int, dtype, owner=None) -> None:
+        """Allocate zeroed state for ``n`` parameters, unless state of that size already exists.
+
+        ``owner`` is the model this optimizer trains: one optimizer cannot train two
+        models, since they would share its velocity and step count.
+        """
+        if owner is not None:
+            current = self._owner() if self._owner is not None else None
+            if current is not None and current is not owner:
+                raise ConfigError(f"this {type(self).__name__} already trains another model; give each model "
+                                  f"its own optimizer, e.g. {type(self).__name__}(lr={self.lr})")
+            self._owner = weakref.ref(owner)
         if all(name in self.state and self.state[name].shape == (n,) and self.state[name].dtype == dtype
                for name in self.state_names):
             return
@@ -117,7 +129,8 @@ class Optimizer:
         self._update(kernels, params, grads, lr)
 
     def config(self) -> dict:
-        cfg = {k: v for k, v in vars(self).items() if k not in ("schedule", "steps", "state", "state_names")}
+        cfg = {k: v for k, v in vars(self).items()
+               if k not in ("schedule", "steps", "state", "state_names") and not k.startswith("_")}
         if self.schedule is not None:
             cfg["schedule"] = {"kind": type(self.schedule).__name__, **self.schedule.config()}
         return cfg

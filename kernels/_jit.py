@@ -12,3 +12,14 @@ jit = partial(njit, cache=True, fastmath=FASTMATH)
 
 pjit = partial(njit, cache=True, fastmath=FASTMATH, parallel=True)
 """Parallel kernel: each thread owns whole output rows, so results never depend on thread count."""
+
+# Element-wise kernels vectorise without fastmath, and must not have it: with 'reassoc'
+# and 'contract', LLVM rewrote Adam's b2·v + (1-b2)·g² into a form that cancels,
+# costing 2e-5 relative error in float32. They compile with IEEE semantics instead,
+# e.g. ``@pjit(fastmath=ELEMENTWISE)``, and round exactly as their NumPy twins do.
+ELEMENTWISE = False
+
+PARALLEL_MIN_ELEMENTS = 1 << 15
+"""Element-wise kernels below this size run on one thread: a parallel launch costs about
+1.5 µs on a quiet machine (far more on a busy one), as much as the work itself
+(SGD on 32k float32: 2.9 µs serial, 3.2 µs on 2 threads; 100k: 9.6 vs 6.7 µs)."""

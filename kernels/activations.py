@@ -19,7 +19,7 @@ Every derivative is computed from the saved output y, never from z:
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import ELEMENTWISE, PARALLEL_MIN_ELEMENTS, jit, pjit
 from ._vexp import vexp
 from .backend import twin
 
@@ -56,24 +56,42 @@ def act_grad(y, act, p0, p1):
     return one
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _forward_row(r, y, z, act, c0, c1):
+    for c in range(z.shape[1]):
+        y[r, c] = act_value(z[r, c], act, c0, c1)
+
+
+@pjit(fastmath=ELEMENTWISE)
 def activation_forward(y, z, act, p0, p1):
     # z (N, M) -> y (N, M) = f(z)
     t = z.dtype.type
     c0, c1 = t(p0), t(p1)
-    for r in prange(z.shape[0]):
-        for c in range(z.shape[1]):
-            y[r, c] = act_value(z[r, c], act, c0, c1)
+    if z.size < PARALLEL_MIN_ELEMENTS:
+        for r in range(z.shape[0]):
+            _forward_row(r, y, z, act, c0, c1)
+    else:
+        for r in prange(z.shape[0]):
+            _forward_row(r, y, z, act, c0, c1)
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _backward_row(r, dz, dy, y, act, c0, c1):
+    for c in range(y.shape[1]):
+        dz[r, c] = dy[r, c] * act_grad(y[r, c], act, c0, c1)
+
+
+@pjit(fastmath=ELEMENTWISE)
 def activation_backward(dz, dy, y, act, p0, p1):
     # dy (N, M), y (N, M) saved output -> dz (N, M) = dy * f'(z), computed from y
     t = y.dtype.type
     c0, c1 = t(p0), t(p1)
-    for r in prange(y.shape[0]):
-        for c in range(y.shape[1]):
-            dz[r, c] = dy[r, c] * act_grad(y[r, c], act, c0, c1)
+    if y.size < PARALLEL_MIN_ELEMENTS:
+        for r in range(y.shape[0]):
+            _backward_row(r, dz, dy, y, act, c0, c1)
+    else:
+        for r in prange(y.shape[0]):
+            _backward_row(r, dz, dy, y, act, c0, c1)
 
 
 # ---- NumPy twins: the same math, vectorised, in place ----------------------------

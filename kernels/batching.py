@@ -1,28 +1,28 @@
 """Moving a mini-batch in and scoring it: gather with scaling, and accuracy hit counts.
 
-    gather_rows      x (N, M) any dtype, idx (B,) -> out (B, M) = x[idx] * scale
-                     uint8 images are scaled to [0, 1] here, batch by batch, so the
-                     dataset never needs a float copy.
+    gather_rows      x (N, M) any dtype, idx (B,) -> out (B, M) = x[idx] / divisor
+                     uint8 images are divided by 255 here, batch by batch, so the dataset
+                     never needs a float copy (and the result is bit for bit x / 255).
     argmax_hits      z (B, C), labels (B,) -> number of rows whose argmax is the label
     threshold_hits   z (B, M) logits, target (B, M) in {0,1} -> number of (z > 0) == target
 """
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import ELEMENTWISE, jit, pjit
 from ._spec import check_classes
 from .backend import twin
 
 
-@pjit
-def gather_rows(out, x, idx, scale):
-    # x (N, M), idx (B,) -> out (B, M) = x[idx] * scale, cast to out's dtype
+@pjit(fastmath=ELEMENTWISE)
+def gather_rows(out, x, idx, divisor):
+    # x (N, M), idx (B,) -> out (B, M) = x[idx] / divisor, in out's dtype
     t = out.dtype.type
-    s = t(scale)
+    d = t(divisor)
     for r in prange(idx.shape[0]):
         src = idx[r]
         for c in range(x.shape[1]):
-            out[r, c] = t(x[src, c]) * s
+            out[r, c] = t(x[src, c]) / d
 
 
 @jit
@@ -53,11 +53,11 @@ def threshold_hits(z, target):
     return hits
 
 
-def gather_rows_np(out, x, idx, scale):
-    if x.dtype == out.dtype and scale == 1:
+def gather_rows_np(out, x, idx, divisor):
+    if x.dtype == out.dtype and divisor == 1:
         np.take(x, idx, axis=0, out=out)  # float data: a straight copy, no temporary
     else:
-        np.multiply(x[idx], out.dtype.type(scale), out=out, casting="unsafe")
+        np.divide(x[idx].astype(out.dtype), out.dtype.type(divisor), out=out)
 
 
 def argmax_hits_np(z, labels):
@@ -68,7 +68,7 @@ def threshold_hits_np(z, target):
     return int(np.count_nonzero((z > 0) == (target > 0.5)))
 
 
-def _check_idx(out, x, idx, scale):
+def _check_idx(out, x, idx, divisor):
     if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
         raise ValueError(f"gather_rows(): indices must lie in 0..{x.shape[0] - 1}")
 

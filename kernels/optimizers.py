@@ -9,49 +9,76 @@ another), so one call updates every layer. The conventions follow PyTorch:
               w -= lr / bc1 * m / (sqrt(v / bc2) + eps),  bc = 1 - beta^step (from the caller)
 
 Each element is updated independently, so the parallel loop gives the same bits
-for any thread count.
+for any thread count; below PARALLEL_MIN_ELEMENTS the loop runs on one thread.
 """
 import numpy as np
 from numba import prange
 
-from ._jit import pjit
+from ._jit import ELEMENTWISE, PARALLEL_MIN_ELEMENTS, jit, pjit
 from .backend import twin
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _sgd_at(i, w, g, step):
+    w[i] -= step * g[i]
+
+
+@pjit(fastmath=ELEMENTWISE)
 def sgd(w, g, lr):
     # w (N,), g (N,) -> w -= lr g
     step = w.dtype.type(lr)
-    for i in prange(w.size):
-        w[i] -= step * g[i]
+    if w.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(w.size):
+            _sgd_at(i, w, g, step)
+    else:
+        for i in prange(w.size):
+            _sgd_at(i, w, g, step)
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _momentum_at(i, w, v, g, step, m, nesterov):
+    vi = m * v[i] + g[i]
+    v[i] = vi
+    w[i] -= step * (g[i] + m * vi if nesterov else vi)
+
+
+@pjit(fastmath=ELEMENTWISE)
 def sgd_momentum(w, v, g, lr, mu, nesterov):
     # w (N,), v (N,) velocity, g (N,) -> v, w updated in place
     t = w.dtype.type
     step, m = t(lr), t(mu)
-    for i in prange(w.size):
-        vi = m * v[i] + g[i]
-        v[i] = vi
-        w[i] -= step * (g[i] + m * vi if nesterov else vi)
+    if w.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(w.size):
+            _momentum_at(i, w, v, g, step, m, nesterov)
+    else:
+        for i in prange(w.size):
+            _momentum_at(i, w, v, g, step, m, nesterov)
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _adam_at(i, w, m, v, g, step, b1, b2, e, inv_sqrt_bc2):
+    one = type(step)(1)
+    gi = g[i]
+    mi = b1 * m[i] + (one - b1) * gi
+    vi = b2 * v[i] + (one - b2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    w[i] -= step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + e)
+
+
+@pjit(fastmath=ELEMENTWISE)
 def adam(w, m, v, g, lr, beta1, beta2, eps, bc1, bc2):
     # w (N,), m (N,), v (N,) moments, g (N,) -> w, m, v updated in place
     t = w.dtype.type
     b1, b2, e = t(beta1), t(beta2), t(eps)
     step = t(lr / bc1)
     inv_sqrt_bc2 = t(1.0 / np.sqrt(bc2))
-    one = t(1)
-    for i in prange(w.size):
-        gi = g[i]
-        mi = b1 * m[i] + (one - b1) * gi
-        vi = b2 * v[i] + (one - b2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        w[i] -= step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + e)
+    if w.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(w.size):
+            _adam_at(i, w, m, v, g, step, b1, b2, e, inv_sqrt_bc2)
+    else:
+        for i in prange(w.size):
+            _adam_at(i, w, m, v, g, step, b1, b2, e, inv_sqrt_bc2)
 
 
 def sgd_np(w, g, lr):

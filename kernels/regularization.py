@@ -10,18 +10,27 @@
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import ELEMENTWISE, PARALLEL_MIN_ELEMENTS, jit, pjit
 from .backend import twin
 
 
-@pjit
+@jit(inline="always", fastmath=ELEMENTWISE)
+def _dropout_row(r, y, x, mask, s):
+    zero = type(s)(0)
+    for c in range(x.shape[1]):
+        y[r, c] = x[r, c] * (s if mask[r, c] else zero)  # a dropped NaN stays NaN, as in the twin
+
+
+@pjit(fastmath=ELEMENTWISE)
 def dropout(y, x, mask, scale):
     # x (N, M), mask (N, M) -> y (N, M) = x * mask * scale   (also the backward: dx = dy * mask * scale)
     s = y.dtype.type(scale)
-    zero = y.dtype.type(0)
-    for r in prange(x.shape[0]):
-        for c in range(x.shape[1]):
-            y[r, c] = x[r, c] * (s if mask[r, c] else zero)  # a dropped NaN stays NaN, as in the twin
+    if x.size < PARALLEL_MIN_ELEMENTS:
+        for r in range(x.shape[0]):
+            _dropout_row(r, y, x, mask, s)
+    else:
+        for r in prange(x.shape[0]):
+            _dropout_row(r, y, x, mask, s)
 
 
 @jit

@@ -326,10 +326,10 @@ def _adam(rng, dtype, s, _):
     return Case(args, writes=(0, 1, 2), scale={1: m_scale}, steps=steps, before_step=before_step)
 
 
-@builds("gather_rows", {"uint8_scaled": (np.uint8, 1 / 255), "same_dtype_copy": (None, 1.0),
-                        "other_float_scaled": ("other", 0.5), "int64_scaled": (np.int64, 0.25)})
+@builds("gather_rows", {"uint8_scaled": (np.uint8, 255.0), "same_dtype_copy": (None, 1.0),
+                        "other_float_scaled": ("other", 3.0), "int64_scaled": (np.int64, 7.0)})
 def _gather_rows(rng, dtype, s, variant):
-    source, scale = variant
+    source, divisor = variant
     source = {None: dtype, "other": np.float64 if dtype == np.float32 else np.float32}.get(source, source)
     n = s.inner  # rows in the data set
     if np.dtype(source).kind == "f":
@@ -337,7 +337,7 @@ def _gather_rows(rng, dtype, s, variant):
     else:
         x = rng.integers(0, 256, (n, s.cols)).astype(source)
     idx = rng.integers(0, n, s.rows).astype(np.int64)
-    return Case((_unwritten((s.rows, s.cols), dtype), x, idx, scale), writes=(0,))
+    return Case((_unwritten((s.rows, s.cols), dtype), x, idx, divisor), writes=(0,))
 
 
 @builds("argmax_hits", {"random": False, "ties": True})
