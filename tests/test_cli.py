@@ -180,3 +180,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert "Traceback" not in err
     model = fn.load(path)
     assert len(model.history) >= 1 and model.optimizer is not None
+
+
+def test_default_train_command_reaches_95_percent_on_the_bundled_sample():
+    """README's first command, as written: `fastnet train` with every default."""
+    result = run("train", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["config"]["dataset"] == "mnist-sample" and report["config"]["backend"] == "numba"
+    assert report["test"]["accuracy"] >= 0.95
