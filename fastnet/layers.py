@@ -103,7 +103,7 @@ class Sigmoid(Activation):
 
     @property
     def act(self):
-        return ACT["sigmoid"], self.a, self.b
+        return ACT["sigmoid"], self.a, 1.0 / self.b  # the kernels take 1/b: a multiply, not a divide
 
 
 class Tanh(Activation):

@@ -25,11 +25,12 @@ RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 ATOL = {np.float32: 1e-35, np.float64: 1e-300}
 
 # Every activation code, plus the parameters that change the maths: the generalised
-# sigmoid a / (1 + exp(-z / b)) with a != 1, b != 1 and a leaky relu slope.
+# sigmoid a / (1 + exp(-z / b)) with a != 1, b != 1 (the kernels take p0 = a, p1 = 1/b)
+# and a leaky relu slope.
 ACT_VARIANTS: dict[str, tuple[int, float, float]] = {
     "identity": (ACT["identity"], 0.0, 0.0),
     "sigmoid": (ACT["sigmoid"], 1.0, 1.0),
-    "sigmoid_a2.5_b0.5": (ACT["sigmoid"], 2.5, 0.5),
+    "sigmoid_a2.5_b0.5": (ACT["sigmoid"], 2.5, 1 / 0.5),
     "tanh": (ACT["tanh"], 0.0, 0.0),
     "relu": (ACT["relu"], 0.0, 0.0),
     "leaky_relu_0.1": (ACT["leaky_relu"], 0.1, 0.0),
@@ -40,11 +41,12 @@ assert {code for code, _, _ in ACT_VARIANTS.values()} == set(ACT.values()), "a n
 # ---- reference maths (float64, textbook formulas) ------------------------------------
 
 def act_ref(z, act, p0, p1):
-    """f(z) in float64."""
+    """f(z) in float64 (for the sigmoid, p0 = a and p1 = 1/b)."""
     z = np.asarray(z, np.float64)
     if act == ACT["sigmoid"]:
+        a, b = p0, 1.0 / p1
         with np.errstate(over="ignore"):
-            return p0 / (1.0 + np.exp(-z / p1))
+            return a / (1.0 + np.exp(-z / b))
     if act == ACT["tanh"]:
         return np.tanh(z)
     if act == ACT["relu"]:
@@ -57,7 +59,7 @@ def act_ref(z, act, p0, p1):
 def act_lipschitz(act, p0, p1):
     """max |f'(z)|: how much an error in z can grow through f."""
     if act == ACT["sigmoid"]:
-        return p0 / (4 * p1)
+        return p0 * p1 / 4  # a / (4 b)
     if act == ACT["leaky_relu"]:
         return max(1.0, p0)
     return 1.0
@@ -66,13 +68,13 @@ def act_lipschitz(act, p0, p1):
 def act_grad_terms(y, act, p0, p1):
     """Size of the terms the derivative-from-output formula combines.
 
-    sigmoid's y (1 - y/a) / b and tanh's 1 - y^2 subtract nearly equal numbers where
+    sigmoid's y (1 - y/a) (1/b) and tanh's 1 - y^2 subtract nearly equal numbers where
     the activation saturates, so their rounding error is relative to these terms, not
     to the (small) result.
     """
     y = np.abs(np.asarray(y, np.float64))
     if act == ACT["sigmoid"]:
-        return y * (1 + y / p0) / p1
+        return y * (1 + y / p0) * p1
     if act == ACT["tanh"]:
         return 1 + y * y
     return np.full_like(y, act_lipschitz(act, p0, p1))
