@@ -196,13 +196,26 @@ def compile_times(case: Case) -> dict:
 
 
 def peak_rss_mb(case: Case, samples: int = SAMPLES) -> float:
-    """Peak resident memory (MB) of a fresh process that trains ``case`` for one epoch with numba."""
-    code = ("import resource; from fastnet.bench import Case, epoch_data, fastnet_model; import fastnet as fn; "
+    """Peak resident memory (MB) of a fresh process that trains ``case`` for one epoch with numba.
+
+    Read from VmHWM in /proc: getrusage's ru_maxrss would carry over the parent's peak
+    across fork and exec, and the parent here holds every contender.
+    """
+    code = ("from fastnet.bench import Case, epoch_data, fastnet_model, vm_hwm_mb; import fastnet as fn; "
             f"x, y = epoch_data({samples}); m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, "
             f"{case.batch}), 'numba'); m.fit(x, y, epochs=1, batch_size={case.batch}, optimizer=fn.SGD(lr=0.01), "
-            "progress=False); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "progress=False); print(vm_hwm_mb())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
+
+
+def vm_hwm_mb() -> float:
+    """This process's peak resident set size in MB (Linux: VmHWM in /proc/self/status)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status: peak memory is measured on Linux only")
 
 
 def summarise(case: Case, contenders: list[Contender], peak: float, samples: int = SAMPLES) -> list[dict]:
