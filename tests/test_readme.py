@@ -1,0 +1,24 @@
+"""README.md's examples run as written."""
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README.md has no python example"
+    monkeypatch.chdir(tmp_path)  # the example saves mnist.safetensors in the working directory
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "'accuracy'" in out and (tmp_path / "mnist.safetensors").exists()
+    model, same, test = namespace["model"], namespace["same"], namespace["test"]
+    assert (same.predict(test.x) == model.predict(test.x)).all()
+    assert model.evaluate(test.x, test.y)["accuracy"] > 0.9  # 5 epochs of 784-128-10 sigmoid
+
+
+def test_readme_opens_with_the_install_and_test_commands():
+    first_block = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).splitlines()
+    assert first_block[0].startswith("pip install . && fastnet train")
+    assert first_block[1].startswith('pip install -e ".[test]" && pytest')
