@@ -79,6 +79,8 @@ class Sequential:
         self.stop_training = False
         self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self._penalties(),
                           self.dropout_rng)
+        self._loss_kernel = getattr(self.kernels.raw, loss.kernel)
+        self._hits_kernel = getattr(self.kernels.raw, loss.hits) if loss.hits else None
 
     # ---- parameters ---------------------------------------------------------------
 
@@ -138,27 +140,28 @@ class Sequential:
         self.kernels.raw.gather_rows(steps.x, x, idx, divisor)
         np.take(y, idx, axis=0, out=steps.target)
 
+    def _score(self, steps, out) -> tuple[float, int]:
+        """Mean loss of the batch (its gradient lands in ``steps.grad_out``) and accuracy hits."""
+        loss = self._loss_kernel(steps.grad_out, out, steps.target)
+        return loss, self._hits_kernel(out, steps.target) if self._hits_kernel else 0
+
     def _train_batch(self, steps) -> tuple[float, int]:
         """Forward, loss, backward (gradients land in ``self.grads``). Returns (loss, hits)."""
         for draw in steps.draw_masks:
             draw()
         for call in steps.forward_train:
             call()
-        k = self.kernels.raw
-        loss = getattr(k, self.loss.kernel)(steps.grad_out, steps.out, steps.target)
-        hits = getattr(k, self.loss.hits)(steps.out, steps.target) if self.loss.hits else 0
+        loss, hits = self._score(steps, steps.out)
         for call in steps.backward:
             call()
         for dw, w, l1, l2 in self._plan.penalties:
-            loss += k.penalty(dw, w, l1, l2)
+            loss += self.kernels.raw.penalty(dw, w, l1, l2)
         return float(loss), hits
 
     def _eval_batch(self, steps) -> tuple[float, int]:
         for call in steps.forward_eval:
             call()
-        k = self.kernels.raw
-        loss = getattr(k, self.loss.kernel)(steps.grad_out, steps.eval_out, steps.target)
-        hits = getattr(k, self.loss.hits)(steps.eval_out, steps.target) if self.loss.hits else 0
+        loss, hits = self._score(steps, steps.eval_out)
         return float(loss), hits
 
     def _batches(self, n: int, batch_size: int, order: np.ndarray):
@@ -177,10 +180,16 @@ class Sequential:
         ----------
         x : (n, features) uint8 images (scaled to [0, 1]) or floats.
         y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
+        epochs, batch_size : int
+            Epochs to train on top of those already in ``history``; samples per update.
         optimizer : Optimizer, optional
             Defaults to the model's current one (e.g. restored by ``fn.load``), else SGD(lr=0.1).
         validation_data : (x_val, y_val), optional
             Evaluated after every epoch as val_loss / val_accuracy.
+        shuffle : bool
+            Reshuffle every epoch, with the model's seeded generator.
+        progress : bool
+            A compile notice, a progress bar and one line per epoch on stderr.
         callbacks : iterable of Callback, e.g. EarlyStopping(patience=3).
 
         Raises
@@ -215,7 +224,7 @@ class Sequential:
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         with kernel_threads(self.backend):
-            report.compiling(self.compile_kernels)
+            report.compiling(lambda: self.compile_kernels(x.dtype))
             self.stop_training = False
             for cb in callbacks:
                 cb.on_train_begin(self)
@@ -242,20 +251,22 @@ class Sequential:
         snapshot = self.params.copy()  # the last finite state, should the weights themselves overflow
         total_loss, total_hits, done = 0.0, 0, 0
         start = time.perf_counter()
-        for j, (idx, steps) in enumerate(self._batches(n, batch_size, order)):
-            self._load_batch(steps, x, y, idx, divisor)
-            loss, hits = self._train_batch(steps)
-            if not math.isfinite(loss):
-                self._diverged(epoch, j, loss, snapshot)
-            self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
-            total_loss += loss * len(idx)
-            total_hits += hits
-            done += len(idx)
-            bar.update(loss)
-        if not np.isfinite(self.params).all():
-            self._diverged(epoch, j, math.nan, snapshot)
+        try:
+            for j, (idx, steps) in enumerate(self._batches(n, batch_size, order)):
+                self._load_batch(steps, x, y, idx, divisor)
+                loss, hits = self._train_batch(steps)
+                if not math.isfinite(loss):
+                    self._diverged(epoch, j, loss, snapshot)
+                self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
+                total_loss += loss * len(idx)
+                total_hits += hits
+                done += len(idx)
+                bar.update(loss)
+            if not np.isfinite(self.params).all():
+                self._diverged(epoch, j, math.nan, snapshot)
+        finally:
+            bar.close()
         seconds = time.perf_counter() - start
-        bar.close()
         record = {"epoch": epoch + 1, "loss": total_loss / done}
         if self.loss.hits:
             record["accuracy"] = total_hits / (done * (1 if self.loss.integer_targets else self.n_out))
@@ -313,10 +324,11 @@ class Sequential:
                     k.activation_forward(rows, steps.eval_out, *self.loss.output)
         return out
 
-    def compile_kernels(self) -> float:
+    def compile_kernels(self, x_dtype=np.uint8) -> float:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
 
         Runs one step on a scratch batch of 2 rows and leaves the model untouched.
+        ``x_dtype`` is the dtype of the data the batches will be gathered from.
         """
         start = time.perf_counter()
         saved = self.params.copy(), self.grads.copy(), self.dropout_rng.bit_generator.state
@@ -325,7 +337,7 @@ class Sequential:
         steps.target[...] = 0
         self._train_batch(steps)
         self._eval_batch(steps)
-        self.kernels.raw.gather_rows(steps.x, np.zeros((2, self.n_in), np.uint8), np.arange(2), 1.0)
+        self.kernels.raw.gather_rows(steps.x, np.zeros((2, self.n_in), x_dtype), np.arange(2), 1.0)
         if self.optimizer is not None:  # a throwaway twin of the optimizer, on two scratch parameters
             probe = optimizer_from_config(type(self.optimizer).__name__, self.optimizer.config())
             probe.bind(2, self.dtype)
