@@ -269,8 +269,8 @@ def _fetch(name: str, filename: str, directory: Path) -> None:
             return
         # ValueError: pooch found the hash does not match (or cannot handle the URL).
         except (ValueError, requests.RequestException, OSError) as error:
-            errors.append(f"{url}: {error}")
+            errors.append(f"{url}: {' '.join(str(error).split())}")  # one line, for the command
     raise DataError(
         f"could not download {name} file {filename} into {directory}; nothing was saved "
-        f"for it (a download is kept only once its checksum matches):\n  " + "\n  ".join(errors)
+        f"for it (a download is kept only once its checksum matches): " + "; ".join(errors)
     )

@@ -200,6 +200,7 @@ def test_corrupt_download_leaves_nothing_behind(tmp_path, server, bad):
     with pytest.raises(DataError, match=f"(?s){bad}.*nothing was saved.*hash") as info:
         datasets.load("mnist", root=tmp_path / "cache", download=True)
     assert SAMPLE_SHA256[bad] in str(info.value)  # the expected checksum
+    assert "\n" not in str(info.value)  # the command prints it as one line
 
     left = set(os.listdir(raw))
     assert bad not in left
@@ -215,4 +216,5 @@ def test_unreachable_mirror_is_a_data_error(tmp_path, server, monkeypatch):
     with pytest.raises(DataError, match="404") as info:
         datasets.load("mnist", root=tmp_path / "cache", download=True)
     assert url + "nothing/train-images-idx3-ubyte.gz" in str(info.value)
+    assert "\n" not in str(info.value)
     assert os.listdir(tmp_path / "cache" / "MNIST" / "raw") == []
