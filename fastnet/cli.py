@@ -266,6 +266,11 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def _error(command: str, message: str) -> None:
+    """One line on stderr, whatever the message holds."""
+    print(f"fastnet {command}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -280,10 +285,10 @@ def main(argv=None) -> int:
     try:
         return args.run(args, out, say)
     except FastnetError as e:
-        print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
+        _error(args.command, str(e))
         return EXIT_USAGE
     except OSError as e:
-        print(f"fastnet {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        _error(args.command, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
