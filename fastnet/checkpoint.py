@@ -14,13 +14,13 @@ import os
 import secrets
 from pathlib import Path
 
-import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fastnet.callbacks import History
 from fastnet.errors import CheckpointError, ConfigError
+from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
@@ -105,6 +105,8 @@ def load(path, backend: str | None = None):
 
     Raises CheckpointError, naming the file, for anything that is not a fastnet safetensors file.
     """
+    if backend is not None:
+        get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -122,8 +124,6 @@ def load(path, backend: str | None = None):
     try:
         return rebuild(meta, tensors, backend=backend)
     except ConfigError as e:
-        if "backend" in str(e):
-            raise
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} is damaged or incomplete: {type(e).__name__}: {e}") from None

@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import sys
-import time
 
 import numpy as np
 

@@ -331,7 +331,7 @@ class Sequential:
         ``x_dtype`` is the dtype of the data the batches will be gathered from.
         """
         start = time.perf_counter()
-        saved = self.params.copy(), self.grads.copy(), self.dropout_rng.bit_generator.state
+        saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
         steps = self._plan.steps(2)
         steps.x[...] = 0
         steps.target[...] = 0
@@ -342,8 +342,8 @@ class Sequential:
             probe = optimizer_from_config(type(self.optimizer).__name__, self.optimizer.config())
             probe.bind(2, self.dtype)
             probe.update(self.kernels.raw, np.zeros(2, self.dtype), np.zeros(2, self.dtype), 0.0)
-        self.params[...], self.grads[...] = saved[0], saved[1]
-        self.dropout_rng.bit_generator.state = saved[2]
+        self.grads[...] = saved_grads
+        self.dropout_rng.bit_generator.state = saved_rng
         return time.perf_counter() - start
 
     def summary(self) -> str:
