@@ -122,7 +122,7 @@ def torch_contender(case: Case, x, y, threads: int = 2) -> Contender:
     net = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()  # torch's loss wants int64 labels
     gen = torch.Generator().manual_seed(0)
 
     def epoch():

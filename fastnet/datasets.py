@@ -3,10 +3,11 @@
 >>> from fastnet import datasets
 >>> train, test = datasets.load("mnist-sample")
 >>> train.x.shape, train.x.dtype, train.y.dtype
-((8000, 784), dtype('uint8'), dtype('int64'))
+((8000, 784), dtype('uint8'), dtype('uint8'))
 
-Images stay uint8 (the model scales each batch to [0, 1]), so a full MNIST
-training set takes 47 MB rather than 188 MB as float32.
+Images and labels stay uint8 (the model scales each batch of images to [0, 1] and
+widens each batch of labels), so a full MNIST training set takes 47 MB rather than
+188 MB as float32.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -22,9 +24,9 @@ import pooch
 import requests
 
 from .errors import ConfigError, DataError, ShapeError
-from .idx import read_images, read_labels
+from .idx import IdxFile, check_labels, open_images
 
-__all__ = ["Dataset", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS"]
+__all__ = ["Dataset", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS", "SIZES"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -81,6 +83,26 @@ CHECKSUMS = {
 }
 
 
+# The size in bytes of each .gz file: a download stops as soon as a mirror sends
+# more. As torchvision and keras report them when they fetch these files.
+SIZES = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": 9_912_422,
+        "train-labels-idx1-ubyte.gz": 28_881,
+        "t10k-images-idx3-ubyte.gz": 1_648_877,
+        "t10k-labels-idx1-ubyte.gz": 4_542,
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": 26_421_880,
+        "train-labels-idx1-ubyte.gz": 29_515,
+        "t10k-images-idx3-ubyte.gz": 4_422_102,
+        "t10k-labels-idx1-ubyte.gz": 5_148,
+    },
+}
+TIMEOUT = 30  # seconds without a byte from a mirror before giving up on it
+_DOWNLOAD_CHUNK = 1 << 16
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """One split of a dataset.
@@ -90,7 +112,7 @@ class Dataset:
     x : numpy.ndarray
         Images flattened to shape (n, rows * cols), uint8 in 0..255.
     y : numpy.ndarray
-        Labels, shape (n,), int64 in ``0 .. len(classes) - 1``.
+        Labels, shape (n,), uint8 in ``0 .. len(classes) - 1``.
     classes : list of str
         Class names: label ``i`` means ``classes[i]``.
     name : str
@@ -206,7 +228,10 @@ def _idx_paths(directory: Path):
     """The four files in ``directory`` (raw before ``.gz``) and the stems not found."""
     paths, missing = [], []
     for stem in FILES:
-        found = [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
+        try:
+            found = [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
+        except OSError as error:  # e.g. a folder the user may not search
+            raise DataError(f"{directory}: cannot look for {stem}[.gz] there: {error.strerror or error}") from None
         if found:
             paths.append(found[0])
         else:
@@ -222,30 +247,41 @@ def _load_sample():
 
 
 def _load_files(paths, name: str, classes: list[str]):
-    """Read (train images, train labels, test images, test labels) into two Datasets."""
-    train_x, train_y = _read_split(paths[0], paths[1], len(classes))
-    test_x, test_y = _read_split(paths[2], paths[3], len(classes))
-    if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(
-            f"train images are {'x'.join(map(str, train_x.shape[1:]))} ({paths[0]}) but "
-            f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
+    """Read (train images, train labels, test images, test labels) into two Datasets.
+
+    The four headers are compared before any data is read, so a set that does not
+    agree (a gzip bomb among them, say) is refused without inflating anything.
+    """
+    with ExitStack() as stack:
+        headers = [stack.enter_context(opener(path))
+                   for opener, path in zip((open_images, _open_labels) * 2, paths)]
+        train_x, train_y, test_x, test_y = headers
+        _check_split(train_x, train_y)
+        _check_split(test_x, test_y)
+        if train_x.shape[1:] != test_x.shape[1:]:
+            raise DataError(
+                f"train images are {'x'.join(map(str, train_x.shape[1:]))} ({paths[0]}) but "
+                f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
+            )
+        return tuple(
+            Dataset(images.read().reshape(images.shape[0], -1),
+                    check_labels(labels.read(), len(classes), labels.path), list(classes), name, split)
+            for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test"))
         )
-    return (
-        Dataset(train_x.reshape(len(train_x), -1), train_y, list(classes), name, "train"),
-        Dataset(test_x.reshape(len(test_x), -1), test_y, list(classes), name, "test"),
-    )
 
 
-def _read_split(images_path: Path, labels_path: Path, num_classes: int):
-    images = read_images(images_path)
-    labels = read_labels(labels_path, num_classes)
-    if len(images) != len(labels):
+def _open_labels(path: Path) -> IdxFile:
+    return IdxFile(path, 1)
+
+
+def _check_split(images: IdxFile, labels: IdxFile) -> None:
+    """The headers of a split's two files must declare the same, nonzero, number of samples."""
+    if images.shape[0] != labels.shape[0]:
         raise DataError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
+            f"{images.path} holds {images.shape[0]} images but {labels.path} holds {labels.shape[0]} labels"
         )
-    if len(images) == 0:
-        raise DataError(f"{images_path} holds no images")
-    return images, labels
+    if images.shape[0] == 0:
+        raise DataError(f"{images.path} holds no images")
 
 
 def _download(name: str, directory: Path) -> None:
@@ -265,12 +301,34 @@ def _fetch(name: str, filename: str, directory: Path) -> None:
     for mirror in MIRRORS[name]:
         url = mirror.rstrip("/") + "/" + filename
         try:
-            pooch.retrieve(url, CHECKSUMS[name][filename], fname=filename, path=directory)
+            pooch.retrieve(url, CHECKSUMS[name][filename], fname=filename, path=directory,
+                           downloader=partial(_download_at_most, max_bytes=SIZES[name][filename]))
             return
-        # ValueError: pooch found the hash does not match (or cannot handle the URL).
+        # ValueError: pooch found the hash does not match (or cannot handle the URL),
+        # or the mirror sent too much (a DataError).
         except (ValueError, requests.RequestException, OSError) as error:
             errors.append(f"{url}: {' '.join(str(error).split())}")  # one line, for the command
     raise DataError(
         f"could not download {name} file {filename} into {directory}; nothing was saved "
         f"for it (a download is kept only once its checksum matches): " + "; ".join(errors)
     )
+
+
+def _download_at_most(url: str, output_file: str, pooch_instance=None, max_bytes: int = 0) -> None:
+    """A pooch downloader: stream ``url`` into ``output_file``, refusing more than ``max_bytes``.
+
+    The bytes are saved as sent, never decoded: the pinned hashes are of the .gz
+    files themselves, and a gzip content-encoding could inflate without bound.
+    """
+    with requests.get(url, stream=True, timeout=TIMEOUT, headers={"Accept-Encoding": "identity"}) as response:
+        response.raise_for_status()
+        too_much = DataError(f"the mirror sends more than the {max_bytes:,} bytes this file has; stopped there")
+        if int(response.headers.get("Content-Length") or 0) > max_bytes:
+            raise too_much
+        received = 0
+        with open(output_file, "wb") as out:
+            for chunk in response.raw.stream(_DOWNLOAD_CHUNK, decode_content=False):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise too_much
+                out.write(chunk)

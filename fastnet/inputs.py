@@ -31,7 +31,7 @@ def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
 
 
 def check_y(y, n: int, n_outputs: int, loss: Loss, dtype: np.dtype) -> np.ndarray:
-    """Return targets as the loss kernel wants them: int64 labels, or (n, n_outputs) floats."""
+    """Return targets as the loss kernel wants them: integer labels (any integer dtype), or (n, n_outputs) floats."""
     if not isinstance(y, np.ndarray):
         y = np.asarray(y)
     if len(y) != n:
@@ -45,7 +45,7 @@ def check_y(y, n: int, n_outputs: int, loss: Loss, dtype: np.dtype) -> np.ndarra
             bad = y[(y < 0) | (y >= n_outputs)][0]
             raise InputError(f"label {bad} is outside the classes 0..{n_outputs - 1} of the output layer; "
                              f"make the last Dense layer wider or fix the labels")
-        return np.ascontiguousarray(y, dtype=np.int64)
+        return np.ascontiguousarray(y)  # in range, so exact in int64: the batch gather widens them
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:

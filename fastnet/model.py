@@ -138,7 +138,10 @@ class Sequential:
 
     def _load_batch(self, steps, x, y, idx, divisor) -> None:
         self.kernels.raw.gather_rows(steps.x, x, idx, divisor)
-        np.take(y, idx, axis=0, out=steps.target)
+        if y.dtype == steps.target.dtype:
+            np.take(y, idx, axis=0, out=steps.target)
+        else:  # e.g. uint8 labels, widened to int64 one batch at a time
+            steps.target[...] = y[idx]
 
     def _score(self, steps, out) -> tuple[float, int]:
         """Mean loss of the batch (its gradient lands in ``steps.grad_out``) and accuracy hits."""

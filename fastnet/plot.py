@@ -10,7 +10,8 @@ from fastnet.checkpoint import write_atomic
 
 def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) -> np.ndarray:
     """counts[i, j] = how many samples of class i were predicted as class j."""
-    return np.bincount(actual * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(actual.astype(np.int64) * n_classes + predicted,  # uint8 labels would overflow
+                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def training_report(history, predicted, actual, classes, path) -> None:

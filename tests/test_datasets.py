@@ -55,7 +55,7 @@ def test_sample_loads(sample):
     assert (len(train), len(test)) == (8000, 2000)
     assert train.x.shape == (8000, 784) and train.x.dtype == np.uint8
     assert test.x.shape == (2000, 784) and test.x.dtype == np.uint8
-    assert train.y.shape == (8000,) and train.y.dtype == np.int64
+    assert train.y.shape == (8000,) and train.y.dtype == np.uint8  # labels stay uint8 too
     for split in sample:
         assert sorted(set(split.y.tolist())) == list(range(10))
         assert split.classes == [str(i) for i in range(10)]

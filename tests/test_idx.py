@@ -44,7 +44,7 @@ def test_round_trip(tmp_path, suffix):
     labels = read_labels(write(tmp_path / f"labels{suffix}", idx_bytes(LABELS)))
     assert images.dtype == np.uint8 and images.shape == (5, 3, 4)
     np.testing.assert_array_equal(images, IMAGES)
-    assert labels.dtype == np.int64
+    assert labels.dtype == np.uint8  # widened to int64 one batch at a time, by the model
     np.testing.assert_array_equal(labels, LABELS)
 
 
