@@ -1,9 +1,11 @@
 """fastnet.datasets: the bundled sample, folder layouts, errors, and downloads from 127.0.0.1."""
 
 import dataclasses
+import errno
 import gzip
 import hashlib
 import os
+import pathlib
 import shutil
 import struct
 import threading
@@ -15,8 +17,10 @@ import numpy as np
 import pooch
 import pytest
 
-from fastnet import datasets
+import fastnet as fn
+from fastnet import datasets, inputs
 from fastnet.errors import ConfigError, DataError
+from hostile import idx_bomb, refused_peak
 
 # From the README that ships with the sample (fastnet/data/mnist-sample/README.md).
 SAMPLE_SHA256 = {
@@ -138,12 +142,83 @@ def test_train_and_test_image_sizes_must_agree(tmp_path):
         datasets.load_idx(tmp_path)
 
 
+# Hostile files: refused from their headers, before anything is inflated.
+
+BOMBS = {
+    # file replaced: (its bomb, what the refusal says); each inflates to 30-63 MB, under the 64 MB
+    # any gzip file may hold, so only the comparison with the other headers can refuse it unread
+    "train-labels-idx1-ubyte.gz": (lambda: idx_bomb(1, 30_000_000), "8000 images but .* holds 30000000 labels"),
+    "train-images-idx3-ubyte.gz": (lambda: idx_bomb(3, 80_000, 28, 28), "80000 images but .* holds 8000 labels"),
+    "t10k-images-idx3-ubyte.gz": (lambda: idx_bomb(3, 2000, 170, 170), "train images are 28x28 .* test images are 170x170"),
+}
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_a_bomb_among_the_files_is_refused_before_anything_is_inflated(tmp_path, name):
+    make, message = BOMBS[name]
+    copy_sample(tmp_path)
+    (tmp_path / name).write_bytes(make())
+    assert refused_peak(lambda: datasets.load_idx(tmp_path), message) < 1 << 20
+
+
+def test_a_pair_of_bombs_that_agree_is_refused_unread(tmp_path):
+    copy_sample(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(idx_bomb(3, 100_000, 28, 28))  # 78 MB in 350 kB
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(idx_bomb(1, 100_000))
+    assert refused_peak(lambda: datasets.load_idx(tmp_path), "train-images.*likely gzip bomb") < 1 << 20
+
+
+def test_labels_stay_uint8_from_the_file_to_the_batch(sample):
+    train, _ = sample
+    assert train.y.dtype == np.uint8
+    model = fn.Sequential(fn.Dense(784, 10), loss=fn.SoftmaxCrossEntropy(), backend="numpy", seed=0)
+    assert np.shares_memory(inputs.check_y(train.y, len(train.y), 10, model.loss, model.dtype), train.y)
+    twin = fn.Sequential(fn.Dense(784, 10), loss=fn.SoftmaxCrossEntropy(), backend="numpy", seed=0)
+    model.fit(train.x[:300], train.y[:300], batch_size=64, progress=False)
+    twin.fit(train.x[:300], train.y[:300].astype(np.int64), batch_size=64, progress=False)
+    assert np.array_equal(model.params, twin.params)  # the batch gather widens them exactly
+
+
+def test_a_folder_that_cannot_be_searched_is_a_data_error(tmp_path, monkeypatch):
+    folder = copy_sample(tmp_path / "locked")
+    real_stat = pathlib.Path.stat
+
+    def stat(path, *args, **kwargs):  # what chmod 000 on the folder does to anyone but root
+        if path.parent == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", stat)
+    with pytest.raises(DataError, match=f"{folder}: cannot look for .*Permission denied"):
+        datasets.load_idx(folder)
+
+
 # Downloads, from a server on 127.0.0.1 only.
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves a folder; under /endless/, a mirror that streams zeros without end (up to ENDLESS)."""
+
+    sent = 0  # bytes streamed under /endless/
+
+    def do_GET(self):
+        if not self.path.startswith("/endless/"):
+            return super().do_GET()
+        self.send_response(200)
+        self.end_headers()  # no Content-Length: the body ends when the server closes
+        chunk = bytes(1 << 16)
+        try:
+            while QuietHandler.sent < ENDLESS:
+                self.wfile.write(chunk)
+                QuietHandler.sent += len(chunk)
+        except OSError:  # the client hung up
+            pass
+
     def log_message(self, *args):
         pass
+
+
+ENDLESS = 256 << 20  # "endless", but finite so that a client that never stops still ends
 
 
 @pytest.fixture
@@ -218,3 +293,14 @@ def test_unreachable_mirror_is_a_data_error(tmp_path, server, monkeypatch):
     assert url + "nothing/train-images-idx3-ubyte.gz" in str(info.value)
     assert "\n" not in str(info.value)
     assert os.listdir(tmp_path / "cache" / "MNIST" / "raw") == []
+
+
+def test_a_mirror_that_streams_without_end_is_cut_off_at_the_file_size(tmp_path, server, monkeypatch):
+    _, url = server
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", [url + "endless/"])
+    QuietHandler.sent = 0
+    with pytest.raises(DataError, match="more than the 9,912,422 bytes this file has") as info:
+        datasets.load("mnist", root=tmp_path / "cache", download=True)
+    assert url + "endless/train-images-idx3-ubyte.gz" in str(info.value)
+    assert os.listdir(tmp_path / "cache" / "MNIST" / "raw") == []  # the partial download is gone
+    assert QuietHandler.sent < ENDLESS

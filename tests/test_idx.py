@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from fastnet.errors import DataError
 from fastnet.idx import read_images, read_idx, read_labels
+from hostile import idx_bomb, refused_peak
 
 
 def idx_bytes(array, type_byte=0x08, ndim=None):
@@ -214,3 +215,20 @@ def test_fuzz(fuzz_dir, data, kind, where):
 def test_read_idx_any_ndim(tmp_path):
     cube = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     np.testing.assert_array_equal(read_idx(write(tmp_path / "cube", idx_bytes(cube)), 3), cube)
+
+
+# Gzip bombs: memory follows what a file can plausibly be worth, never its header's claim.
+
+
+def test_gzip_file_claiming_more_than_real_data_compresses_to_is_refused_unread(tmp_path):
+    # 100 MB of zeros in ~460 kB: deflate allows it (1032:1), real images never compress 218:1.
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(idx_bomb(3, 100 << 20, 1, 1))
+    assert refused_peak(lambda: read_images(path), f"(?s){path}.*likely gzip bomb.*gunzip") < 1 << 20
+
+
+def test_small_files_may_compress_as_well_as_deflate_allows(tmp_path):
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 100_000)  # sorted: about 500:1
+    path = write(tmp_path / "labels.gz", idx_bytes(labels))
+    assert len(labels) / path.stat().st_size > 64
+    np.testing.assert_array_equal(read_labels(path), labels)
