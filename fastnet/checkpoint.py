@@ -14,11 +14,11 @@ import os
 import secrets
 from pathlib import Path
 
-from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fastnet.callbacks import History
+from fastnet.checkpoint_schema import read_checked
 from fastnet.errors import CheckpointError, ConfigError
 from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
@@ -103,27 +103,16 @@ def write_atomic(path: Path, data: bytes) -> None:
 def load(path, backend: str | None = None):
     """Read a model saved with ``model.save``. ``backend`` overrides the saved one.
 
-    Raises CheckpointError, naming the file, for anything that is not a fastnet safetensors file.
+    Raises CheckpointError, naming the file, for anything that is not a fastnet safetensors file:
+    the file is checked in full (see ``checkpoint_schema``) before any of its arrays is read.
     """
     if backend is not None:
         get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
     path = Path(path)
+    raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
-    try:
-        tensors = st_load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8:8 + header_len])
-        meta = json.loads(header["__metadata__"]["fastnet"])
-    except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not a fastnet model file (safetensors with fastnet metadata): {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has model format {meta.get('format')!r}; this fastnet reads format {FORMAT}")
-    try:
-        return rebuild(meta, tensors, backend=backend)
+        return rebuild(meta, st_load(raw), backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file
         raise CheckpointError(f"{path} is damaged or incomplete: {type(e).__name__}: {e}") from None

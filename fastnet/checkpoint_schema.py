@@ -1,0 +1,230 @@
+"""Check a model file before believing anything in it.
+
+``read_checked(path, fmt)`` returns the file's bytes and its fastnet metadata only once
+
+* the path is a regular file of at most ``MAX_FILE_BYTES`` (not /dev/zero, not a FIFO);
+* its safetensors header has a sane length, parses, and its tensor table tiles the data exactly;
+* the metadata has the structure, types, ranges and finite numbers the schema below requires;
+* every tensor the declared architecture implies is there, with exactly the shape and dtype it
+  implies, and there is no other.
+
+Nothing is allocated on the metadata's word: the header is read on its own first, and
+every array that loading then makes is one the file itself holds. Optional keys this
+module does not know (such as "resume") are left to ``checkpoint.rebuild``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import reprlib
+import stat
+
+import numpy as np
+
+from fastnet.errors import CheckpointError
+from fastnet.layers import LAYERS
+from fastnet.losses import LOSSES
+from fastnet.optimizers import optimizer_from_config
+
+MAX_FILE_BYTES = 4 << 30  # far above any MLP fastnet trains (784-8192-8192-10 in float64 with Adam: 1.8 GB)
+MAX_HEADER_BYTES = 16 << 20  # the JSON header: metadata, history and tensor table
+MAX_INT = 2**53  # widths, counts and steps beyond this are no real model's
+MAX_ITEMS = 100_000  # layers, history records, tensors
+ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+            "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+TENSOR_DTYPE = {"float32": "F32", "float64": "F64"}  # the model's dtype -> its tensors' safetensors dtype
+_short = reprlib.Repr()  # values in messages: short, and never deep (a repr can recurse too)
+_short.maxstring = _short.maxother = 40
+_short.maxlevel = 2
+_show = _short.repr
+
+
+class Invalid(Exception):
+    """What is wrong with the file; ``read_checked`` adds its path and turns it into a CheckpointError."""
+
+
+def read_checked(path, fmt: int) -> tuple[bytes, dict]:
+    """The bytes of the model file ``path`` and its fastnet metadata, once both are checked.
+
+    Raises CheckpointError, naming the file, for anything else.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):  # fstat of what was opened: no race with a swapped path
+                raise CheckpointError(f"cannot read model file {path}: it is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise CheckpointError(f"cannot read model file {path}: {info.st_size:,} bytes is more than the "
+                                      f"{MAX_FILE_BYTES:,} a fastnet model file may have")
+            try:
+                header, data_start = _read_header(f, info.st_size)
+            except Invalid as e:
+                raise CheckpointError(f"{path} is not a fastnet model file (safetensors with fastnet metadata): "
+                                      f"{e}") from None
+            meta = header["__metadata__"]["fastnet"]
+            if meta.get("format") != fmt:
+                raise CheckpointError(f"{path} has model format {_show(meta.get('format'))}; this fastnet reads "
+                                      f"format {fmt}")
+            try:
+                check_metadata(meta)
+                check_tensors(_tensor_table(header, info.st_size - data_start), meta)
+            except Invalid as e:
+                raise CheckpointError(f"{path} is damaged or incomplete: {e}") from None
+            f.seek(0)
+            raw = f.read(info.st_size + 1)
+        except OSError as e:
+            raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
+    if len(raw) != info.st_size:
+        raise CheckpointError(f"{path} changed while it was being read; try again")
+    return raw, meta
+
+
+def _read_header(f, size: int) -> tuple[dict, int]:
+    """The parsed safetensors header of the open file ``f`` (with "fastnet" parsed too) and where data starts."""
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        raise Invalid(f"only {size} bytes")
+    n = int.from_bytes(prefix, "little")
+    if n > min(MAX_HEADER_BYTES, size - 8):
+        raise Invalid(f"its header length {n:,} is more than the file's {size - 8:,} remaining bytes "
+                      f"or the {MAX_HEADER_BYTES:,} a header may have")
+    header = _json(f.read(n), "the header")
+    _expect(isinstance(header, dict), "the header is not a JSON object")
+    extra = header.get("__metadata__")
+    _expect(isinstance(extra, dict) and isinstance(extra.get("fastnet"), str), "it has no fastnet metadata")
+    extra["fastnet"] = _json(extra["fastnet"].encode(), "the fastnet metadata")
+    _expect(isinstance(extra["fastnet"], dict), "the fastnet metadata is not a JSON object")
+    return header, 8 + n
+
+
+def _json(text: bytes, what: str):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise Invalid(f"{what} is nested too deeply") from None
+    except ValueError as e:  # also bad UTF-8, and integers of more than 4,300 digits
+        raise Invalid(f"{what} is not valid JSON: {e}") from None
+
+
+def _tensor_table(header: dict, data_len: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each tensor's (dtype, shape), once its byte range is found to match them and the ranges tile the data."""
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    _expect(len(entries) <= MAX_ITEMS, f"it lists {len(entries):,} tensors")
+    table, spans = {}, []
+    for name, entry in entries.items():
+        _expect(isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"},
+                f"tensor {_show(name)} is not described by dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        _expect(dtype in ITEMSIZE, f"tensor {_show(name)} has unknown dtype {_show(dtype)}")
+        _expect(isinstance(shape, list) and len(shape) <= 8 and all(_is_int(d, 0) for d in shape),
+                f"tensor {_show(name)} has shape {_show(shape)}")
+        _expect(isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o, 0) for o in offsets),
+                f"tensor {_show(name)} has data_offsets {_show(offsets)}")
+        begin, end = offsets
+        _expect(end - begin == math.prod(shape) * ITEMSIZE[dtype],
+                f"tensor {name} declares shape {shape} of {dtype} but spans {end - begin:,} bytes")
+        table[name] = (dtype, tuple(shape))
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        _expect(begin == position, "its tensors' byte ranges overlap or leave gaps")
+        position = end
+    _expect(position == data_len, f"its tensors span {position:,} bytes but the file holds {data_len:,}")
+    return table
+
+
+def check_metadata(meta: dict) -> None:
+    """Raise Invalid unless ``meta`` has the structure and plain, finite, bounded values a saved model has."""
+    layers = meta.get("layers")
+    _expect(isinstance(layers, list) and 0 < len(layers) <= MAX_ITEMS, "layers must be a non-empty list")
+    for i, layer in enumerate(layers):
+        _expect(isinstance(layer, dict) and layer.get("kind") in LAYERS and isinstance(layer.get("config"), dict),
+                f"layer {i} must be {{'kind': one of {', '.join(LAYERS)}, 'config': {{...}}}}, got {_show(layer)}")
+        _check_plain(layer["config"], f"layer {i}'s config")
+    _expect(meta.get("loss") in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {_show(meta.get('loss'))}")
+    _expect(meta.get("dtype") in TENSOR_DTYPE, f"dtype must be float32 or float64, got {_show(meta.get('dtype'))}")
+    _expect(isinstance(meta.get("backend"), str), f"backend must be a name, got {_show(meta.get('backend'))}")
+    _expect(_is_int(meta.get("seed"), 0, 2**128), f"seed must be a whole number >= 0, got {_show(meta.get('seed'))}")
+    history = meta.get("history")
+    _expect(isinstance(history, list) and len(history) <= MAX_ITEMS and all(
+        isinstance(r, dict) and all(_is_number(v) for v in r.values()) for r in history),
+        "history must be a list of records of numbers, one per epoch")
+    rng = meta.get("rng")
+    _expect(isinstance(rng, dict) and all(_is_pcg64_state(rng.get(k)) for k in ("shuffle", "dropout")),
+            "rng must hold the shuffle and dropout generators' PCG64 states")
+    spec = meta.get("optimizer")
+    if spec is not None:
+        _expect(isinstance(spec, dict) and isinstance(spec.get("kind"), str) and isinstance(spec.get("config"), dict),
+                f"optimizer must be null or {{'kind', 'config', 'steps'}}, got {_show(spec)}")
+        _check_plain(spec["config"], "the optimizer's config")
+        _expect(_is_int(spec.get("steps"), 0, MAX_INT),
+                f"the optimizer's steps must be a whole number >= 0, got {_show(spec.get('steps'))}")
+
+
+def check_tensors(table: dict, meta: dict) -> None:
+    """Raise Invalid unless the tensors are exactly those the checked ``meta`` implies, shape and dtype."""
+    dtype = TENSOR_DTYPE[meta["dtype"]]
+    expected, n_params = {}, 0
+    for i, layer in enumerate(meta["layers"]):
+        if layer["kind"] == "Dense":
+            n_in, n_out = layer["config"].get("n_in"), layer["config"].get("n_out")
+            _expect(_is_int(n_in, 1) and _is_int(n_out, 1),
+                    f"layer {i} (Dense) needs whole numbers n_in and n_out >= 1, got {_show(n_in)}, {_show(n_out)}")
+            expected[f"layers.{i}.weight"], expected[f"layers.{i}.bias"] = (n_out, n_in), (n_out,)
+            n_params += n_out * n_in + n_out
+    spec = meta["optimizer"]
+    if spec is not None:
+        try:  # allocates nothing: state is made by bind()
+            names = optimizer_from_config(spec["kind"], spec["config"]).state_names
+        except Exception as e:  # ConfigError, or a TypeError for a keyword it does not take
+            raise Invalid(f"its optimizer cannot be rebuilt: {e}") from None
+        expected.update({f"optimizer.{name}": (n_params,) for name in names})
+    for name, shape in expected.items():
+        _expect(name in table, f"tensor {name} is missing")
+        _expect(table[name] == (dtype, shape), f"tensor {name} is {table[name][0]} of shape {list(table[name][1])}, "
+                f"but the model's architecture needs {dtype} of shape {list(shape)}")
+    extra = sorted(set(table) - set(expected))
+    _expect(not extra, f"it holds tensors no part of the model uses: {_show(extra)}")
+
+
+def _check_plain(value, where: str, depth: int = 0) -> None:
+    """A configuration holds only strings, booleans, null, finite bounded numbers, and shallow lists or objects."""
+    if isinstance(value, (list, dict)):
+        _expect(depth < 2 and len(value) <= 16, f"{where} is nested too deeply or too long: {_show(value)}")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check_plain(item, f"{where}[{key!r}]", depth + 1)
+    elif isinstance(value, float):
+        _expect(math.isfinite(value), f"{where} is {value}, not a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        _expect(abs(value) <= MAX_INT, f"{where} is {_show(value)}, more than any model uses")
+    else:
+        _expect(value is None or isinstance(value, (bool, str)), f"{where} holds {_show(value)}")
+
+
+def _is_pcg64_state(state) -> bool:
+    probe = np.random.PCG64()
+    try:
+        probe.state = state
+    except Exception:  # TypeError, ValueError, KeyError, OverflowError, ...
+        return False
+    return probe.state == state
+
+
+def _is_int(value, low: int, high: int = MAX_INT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_number(value) -> bool:
+    """A float (NaN too: a validation loss over no samples is one) or a bounded whole number."""
+    return isinstance(value, float) or _is_int(value, -MAX_INT)
+
+
+def _expect(condition: bool, why: str) -> None:
+    if not condition:
+        raise Invalid(why)
