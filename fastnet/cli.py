@@ -192,8 +192,19 @@ def cmd_train(args, out, say) -> int:
 def cmd_evaluate(args, out, say) -> int:
     model = fn.load(args.model, backend=args.backend)
     _, test = load_data(args)
-    result = model.evaluate(test.x, test.y)
+    n_classes = len(test.classes)
+    if model.loss.integer_targets:
+        result = model.evaluate(test.x, test.y)
+    elif model.n_out == n_classes:  # an MSE or BCE classifier, one output per class: scored on one-hot targets
+        result = model.evaluate(test.x, np.eye(n_classes, dtype=model.dtype)[test.y])
+    else:
+        raise ConfigError(f"{args.model} has {model.n_out} output{'s' * (model.n_out != 1)} and a "
+                          f"{type(model.loss).__name__} loss; fastnet evaluate scores classifiers, which need one "
+                          f"output per class ({n_classes} for {test.name}). Evaluate other models in Python with "
+                          f"model.evaluate(x, y)")
     predicted = model.predict(test.x).argmax(axis=1)
+    if not model.loss.integer_targets:  # the class accuracy, not BCE's share of outputs on the right side of 0.5
+        result["accuracy"] = float((predicted == test.y).mean())
     per_class = {}
     for label, name in enumerate(test.classes):
         mask = test.y == label
