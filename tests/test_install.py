@@ -143,3 +143,28 @@ def test_kernel_errors_and_fastnet_errors_are_one_set_of_classes():
         get_backend("numba").argmax_hits(np.zeros((2, 3), np.float32), np.zeros(3, np.int64))
     with pytest.raises(errors.ConfigError):  # raised by fastnet, caught by the kernels' name
         fn.datasets.load("no-such-dataset")
+
+
+def test_numba_cache_classes_that_fail_leave_kernels_compiling_uncached(monkeypatch, caplog):
+    from numba import njit
+
+    from fastnet.kernels import _cache
+
+    class Reworked:  # numba's private cache classes, as a later release might change them
+        def __init__(self, py_func):
+            raise TypeError("__init__() missing 1 required positional argument: 'target'")
+
+    monkeypatch.setattr(_cache, "_cache_class", lambda: Reworked)
+    monkeypatch.setattr(_cache, "_told", False)
+
+    def one(x):
+        return x + 1
+
+    def two(x):
+        return x + 2
+
+    kernels = [_cache.cache_kernel(njit(fn)) for fn in (one, two)]
+    assert [kernel(1) for kernel in kernels] == [2, 3]
+    assert [kernel.stats.cache_path for kernel in kernels] == [None, None]  # numba's NullCache: no files
+    notices = [r.getMessage() for r in caplog.records if "without a cache" in r.getMessage()]
+    assert len(notices) == 1 and "missing 1 required positional argument" in notices[0]
