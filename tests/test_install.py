@@ -21,7 +21,8 @@ try:
 except ImportError:  # Python 3.10: pytest itself depends on tomli there
     import tomli as tomllib
 
-ROOT = Path(fastnet.__file__).parent.parent  # the source tree under test: the one Python imports
+PACKAGE = Path(fastnet.__file__).parent  # the package under test: the one Python imports
+REPO = Path(__file__).resolve().parent.parent
 
 COMPILE_ONE = ("import numpy as np; from fastnet.kernels import batching; "
                "print('hits', batching.argmax_hits(np.eye(2, 3, dtype=np.float32), np.arange(2)))")
@@ -30,7 +31,7 @@ COMPILE_ONE = ("import numpy as np; from fastnet.kernels import batching; "
 def installed(tmp_path: Path) -> Path:
     """A copy of the package as pip lays it out; returns the folder to put on PYTHONPATH."""
     site = tmp_path / "site"
-    shutil.copytree(ROOT / "fastnet", site / "fastnet",  # copies the kernels/ the symlink points at
+    shutil.copytree(PACKAGE, site / "fastnet",  # copies the kernels/ the symlink points at
                     ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "data"))
     return site
 
@@ -96,20 +97,20 @@ def test_source_tree_runs_as_it_stands():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for args in (["-m", "fastnet", "--help"],
                  ["-c", "import fastnet.kernels, fastnet.kernels.dense; print(fastnet.kernels.__file__)"]):
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == ROOT / "fastnet" / "kernels" / "__init__.py"
+    assert Path(result.stdout.strip()) == REPO / "fastnet" / "kernels" / "__init__.py"
 
 
 def test_packaging_installs_kernels_as_fastnet_kernels_and_never_top_level():
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     packages, package_dir = setuptools["packages"], setuptools["package-dir"]
     assert isinstance(packages, list), "an explicit package list: discovery would find kernels/ as `kernels`"
     assert "fastnet.kernels" in packages and package_dir["fastnet.kernels"] == "kernels"
     assert all(name == "fastnet" or name.startswith("fastnet.") for name in packages)
     assert "" not in package_dir, "a root mapping would install kernels/ as a top-level package"
-    assert (ROOT / package_dir["fastnet.kernels"] / "__init__.py").is_file()
+    assert (REPO / package_dir["fastnet.kernels"] / "__init__.py").is_file()
 
 
 def _imports(path: Path):
@@ -122,7 +123,7 @@ def _imports(path: Path):
 
 
 def test_kernels_never_import_fastnet():
-    sources = sorted((ROOT / "kernels").glob("*.py"))
+    sources = sorted((PACKAGE / "kernels").glob("*.py"))
     assert len(sources) > 5
     upward = [f"{path.name}: {name}" for path in sources for name in _imports(path)
               if name.split(".")[0] == "fastnet" or name.startswith("..")]
