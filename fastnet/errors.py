@@ -1,24 +1,13 @@
-"""fastnet's exceptions. Each message says what is wrong and how to fix it."""
+"""fastnet's exceptions. Each message says what is wrong and how to fix it.
 
-
-class FastnetError(Exception):
-    """Base class of every error fastnet raises on purpose."""
-
-
-class ShapeError(FastnetError, ValueError):
-    """An array has the wrong number of dimensions or the wrong size."""
-
-
-class DTypeError(FastnetError, TypeError):
-    """An array has a dtype fastnet cannot use here."""
+The kernels' own errors (the base class among them) come from fastnet.kernels.errors:
+one class under two names, so ``except fn.ShapeError`` catches what a kernel raises.
+"""
+from fastnet.kernels.errors import ConfigError, DTypeError, FastnetError, ShapeError
 
 
 class DataError(FastnetError, ValueError):
     """A dataset file is missing, truncated, corrupt or inconsistent."""
-
-
-class ConfigError(FastnetError, ValueError):
-    """An unknown option: a backend, activation, dtype, initialiser or similar."""
 
 
 class DivergenceError(FastnetError, FloatingPointError):
@@ -31,3 +20,7 @@ class CheckpointError(FastnetError, ValueError):
 
 class InputError(FastnetError, ValueError):
     """Input values are unusable: NaN or Inf, labels outside the classes, bad targets."""
+
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DivergenceError", "DTypeError", "FastnetError",
+           "InputError", "ShapeError"]

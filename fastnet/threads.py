@@ -7,23 +7,49 @@ BLAS is capped at 1 thread. The NumPy backend is left to BLAS's own threading.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numba
 from threadpoolctl import threadpool_limits
 
 from fastnet.errors import ConfigError
+from fastnet.kernels import check_numba_env
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the numba kernels (at most numba's NUMBA_NUM_THREADS)."""
+    check_numba_env()
     top = numba.config.NUMBA_NUM_THREADS
-    if not isinstance(n, int) or not 1 <= n <= top:
-        raise ConfigError(f"threads must be between 1 and {top} on this machine, got {n!r}")
-    numba.set_num_threads(n)
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"threads must be a whole number from 1 to {top}, got {n!r}")
+    if n > top:
+        raise ConfigError(f"cannot use {n} threads: {_pool_limit(n, top)}")
+    _start_threads(numba.set_num_threads, n)
 
 
 def get_num_threads() -> int:
-    return numba.get_num_threads()
+    """How many threads the numba kernels use."""
+    check_numba_env()
+    return _start_threads(numba.get_num_threads)
+
+
+def _pool_limit(n: int, top: int) -> str:
+    """Why numba's pool holds only ``top`` threads, and how to get ``n``: numba sizes it once, at start-up."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return (f"this process was started with NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}, which caps "
+                f"numba at {top}; ask for at most {top}, or start it with NUMBA_NUM_THREADS={n} (or unset it)")
+    return (f"numba starts one thread per available core, {top} here; ask for at most {top}, "
+            f"or start the process with NUMBA_NUM_THREADS={n}")
+
+
+def _start_threads(call, *args):
+    """Call a numba thread function; the first starts numba's threading layer, which may fail to load."""
+    try:
+        return call(*args)
+    except ValueError as e:  # e.g. NUMBA_THREADING_LAYER=tbb without TBB installed
+        layer, why = os.environ.get("NUMBA_THREADING_LAYER", "default"), " ".join(str(e).split())
+        raise ConfigError(f"numba cannot start its threads with NUMBA_THREADING_LAYER={layer}: {why}; "
+                          "choose another layer (omp, workqueue) or unset it") from None
 
 
 @contextlib.contextmanager

@@ -10,9 +10,12 @@ kernel above its NumPy twin:
     optimizers.py      SGD, momentum/Nesterov, Adam updates
     batching.py        gather a mini-batch (scaling uint8 images), count accuracy hits
 
-``get_backend("numba")`` and ``get_backend("numpy")`` give the two sets.
+``get_backend("numba")`` and ``get_backend("numpy")`` give the two sets. Compiled kernels
+are cached in ``cache_dir()``, a per-user folder (or $NUMBA_CACHE_DIR), never in the package.
 """
+from ._env import check_numba_env  # first, keep it so: it reads numba's settings before numba does
 from . import activations, batching, dense, losses, optimizers, regularization
+from ._cache import cache_dir
 from .activations import ACT
 from .backend import Backend, Twin, lookup, make_backends
 
@@ -23,8 +26,12 @@ BACKENDS: dict[str, Backend] = make_backends(TWINS)
 
 
 def get_backend(name: str) -> Backend:
-    """The kernels of backend ``name`` ("numba" or "numpy"); ConfigError for anything else."""
-    return lookup(BACKENDS, name)
+    """The kernels of backend ``name`` ("numba" or "numpy"); ConfigError for anything else,
+    and for "numba" when numba's thread settings in the environment are unusable."""
+    backend = lookup(BACKENDS, name)
+    if backend.name == "numba":
+        check_numba_env()
+    return backend
 
 
-__all__ = ["ACT", "BACKENDS", "Backend", "TWINS", "get_backend"]
+__all__ = ["ACT", "BACKENDS", "Backend", "TWINS", "cache_dir", "check_numba_env", "get_backend"]

@@ -1,18 +1,28 @@
 """The numba decorators every kernel uses, so cache and fastmath settings live in one place."""
-from functools import partial
-
 from numba import njit
+
+from ._cache import cache_kernel
 
 # Reductions (dot products, sums) need reassociation to vectorise. We do not allow
 # 'nnan'/'ninf': a NaN must stay a NaN so training can detect divergence.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
+
+def _kernel_jit(**defaults):
+    """``njit(**defaults)``, cached in fastnet's kernel cache folder (see _cache), not beside the source."""
+    def decorate(fn=None, **options):
+        if fn is None:  # with arguments: @pjit(fastmath=ELEMENTWISE)
+            return lambda f: decorate(f, **options)
+        return cache_kernel(njit(fn, **{**defaults, **options}))
+    return decorate
+
+
 # error_model="numpy": x / 0 gives inf or nan as in NumPy (and in the twins), instead of
 # a Python ZeroDivisionError check whose branch stops a loop from vectorising.
-jit = partial(njit, cache=True, fastmath=FASTMATH, error_model="numpy")
+jit = _kernel_jit(fastmath=FASTMATH, error_model="numpy")
 """Serial kernel: small or reduction-bound work where a thread launch costs more than it saves."""
 
-pjit = partial(njit, cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+pjit = _kernel_jit(fastmath=FASTMATH, error_model="numpy", parallel=True)
 """Parallel kernel: each thread owns whole output rows, so results never depend on thread count."""
 
 # Element-wise kernels vectorise without fastmath, and must not have it: with 'reassoc'

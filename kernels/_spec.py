@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastnet.errors import DTypeError, ShapeError
+from .errors import DTypeError, ShapeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ARRAY = re.compile(r"^(\w+)\[([\w,]*)\](?::(\w+))?$")

@@ -15,9 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from fastnet.errors import ConfigError, DTypeError
-
 from ._spec import Spec
+from .errors import ConfigError, DTypeError
 
 
 @dataclass(frozen=True)

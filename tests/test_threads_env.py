@@ -1,0 +1,78 @@
+"""numba's thread settings from the environment: a bad one is a one-line fastnet error, not a numba traceback.
+
+NUMBA_NUM_THREADS below 1 stops numba's own import, so these run in fresh processes.
+"""
+import os
+import subprocess
+import sys
+
+import numba
+import pytest
+
+import fastnet as fn
+from fastnet import threads
+
+BAD_SETTINGS = [("NUMBA_NUM_THREADS", "0"), ("NUMBA_NUM_THREADS", "-1"), ("NUMBA_THREADING_LAYER", "bogus")]
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")}
+    return subprocess.run([sys.executable, *args], env={**clean, **env}, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_bad_thread_setting_is_one_line_on_stderr_and_exit_2_in_the_command(name, value):
+    result = run(["-m", "fastnet", "train", "--epochs", "1", "--hidden", "16"], **{name: value})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("fastnet train: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert f"{name}='{value}'" in result.stderr and "unset it" in result.stderr
+
+
+def test_bad_thread_setting_still_imports_and_refuses_only_the_numba_backend():
+    code = """
+import numpy as np
+import fastnet as fn
+
+def refused(call):
+    try:
+        call()
+    except fn.ConfigError as e:
+        return str(e)
+
+print(refused(lambda: fn.Sequential(fn.Dense(3, 2), loss=fn.MSE())))
+print(refused(fn.get_num_threads))
+model = fn.Sequential(fn.Dense(3, 2), loss=fn.MSE(), backend="numpy")
+print(model.predict(np.ones((4, 3), np.float32)).shape)
+"""
+    result = run(["-c", code], NUMBA_NUM_THREADS="0")
+    assert result.returncode == 0, result.stderr
+    numba_backend, threads_call, numpy_predict = result.stdout.splitlines()
+    assert numba_backend.startswith("NUMBA_NUM_THREADS='0' is not a number of threads")
+    assert threads_call == numba_backend
+    assert numpy_predict == "(4, 2)"
+
+
+def test_more_threads_than_numba_num_threads_says_what_caps_it_and_how_to_lift_it():
+    result = run(["-m", "fastnet", "train", "--threads", "2", "--epochs", "1"], NUMBA_NUM_THREADS="1")
+    assert result.returncode == 2
+    assert "started with NUMBA_NUM_THREADS=1" in result.stderr and "NUMBA_NUM_THREADS=2" in result.stderr
+    assert "between 1 and 1" not in result.stderr
+
+
+def test_more_threads_than_cores_says_how_to_get_them(monkeypatch):
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    more = numba.config.NUMBA_NUM_THREADS + 1
+    with pytest.raises(fn.ConfigError, match=f"start the process with NUMBA_NUM_THREADS={more}"):
+        fn.set_num_threads(more)
+
+
+def test_a_threading_layer_that_cannot_load_is_a_one_line_config_error(monkeypatch):
+    def cannot_load():  # what numba raises for NUMBA_THREADING_LAYER=tbb without TBB installed
+        raise ValueError("No threading layer could be loaded.\nHINT:\nIntel TBB is required, try:\n"
+                         "$ conda/pip install tbb")
+
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "tbb")
+    monkeypatch.setattr(threads.numba, "get_num_threads", cannot_load)
+    with pytest.raises(fn.ConfigError, match="NUMBA_THREADING_LAYER=tbb: No threading layer could be loaded") as info:
+        fn.get_num_threads()
+    assert "\n" not in str(info.value)
