@@ -2,11 +2,12 @@
 
 >>> from fastnet import datasets
 >>> train, test = datasets.load("mnist-sample")
->>> train.x.shape, train.x.dtype, train.y.dtype
-((8000, 784), dtype('uint8'), dtype('int64'))
+>>> train.x.shape, train.x.dtype, train.x.scale
+((8000, 784), dtype('uint8'), 0.00392156862745098)
 
-Images stay uint8 (the model scales each batch to [0, 1]), so a full MNIST
-training set takes 47 MB rather than 188 MB as float32.
+Images stay uint8 and carry their scale, 1/255 (see :class:`Images`): the model
+scales each batch to [0, 1] as it gathers it, so a full MNIST training set takes
+47 MB rather than 188 MB as float32.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import requests
 
 from .errors import ConfigError, DataError, ShapeError
 from .idx import read_images, read_labels
+from .inputs import Images
 
-__all__ = ["Dataset", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS"]
+__all__ = ["Dataset", "Images", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -87,8 +89,9 @@ class Dataset:
 
     Attributes
     ----------
-    x : numpy.ndarray
-        Images flattened to shape (n, rows * cols), uint8 in 0..255.
+    x : Images
+        Images flattened to shape (n, rows * cols): uint8 pixels in 0..255 that
+        carry their scale (1/255), so a model sees them in [0, 1].
     y : numpy.ndarray
         Labels, shape (n,), int64 in ``0 .. len(classes) - 1``.
     classes : list of str
@@ -231,8 +234,8 @@ def _load_files(paths, name: str, classes: list[str]):
             f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
         )
     return (
-        Dataset(train_x.reshape(len(train_x), -1), train_y, list(classes), name, "train"),
-        Dataset(test_x.reshape(len(test_x), -1), test_y, list(classes), name, "test"),
+        Dataset(Images(train_x.reshape(len(train_x), -1)), train_y, list(classes), name, "train"),
+        Dataset(Images(test_x.reshape(len(test_x), -1)), test_y, list(classes), name, "test"),
     )
 
 
