@@ -110,7 +110,8 @@ class Sequential:
         widest = max(layer.n_in * layer.n_out for layer in self.dense)  # drawn in float64 first
         widths = "-".join(map(str, [self.n_in] + [layer.n_out for layer in self.dense]))
         _memory.check_fits(2 * n * self.dtype.itemsize + 8 * widest,
-                           f"a {widths} network ({n:,} {self.dtype} parameters and their gradients)",
+                           f"a {widths} network ({n:,} {self.dtype} parameters, their gradients and the "
+                           f"float64 draw of the largest initial weight)",
                            "use fewer or narrower layers")
 
     def _check_fit_fits(self, optimizer: Optimizer, batch_size: int, val_batch: int) -> None:
@@ -240,7 +241,7 @@ class Sequential:
         shuffle : bool
             Reshuffle every epoch, with the model's seeded generator.
         progress : bool
-            A compile notice, a progress bar and one line per epoch on stderr.
+            A compile notice and one line per epoch on stderr, with a progress bar when stderr is a terminal.
         callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
 
         Raises
