@@ -39,8 +39,8 @@ class Parser(argparse.ArgumentParser):
     def unrecognized(self, extras: list[str]):
         """Refuse arguments this command does not take, suggesting the nearest flag to a typo."""
         flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
-        first = extras[0].split("=", 1)[0]
-        close = difflib.get_close_matches(first, flags, n=1) if first.startswith("-") else []
+        typo = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("-")), "")
+        close = difflib.get_close_matches(typo, flags, n=1) if typo else []
         hint = f"; did you mean {close[0]}?" if close else ""
         self.error(f"unrecognized argument{'s' * (len(extras) > 1)}: {' '.join(extras)}{hint}")
 

@@ -369,11 +369,13 @@ def test_images_keep_their_scale_through_slicing_indexing_and_reshaping():
     np.testing.assert_array_equal(model.predict(images[2:]), images[2:].sum(axis=1, keepdims=True) / 16)
 
 
-def test_dataset_images_carry_the_scale_1_over_255():
+def test_dataset_and_benchmark_images_carry_the_scale_1_over_255():
+    from fastnet import bench
+
     train, test = fn.datasets.load("mnist-sample")
-    for split in (train, test):
-        assert isinstance(split.x, fn.datasets.Images) and split.x.dtype == np.uint8
-        assert split.x.scale == 1 / 255
+    for x in (train.x, test.x, bench.epoch_data(100)[0]):
+        assert isinstance(x, fn.datasets.Images) and x.dtype == np.uint8
+        assert x.scale == 1 / 255
 
 
 @pytest.mark.parametrize("pixels, scale, error", [
