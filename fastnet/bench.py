@@ -53,11 +53,11 @@ CASES = [Case((128,), act, b) for act in ("sigmoid", "relu") for b in (32, 64, 1
         [Case((512, 256), "relu", 128)]
 
 
-def epoch_data(samples: int = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
-    """The bundled sample's training digits tiled to ``samples`` rows, uint8."""
+def epoch_data(samples: int = SAMPLES) -> tuple[fn.datasets.Images, np.ndarray]:
+    """The bundled sample's training digits tiled to ``samples`` rows: uint8 Images, scaled in each batch."""
     train, _ = fn.datasets.load("mnist-sample")
     reps = -(-samples // len(train))
-    return np.tile(train.x, (reps, 1))[:samples], np.tile(train.y, reps)[:samples]
+    return fn.datasets.Images(np.tile(train.x, (reps, 1))[:samples]), np.tile(train.y, reps)[:samples]
 
 
 def fastnet_model(case: Case, backend: str, seed: int = 0) -> fn.Sequential:
@@ -122,7 +122,7 @@ def torch_contender(case: Case, x, y, threads: int = 2) -> Contender:
     net = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()  # torch's loss wants int64 labels
+    xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(y).long()  # plain uint8, divided per batch below; torch's loss wants int64 labels
     gen = torch.Generator().manual_seed(0)
 
     def epoch():

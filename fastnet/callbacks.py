@@ -1,11 +1,13 @@
 """Training history and callbacks (early stopping, per-epoch checkpoints)."""
 from __future__ import annotations
 
+import difflib
 import math
 
 import numpy as np
 
 from fastnet.errors import ConfigError
+from fastnet.inputs import is_number, is_whole
 
 
 class History:
@@ -40,7 +42,13 @@ class History:
 
 
 class Callback:
-    """Hooks called by ``fit``. Set ``model.stop_training = True`` to stop after this epoch."""
+    """Hooks called by ``fit``. Set ``model.stop_training = True`` to stop after this epoch.
+
+    Before ``on_train_begin``, fit sets ``params``: ``{"epochs", "batch_size", "metrics"}``,
+    where ``metrics`` names what each epoch will record (loss, accuracy, val_loss, val_accuracy).
+    """
+
+    params: dict = {}
 
     def on_train_begin(self, model) -> None:
         pass
@@ -58,21 +66,45 @@ class EarlyStopping(Callback):
     With ``restore_best=True`` the weights of the best epoch are put back at the end.
     """
 
+    METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
     def __init__(self, patience: int = 3, monitor: str = "val_loss", min_delta: float = 0.0,
                  restore_best: bool = True):
-        if patience < 0 or min_delta < 0:
-            raise ConfigError(f"EarlyStopping needs patience >= 0 and min_delta >= 0, got {patience}, {min_delta}")
-        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
+        if not (is_whole(patience) and patience >= 0 and is_number(min_delta) and min_delta >= 0):
+            raise ConfigError(f"EarlyStopping needs a whole patience >= 0 and a finite min_delta >= 0, "
+                              f"got {patience!r}, {min_delta!r}")
+        if not isinstance(monitor, str):
+            raise ConfigError(f"EarlyStopping monitor must be a metric's name, e.g. 'val_loss', got {monitor!r}")
+        if not isinstance(restore_best, bool):
+            raise ConfigError(f"EarlyStopping restore_best must be True or False, got {restore_best!r}")
+        self.patience, self.monitor, self.min_delta, self.restore_best = int(patience), monitor, min_delta, restore_best
         self.mode = "max" if "acc" in monitor else "min"
 
     def on_train_begin(self, model):
+        recorded = self.params.get("metrics")
+        if recorded is not None and self.monitor not in recorded:
+            raise ConfigError(self._unrecorded(recorded))
         self.best, self.best_epoch, self.best_params, self.wait = None, None, None, 0
         self.stopped_epoch = None
 
+    def _unrecorded(self, recorded) -> str:
+        """Why ``monitor`` will not be recorded, naming what will be and the likely fix."""
+        message = (f"EarlyStopping monitors {self.monitor!r}, which fit does not record "
+                   f"(it records {', '.join(recorded) or 'nothing'}).")
+        name = self.monitor
+        if name not in self.METRICS:
+            close = difflib.get_close_matches(name, self.METRICS, n=1)
+            if not close:
+                return message
+            name = close[0]
+            message += f" Did you mean {name!r}?"
+        if name not in recorded and name.startswith("val_") and name[4:] in recorded:
+            message += " Pass validation_data=(x_val, y_val) to fit to record it."
+        return message
+
     def on_epoch_end(self, model, record):
         if self.monitor not in record:
-            raise ConfigError(f"EarlyStopping monitors {self.monitor!r}, which fit did not record; "
-                              "pass validation_data=(x_val, y_val) to fit")
+            raise ConfigError(self._unrecorded([k for k in self.METRICS if k in record]))
         value = record[self.monitor]
         better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
                                        else value > self.best + self.min_delta)

@@ -7,6 +7,7 @@ saves a checkpoint when --save was given and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 
 import fastnet as fn
 from fastnet.errors import ConfigError, FastnetError
-from fastnet.progress import Progress
+from fastnet.progress import Discard, Progress
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -34,6 +35,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def unrecognized(self, extras: list[str]):
+        """Refuse arguments this command does not take, suggesting the nearest flag to a typo."""
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        typo = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("-")), "")
+        close = difflib.get_close_matches(typo, flags, n=1) if typo else []
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.error(f"unrecognized argument{'s' * (len(extras) > 1)}: {' '.join(extras)}{hint}")
 
 
 class UsageError(Exception):
@@ -57,6 +66,7 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
 def build_parser() -> Parser:
     parser = Parser(prog="fastnet", description="Train and evaluate MLPs on MNIST-style data with numba kernels.")
+    parser.add_argument("--version", action="version", version=f"fastnet {fn.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = sub.add_parser("train", help="train a network (default: the bundled MNIST sample)")
@@ -88,6 +98,7 @@ def build_parser() -> Parser:
     out.add_argument("--resume", metavar="PATH", help="continue from a checkpoint; --epochs counts the total")
     out.add_argument("--plot", metavar="PATH", help="write a PNG of the curves and the confusion matrix")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout; the rest goes to stderr")
+    _quiet_flag(out)
     train.set_defaults(run=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model on a test set")
@@ -95,6 +106,7 @@ def build_parser() -> Parser:
     _data_flags(evaluate)
     evaluate.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _quiet_flag(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="time training epochs against the NumPy baseline and PyTorch")
@@ -106,8 +118,15 @@ def build_parser() -> Parser:
     bench.add_argument("--out", metavar="PREFIX", default="fastnet-bench",
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: %(default)s)")
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
+    _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
+    parser.commands = sub.choices  # command name -> its parser, for messages about its flags
     return parser
+
+
+def _quiet_flag(parser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (and, with --json, the JSON object)")
 
 
 def _data_flags(parser) -> None:
@@ -257,14 +276,16 @@ def _require_matplotlib():
 def plot(model, test, path) -> None:
     from fastnet.plot import training_report
 
-    training_report(model.history, model.predict(test.x).argmax(axis=1), test.y, test.classes, path)
+    training_report(model.history, model.predict(test.x).argmax(axis=1), test.y, test.classes, path,
+                    title=f"{test.name}, {_describe(model)}")
 
 
 class Output:
-    """Where output goes: with --json, stdout carries only the JSON object and people read stderr."""
+    """Where output goes: with --json, stdout carries only the JSON object and people read stderr;
+    with --quiet, nothing for people is printed at all."""
 
-    def __init__(self, as_json: bool):
-        self.human = sys.stderr if as_json else sys.stdout
+    def __init__(self, as_json: bool, quiet: bool = False):
+        self.human = Discard() if quiet else sys.stderr if as_json else sys.stdout
 
     def json(self, obj) -> None:
         print(json.dumps(obj, default=_jsonable), file=sys.stdout, flush=True)
@@ -282,12 +303,15 @@ def _error(command: str, message: str) -> None:
 
 
 def main(argv=None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            parser.commands[args.command].unrecognized(extras)
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE
-    out = Output(getattr(args, "json", False))
+    out = Output(getattr(args, "json", False), args.quiet)
 
     def say(line: str) -> None:
         print(line, file=out.human, flush=True)

@@ -2,12 +2,12 @@
 
 >>> from fastnet import datasets
 >>> train, test = datasets.load("mnist-sample")
->>> train.x.shape, train.x.dtype, train.y.dtype
-((8000, 784), dtype('uint8'), dtype('uint8'))
+>>> train.x.shape, train.x.dtype, train.x.scale, train.y.dtype
+((8000, 784), dtype('uint8'), 0.00392156862745098, dtype('uint8'))
 
-Images and labels stay uint8 (the model scales each batch of images to [0, 1] and
-widens each batch of labels), so a full MNIST training set takes 47 MB rather than
-188 MB as float32.
+Images and labels stay uint8: the images carry their scale, 1/255 (see :class:`Images`),
+and the model scales each batch to [0, 1] and widens each batch of labels as it gathers
+them, so a full MNIST training set takes 47 MB rather than 188 MB as float32.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import requests
 
 from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
+from .inputs import Images
 
-__all__ = ["Dataset", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS", "SIZES"]
+__all__ = ["Dataset", "Images", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS",
+           "SIZES"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -109,8 +111,9 @@ class Dataset:
 
     Attributes
     ----------
-    x : numpy.ndarray
-        Images flattened to shape (n, rows * cols), uint8 in 0..255.
+    x : Images
+        Images flattened to shape (n, rows * cols): uint8 pixels in 0..255 that
+        carry their scale (1/255), so a model sees them in [0, 1].
     y : numpy.ndarray
         Labels, shape (n,), uint8 in ``0 .. len(classes) - 1``.
     classes : list of str
@@ -264,7 +267,7 @@ def _load_files(paths, name: str, classes: list[str]):
                 f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
             )
         return tuple(
-            Dataset(images.read().reshape(images.shape[0], -1),
+            Dataset(Images(images.read().reshape(images.shape[0], -1)),
                     check_labels(labels.read(), len(classes), labels.path), list(classes), name, split)
             for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test"))
         )

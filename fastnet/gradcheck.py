@@ -5,9 +5,13 @@ import numpy as np
 
 from fastnet import inputs
 from fastnet.checkpoint import copy_model
+from fastnet.errors import ConfigError, InputError
+from fastnet.model import Sequential
+from fastnet.progress import Progress
 
 
-def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, seed: int = 0) -> float:
+def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, seed: int = 0,
+              progress: bool = True) -> float:
     """Maximum relative error between backprop's gradient and central finite differences.
 
     The check runs on a float64 copy of ``model`` (same layers, weights and backend);
@@ -28,13 +32,27 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
     eps : float
         The step h. At a ReLU kink (a pre-activation within h of 0) the finite
         difference is not a derivative and the error will be large.
-    max_params : int or None
+    max_params : int >= 1 or None
         Check at most this many parameters, chosen at random (with ``seed``);
         None checks all of them.
+    progress : bool
+        Say on stderr when the float64 kernels are being compiled, as fit does.
     """
+    if not isinstance(model, Sequential):
+        raise ConfigError(f"gradcheck needs a fastnet Sequential model, got {type(model).__name__}")
+    if not (inputs.is_number(eps) and eps > 0):
+        raise ConfigError(f"gradcheck eps must be a finite number > 0, got {eps!r}")
+    if max_params is not None and not (inputs.is_whole(max_params) and max_params >= 1):
+        raise ConfigError(f"gradcheck max_params must be a whole number >= 1 or None, got {max_params!r}")
+    if not (inputs.is_whole(seed) and seed >= 0):
+        raise ConfigError(f"gradcheck seed must be a whole number >= 0, got {seed!r}")
     twin = copy_model(model, dtype="float64")
+    twin.optimizer = None  # the check never updates: no optimizer kernels to compile
     x, divisor = inputs.check_x(x, twin.n_in, twin.dtype)
     y = inputs.check_y(y, len(x), twin.n_out, twin.loss, twin.dtype)
+    if len(x) == 0:
+        raise InputError("x is empty: gradcheck needs at least one sample")
+    Progress(enabled=progress).compiling(lambda: twin.compile_kernels(x.dtype))
     steps = twin._plan.steps(len(x))
     twin._load_batch(steps, x, y, np.arange(len(x)), divisor)
     for draw in steps.draw_masks:

@@ -1,29 +1,88 @@
-"""Validation at the Python boundary: every user array is checked here, once, before any kernel runs."""
+"""Validation at the Python boundary: every user value is checked here, once, before any kernel runs."""
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
-from fastnet.errors import DTypeError, InputError, ShapeError
+from fastnet.errors import ConfigError, DTypeError, InputError, ShapeError
 from fastnet.losses import Loss
+
+
+def is_number(value) -> bool:
+    """A finite real number (Python or NumPy), not a bool: True is no learning rate."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_whole(value) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class Images(np.ndarray):
+    """uint8 pixels that carry their scale: a model sees ``pixels * scale``.
+
+    ``fn.datasets.Images(x)`` marks a user's uint8 array as 0..255 images, to be
+    scaled to [0, 1]; the datasets' ``x`` arrives as Images already. Each batch is
+    scaled as it is gathered, so the data is never copied to floats. Slicing,
+    indexing, reshaping and copying keep the scale; arithmetic, reductions and
+    ``np.concatenate`` give plain arrays (wrap the result in Images again).
+    A plain uint8 (or any integer) array is numbers, used as they are.
+
+    Parameters
+    ----------
+    pixels : array_like of uint8
+    scale : float
+        What one unit of a pixel is worth: 1/255 maps 0..255 onto [0, 1].
+    """
+
+    def __new__(cls, pixels, scale: float = 1 / 255):
+        array = np.asarray(pixels)
+        if array.dtype != np.uint8:
+            raise DTypeError(f"Images are uint8 pixels, got dtype {array.dtype}; "
+                             f"pass floats as they are, or convert with x.astype(np.uint8)")
+        if not (is_number(scale) and scale > 0):
+            raise ConfigError(f"Images scale must be a finite number > 0, got {scale!r}")
+        images = array.view(cls)
+        images.scale = float(scale)
+        return images
+
+    def __array_finalize__(self, obj):
+        self.scale = getattr(obj, "scale", 1 / 255)
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # a ufunc's or reduction's result is numbers, no longer pixels
+        array = array.view(np.ndarray)
+        return array[()] if return_scalar else array
 
 
 def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
     """Return x ready for the kernels and the divisor the batch gather applies.
 
-    uint8 images stay uint8 (scaled to [0, 1] batch by batch, so no float copy
-    of the dataset is made); float inputs are used as they are, in the model's dtype.
+    Images (uint8 pixels with their scale) and other integer arrays stay as they
+    are and are converted batch by batch, so no float copy of the dataset is made;
+    only Images are scaled. Floats are used as they are, in the model's dtype.
     """
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.ndim != 2:
-        hint = " Flatten images with x.reshape(len(x), -1)." if x.ndim > 2 else ""
+        hint = ""
+        if x.ndim == 1:
+            hint = " For one sample use x[None] (or x.reshape(1, -1))." if n_features > 1 else \
+                " Use x.reshape(-1, 1)."
+        elif x.ndim > 2:
+            hint = " Flatten images with x.reshape(len(x), -1)."
         raise ShapeError(f"x must be 2-D (samples, features), got shape {x.shape}.{hint}")
     if x.shape[1] != n_features:
         raise ShapeError(f"x has {x.shape[1]} features per sample but the first layer expects {n_features}")
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x), 255.0
+    if isinstance(x, Images) and x.dtype == np.uint8:
+        return np.ascontiguousarray(x), 1.0 / x.scale
+    if x.dtype.kind in "biu":
+        return np.ascontiguousarray(x), 1.0
     if x.dtype.kind != "f":
-        raise DTypeError(f"x has dtype {x.dtype}; pass uint8 images (scaled to [0, 1]) or floats")
+        raise DTypeError(f"x has dtype {x.dtype}; pass numbers (floats or integers), or uint8 images "
+                         f"as fastnet.datasets.Images(x) to scale them to [0, 1]")
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.isfinite(x).all():
         raise InputError(f"x contains NaN or Inf (first at row {_first_bad_row(x)}); clean or drop those samples")
@@ -34,6 +93,8 @@ def check_y(y, n: int, n_outputs: int, loss: Loss, dtype: np.dtype) -> np.ndarra
     """Return targets as the loss kernel wants them: integer labels (any integer dtype), or (n, n_outputs) floats."""
     if not isinstance(y, np.ndarray):
         y = np.asarray(y)
+    if y.ndim == 0:
+        raise ShapeError(f"y must hold one target per sample, {n} in all, got the single value {y.item()!r}")
     if len(y) != n:
         raise ShapeError(f"x has {n} samples but y has {len(y)}; they must have the same length")
     if loss.integer_targets:

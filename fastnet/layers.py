@@ -6,11 +6,11 @@ calls (see ``_plan``), fusing each activation into the Dense layer before it.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from fastnet.errors import ConfigError
+from fastnet.inputs import is_number, is_whole
 from fastnet.kernels import ACT
 
 
@@ -45,12 +45,12 @@ class Dense(Layer):
 
     def __init__(self, n_in: int, n_out: int, init: str = "xavier", l1: float = 0.0, l2: float = 0.0):
         for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ConfigError(f"Dense {name} must be a positive integer, got {value!r}")
-        if init not in self.INITS:
+        if not isinstance(init, str) or init not in self.INITS:
             raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(self.INITS)}")
         for name, value in (("l1", l1), ("l2", l2)):
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+            if not (is_number(value) and value >= 0):
                 raise ConfigError(f"Dense {name} must be a finite number >= 0, got {value!r}")
         self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
         self.l1, self.l2 = float(l1), float(l2)
@@ -94,7 +94,7 @@ class Sigmoid(Activation):
     name = "sigmoid"
 
     def __init__(self, a: float = 1.0, b: float = 1.0):
-        if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        if not (is_number(a) and is_number(b) and a > 0 and b > 0):
             raise ConfigError(f"Sigmoid needs finite a > 0 and b > 0, got a={a!r}, b={b!r}")
         self.a, self.b = float(a), float(b)
 
@@ -124,7 +124,7 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01):
-        if not (math.isfinite(alpha) and alpha >= 0):
+        if not (is_number(alpha) and alpha >= 0):
             raise ConfigError(f"LeakyReLU alpha must be a finite number >= 0, got {alpha!r}")
         self.alpha = float(alpha)
 
@@ -143,7 +143,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5):
-        if not (isinstance(p, numbers.Real) and 0 <= p < 1):
+        if not (is_number(p) and 0 <= p < 1):
             raise ConfigError(f"Dropout p must be in [0, 1), got {p!r}")
         self.p = float(p)
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
-from fastnet import inputs
+from fastnet import _memory, inputs
 from fastnet._memory import aligned_zeros
 from fastnet._plan import Plan
 from fastnet.callbacks import Callback, History
@@ -22,28 +23,44 @@ DTYPES = ("float32", "float64")
 EVAL_BATCH = 1024
 
 
+class Summary(str):
+    """The text of ``Sequential.summary()``: a str whose repr is the table itself, so it reads at a prompt."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class Sequential:
     """A stack of layers trained with one loss.
 
     Parameters
     ----------
     *layers : Layer
-        Dense, activation and Dropout layers, input first.
+        Dense, activation and Dropout layers, input first (or one list of them).
     loss : Loss
         SoftmaxCrossEntropy (integer labels), BinaryCrossEntropy (0/1 targets) or MSE.
     backend : {"numba", "numpy"}
         The compiled kernels, or their pure-NumPy twins (the baseline).
     dtype : {"float32", "float64"}
-    seed : int or None
+    seed : int >= 0 or None
         Seeds initialisation, shuffling and dropout. The same seed and backend give
         bit-for-bit the same weights and history.
+
+    Raises
+    ------
+    ConfigError
+        A bad argument, or parameters and gradients that would not fit in memory.
     """
 
     def __init__(self, *layers: Layer, loss: Loss, backend: str = "numba", dtype: str = "float32",
                  seed: int | None = None):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])  # Sequential([Dense(...), ...]), as Keras takes it
         if not layers:
             raise ConfigError("Sequential needs at least one layer, e.g. Sequential(Dense(784, 10), loss=...)")
         for layer in layers:
+            if isinstance(layer, type) and issubclass(layer, Layer):
+                raise ConfigError(f"{layer.__name__} is a layer class; pass a layer, e.g. {layer.__name__}()")
             if not isinstance(layer, Layer):
                 raise ConfigError(f"{layer!r} is not a fastnet layer")
             if getattr(layer, "_model", None) is not None:
@@ -52,6 +69,8 @@ class Sequential:
             raise ConfigError(f"loss must be SoftmaxCrossEntropy(), BinaryCrossEntropy() or MSE(), got {loss!r}")
         if dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if seed is not None and not (inputs.is_whole(seed) and seed >= 0):
+            raise ConfigError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         self.kernels = get_backend(backend)
         self.layers, self.loss, self.backend, self.dtype = list(layers), loss, backend, np.dtype(dtype)
         self.dense = [layer for layer in layers if isinstance(layer, Dense)]
@@ -73,6 +92,7 @@ class Sequential:
         init_seq, shuffle_seq, dropout_seq = seq.spawn(3)
         self.shuffle_rng = np.random.Generator(np.random.PCG64(shuffle_seq))
         self.dropout_rng = np.random.Generator(np.random.PCG64(dropout_seq))
+        self._check_fits()
         self._allocate(np.random.Generator(np.random.PCG64(init_seq)))
         self.optimizer: Optimizer | None = None
         self.history = History()
@@ -83,6 +103,35 @@ class Sequential:
         self._hits_kernel = getattr(self.kernels.raw, loss.hits) if loss.hits else None
 
     # ---- parameters ---------------------------------------------------------------
+
+    def _check_fits(self) -> None:
+        """Refuse a model whose parameters and gradients would not fit in memory, before allocating them."""
+        n = sum(layer.n_params for layer in self.dense)
+        widest = max(layer.n_in * layer.n_out for layer in self.dense)  # drawn in float64 first
+        widths = "-".join(map(str, [self.n_in] + [layer.n_out for layer in self.dense]))
+        _memory.check_fits(2 * n * self.dtype.itemsize + 8 * widest,
+                           f"a {widths} network ({n:,} {self.dtype} parameters, their gradients and the "
+                           f"float64 draw of the largest initial weight)",
+                           "use fewer or narrower layers")
+
+    def _check_fit_fits(self, optimizer: Optimizer, batch_size: int, val_batch: int) -> None:
+        """Refuse before training when the optimizer state and batch buffers fit would allocate do not fit."""
+        n, item = self.params.size, self.dtype.itemsize
+        have = optimizer.state
+        bound = all(name in have and have[name].shape == (n,) and have[name].dtype == self.dtype
+                    for name in optimizer.state_names)
+        state = 0 if bound else len(optimizer.state_names) * n * item
+        needed = state + n * item + self._batch_bytes(batch_size) + self._batch_bytes(val_batch)  # + a snapshot
+        _memory.check_fits(needed, f"training ({type(optimizer).__name__} state and batches of {batch_size:,})",
+                           "use a smaller batch_size, SGD without momentum, or a smaller model")
+
+    def _batch_bytes(self, batch: int) -> int:
+        """About what ``Plan.steps(batch)`` allocates: inputs, targets, outputs, gradients, dropout masks."""
+        item = self.dtype.itemsize
+        per_row = self.n_in * item + max(8, self.n_out * item)
+        for op in self._plan.ops:
+            per_row += op.width * (2 * item + (5 if op.kind == "dropout" else 0))
+        return batch * per_row
 
     def _allocate(self, rng: np.random.Generator) -> None:
         """All parameters in one flat vector, gradients in another; layers hold views."""
@@ -181,7 +230,10 @@ class Sequential:
 
         Parameters
         ----------
-        x : (n, features) uint8 images (scaled to [0, 1]) or floats.
+        x : (n, features) numbers, used as they are: floats, or integers converted batch by batch.
+            Images (``fn.datasets.Images(x)``, and every dataset's ``x``) are uint8 pixels that
+            carry their scale: each batch is scaled to [0, 1] as it is gathered, so the data is
+            never copied to floats. A plain uint8 array is not scaled.
         y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
         epochs, batch_size : int
             Epochs to train on top of those already in ``history``; samples per update.
@@ -192,17 +244,19 @@ class Sequential:
         shuffle : bool
             Reshuffle every epoch, with the model's seeded generator.
         progress : bool
-            A compile notice, a progress bar and one line per epoch on stderr.
-        callbacks : iterable of Callback, e.g. EarlyStopping(patience=3).
+            A compile notice and one line per epoch on stderr, with a progress bar when stderr is a terminal.
+        callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
 
         Raises
         ------
+        ConfigError, ShapeError, DTypeError, InputError
+            A bad argument, refused before training; or training that would not fit in memory.
         DivergenceError
             If the loss becomes NaN or Inf. The weights are left at the last finite state.
         """
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        if not inputs.is_whole(epochs) or epochs < 0:
             raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not inputs.is_whole(batch_size) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
@@ -210,6 +264,10 @@ class Sequential:
             raise inputs.InputError("x is empty: fit needs at least one sample")
         val = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                got = type(validation_data).__name__
+                got += f" of {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
+                raise ConfigError(f"validation_data must be a pair (x_val, y_val), got a {got}")
             xv, yv = validation_data
             xv, val_divisor = inputs.check_x(xv, self.n_in, self.dtype)
             val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_divisor)
@@ -219,11 +277,19 @@ class Sequential:
             self.optimizer = optimizer
         elif self.optimizer is None:
             self.optimizer = SGD(lr=0.1)
-        self.optimizer.bind(self.params.size, self.dtype, owner=self)
+        if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
+            raise ConfigError(f"callbacks must be a list of callbacks, e.g. callbacks=[EarlyStopping(patience=3)], "
+                              f"got {callbacks!r}")
         callbacks = list(callbacks)
+        metrics = ["loss", "accuracy"] if self.loss.hits else ["loss"]
+        metrics += [f"val_{m}" for m in metrics] if val is not None else []
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"{cb!r} is not a fastnet Callback")
+            cb.params = {"epochs": epochs, "batch_size": batch_size, "metrics": metrics}
+        val_batch = 0 if val is None else min(EVAL_BATCH, len(val[0]))
+        self._check_fit_fits(self.optimizer, min(batch_size, len(x)), val_batch)
+        self.optimizer.bind(self.params.size, self.dtype, owner=self)
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         with kernel_threads(self.backend):
@@ -349,8 +415,12 @@ class Sequential:
         self.dropout_rng.bit_generator.state = saved_rng
         return time.perf_counter() - start
 
-    def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts."""
+    def summary(self) -> Summary:
+        """A table of layers, output shapes and parameter counts.
+
+        Returns a ``str`` that shows as the table at a prompt or in a notebook;
+        ``print(model.summary())`` prints it, ``str(model.summary())`` is the plain text.
+        """
         rows = [("layer", "output shape", "params")]
         width = self.n_in
         for layer in self.layers:
@@ -360,7 +430,8 @@ class Sequential:
         cols = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{a:<{cols[0]}}  {b:<{cols[1]}}  {c:>{cols[2]}}" for a, b, c in rows]
         rule = "-" * len(lines[0])
-        return "\n".join([lines[0], rule, *lines[1:-1], rule, f"total params: {self.n_params:,}", lines[-1]])
+        total = f"total params: {self.n_params:,}"
+        return Summary("\n".join([lines[0], rule, *lines[1:-1], rule, total, lines[-1]]))
 
     def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.layers))

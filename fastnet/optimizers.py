@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import weakref
-import numbers
 
 import numpy as np
 
 from fastnet._memory import aligned_zeros
 from fastnet.errors import ConfigError, ShapeError
+from fastnet.inputs import is_number, is_whole
 from fastnet.kernels import get_backend
 
 
@@ -39,8 +39,9 @@ class StepLR(Schedule):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, step_size: int, gamma: float = 0.1):
-        if step_size < 1 or not gamma > 0:
-            raise ConfigError(f"StepLR needs step_size >= 1 and gamma > 0, got {step_size}, {gamma}")
+        if not (is_whole(step_size) and step_size >= 1 and is_number(gamma) and gamma > 0):
+            raise ConfigError(f"StepLR needs a whole step_size >= 1 and a finite gamma > 0, "
+                              f"got {step_size!r}, {gamma!r}")
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def factor(self, epoch):
@@ -51,8 +52,8 @@ class ExponentialLR(Schedule):
     """Multiply the rate by ``gamma`` every epoch."""
 
     def __init__(self, gamma: float):
-        if not gamma > 0:
-            raise ConfigError(f"ExponentialLR needs gamma > 0, got {gamma}")
+        if not (is_number(gamma) and gamma > 0):
+            raise ConfigError(f"ExponentialLR needs a finite gamma > 0, got {gamma!r}")
         self.gamma = float(gamma)
 
     def factor(self, epoch):
@@ -63,8 +64,9 @@ class CosineLR(Schedule):
     """Cosine annealing from the base rate down to ``min_factor``·base over ``t_max`` epochs."""
 
     def __init__(self, t_max: int, min_factor: float = 0.0):
-        if t_max < 1 or not 0 <= min_factor <= 1:
-            raise ConfigError(f"CosineLR needs t_max >= 1 and 0 <= min_factor <= 1, got {t_max}, {min_factor}")
+        if not (is_whole(t_max) and t_max >= 1 and is_number(min_factor) and 0 <= min_factor <= 1):
+            raise ConfigError(f"CosineLR needs a whole t_max >= 1 and 0 <= min_factor <= 1, "
+                              f"got {t_max!r}, {min_factor!r}")
         self.t_max, self.min_factor = int(t_max), float(min_factor)
 
     def factor(self, epoch):
@@ -83,7 +85,7 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float, schedule: Schedule | None = None):
-        if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
+        if not (is_number(lr) and lr > 0):
             raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise ConfigError(f"schedule must be StepLR, ExponentialLR or CosineLR, got {schedule!r}")
@@ -145,8 +147,10 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = False,
                  schedule: Schedule | None = None):
         super().__init__(lr, schedule)
-        if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not (is_number(momentum) and 0 <= momentum < 1):
+            raise ConfigError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ConfigError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and momentum == 0:
             raise ConfigError("nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -167,9 +171,10 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  schedule: Schedule | None = None):
         super().__init__(lr, schedule)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(is_number(b) and 0 <= b < 1 for b in betas)
+                and is_number(eps) and eps > 0):
+            raise ConfigError(f"Adam needs two betas in [0, 1) and a finite eps > 0, got betas={betas!r}, eps={eps!r}")
         b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1 and eps > 0):
-            raise ConfigError(f"Adam needs betas in [0, 1) and eps > 0, got betas={betas!r}, eps={eps!r}")
         self.betas, self.eps = (float(b1), float(b2)), float(eps)
 
     def _update(self, k, params, grads, lr):

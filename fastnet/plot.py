@@ -14,13 +14,27 @@ def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) 
                        minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def training_report(history, predicted, actual, classes, path) -> None:
+def training_report(history, predicted, actual, classes, path, title: str = "") -> None:
+    """Write the report to ``path`` as a PNG, atomically; see ``report_figure``."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(history, predicted, actual, classes, title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(Path(path), buffer.getvalue())
+
+
+def report_figure(history, predicted, actual, classes, title: str = ""):
+    """Loss and accuracy (in percent) per epoch beside the test confusion matrix, under a title:
+    ``title`` (e.g. the dataset and network) and the test accuracy of ``predicted``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc, ax_cm) = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -33,6 +47,9 @@ def training_report(history, predicted, actual, classes, path) -> None:
     if "val_accuracy" in history.records[-1]:
         ax_acc.plot(epochs, history["val_accuracy"], label="test")
     ax_acc.set(title="accuracy", xlabel="epoch")
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     ax_acc.legend()
     cm = confusion_matrix(predicted, actual, len(classes))
     ax_cm.imshow(cm, cmap="Blues")
@@ -43,8 +60,7 @@ def training_report(history, predicted, actual, classes, path) -> None:
     for (i, j), count in np.ndenumerate(cm):
         ax_cm.text(j, i, str(count), ha="center", va="center", fontsize=7,
                    color="white" if count > cm.max() / 2 else "black")
+    accuracy = f"test accuracy {np.mean(predicted == actual):.2%}"
+    fig.suptitle(f"{title}: {accuracy}" if title else accuracy)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(Path(path), buffer.getvalue())
+    return fig

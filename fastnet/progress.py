@@ -1,15 +1,31 @@
-"""Progress on stderr: a compile notice, a tqdm bar within each epoch, one line per epoch."""
+"""Progress: a compile notice, a tqdm bar within each epoch, one line per epoch.
+
+The notice and the epoch lines go to ``stream`` (stderr by default). Bars always go
+to stderr, and only when it is a terminal: a redirected log holds whole lines, no
+``\\r`` frames, and stdout never carries a bar.
+"""
 from __future__ import annotations
 
+import io
 import sys
 
 from tqdm.auto import tqdm
 
 
+class Discard(io.TextIOBase):
+    """A text stream that drops what it is given; Progress on it shows nothing at all (``--quiet``)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 class Progress:
     def __init__(self, enabled: bool = True, stream=None):
-        self.enabled = enabled
         self.stream = stream or sys.stderr
+        self.enabled = enabled and not isinstance(self.stream, Discard)
 
     def compiling(self, compile_fn) -> float:
         """Run ``compile_fn`` (which returns seconds), telling the user when it is slow."""
@@ -21,12 +37,21 @@ class Progress:
         return seconds
 
     def bar(self, epoch: int, n_batches: int) -> "Bar":
+        if not (self.enabled and _is_terminal(sys.stderr)):
+            return _NO_BAR
         return Bar(tqdm(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                        file=self.stream, mininterval=0.25)) if self.enabled else _NO_BAR
+                        file=sys.stderr, mininterval=0.25))
 
     def epoch(self, record: dict) -> None:
         if self.enabled:
             tqdm.write(format_record(record), file=self.stream)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class Bar:

@@ -314,26 +314,80 @@ def test_dtype_is_kept_through_parameters_predictions_and_optimizer_state(dtype)
 
 # ---- inputs ------------------------------------------------------------------------
 
-def test_uint8_images_are_scaled_to_0_1_and_match_float_inputs_divided_by_255():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (64, 12), dtype=np.uint8)
-    y = rng.integers(0, 3, 64)
+def train_twice(first, second, y, width=12):
+    """Train the same model on two inputs; (weights, loss history, predictions, evaluation) of each."""
     runs = []
-    for x in (images, images / 255.0):
-        model = fn.Sequential(fn.Dense(12, 8), fn.ReLU(), fn.Dense(8, 3), loss=fn.SoftmaxCrossEntropy(),
+    for x in (first, second):
+        model = fn.Sequential(fn.Dense(width, 8), fn.ReLU(), fn.Dense(8, 3), loss=fn.SoftmaxCrossEntropy(),
                               dtype="float64", seed=5)
         history = model.fit(x, y, epochs=2, batch_size=16, progress=False)
         runs.append((model.params.copy(), history["loss"], model.predict(x), model.evaluate(x, y)))
-    (w8, h8, p8, e8), (wf, hf, pf, ef) = runs
+    return runs
+
+
+def assert_same_runs(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+    np.testing.assert_array_equal(a[2], b[2])
+    assert a[3] == b[3]
+
+
+def test_images_are_scaled_to_0_1_and_match_float_inputs_divided_by_255():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (64, 12), dtype=np.uint8)
+    y = rng.integers(0, 3, 64)
+    images = fn.datasets.Images(pixels)
+    assert images.scale == 1 / 255 and images.dtype == np.uint8
+    scaled, floats = train_twice(images, pixels / 255.0, y)
     # the gather divides each uint8 batch by 255, so training is bit for bit the float run's
-    np.testing.assert_array_equal(w8, wf)
-    assert h8 == hf
-    np.testing.assert_array_equal(p8, pf)
-    assert e8 == ef
+    assert_same_runs(scaled, floats)
     # and not as 0..255: raw floats of the same values give a different model
     raw = fn.Sequential(fn.Dense(12, 8), fn.ReLU(), fn.Dense(8, 3), loss=fn.SoftmaxCrossEntropy(),
                         dtype="float64", seed=5)
-    assert not np.allclose(raw.predict(images.astype(np.float64)), p8)
+    assert not np.allclose(raw.predict(pixels.astype(np.float64)), scaled[2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
+def test_plain_integer_arrays_are_numbers_used_as_they_are(dtype):
+    """Digits 0..16 stored as uint8 (as sklearn's 8x8 digits) train exactly as the same numbers in float64."""
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 17, (64, 12)).astype(dtype)
+    y = rng.integers(0, 3, 64)
+    integers, floats = train_twice(digits, digits.astype(np.float64), y)
+    assert_same_runs(integers, floats)
+
+
+def test_images_keep_their_scale_through_slicing_indexing_and_reshaping():
+    images = fn.datasets.Images(np.arange(24, dtype=np.uint8).reshape(4, 6), scale=1 / 16)
+    for view in (images[1:], images[[0, 2]], images[images[:, 0] > 0], images.reshape(2, 12), images.copy(),
+                 images.T):
+        assert isinstance(view, fn.datasets.Images) and view.scale == 1 / 16
+    # arithmetic and reductions are numbers, no longer pixels
+    assert type(images / 16) is np.ndarray and type(images.mean()) is np.float64
+    model = fn.Sequential(fn.Dense(6, 1), loss=fn.MSE(), dtype="float64", seed=0)
+    model.set_weights({"layers.0.weight": np.ones((1, 6)), "layers.0.bias": np.zeros(1)})
+    np.testing.assert_array_equal(model.predict(images[2:]), images[2:].sum(axis=1, keepdims=True) / 16)
+
+
+def test_dataset_and_benchmark_images_carry_the_scale_1_over_255():
+    from fastnet import bench
+
+    train, test = fn.datasets.load("mnist-sample")
+    for x in (train.x, test.x, bench.epoch_data(100)[0]):
+        assert isinstance(x, fn.datasets.Images) and x.dtype == np.uint8
+        assert x.scale == 1 / 255
+
+
+@pytest.mark.parametrize("pixels, scale, error", [
+    (np.zeros((2, 3)), 1 / 255, fn.DTypeError),
+    (np.zeros((2, 3), np.int16), 1 / 255, fn.DTypeError),
+    (np.zeros((2, 3), np.uint8), 0.0, fn.ConfigError),
+    (np.zeros((2, 3), np.uint8), math.inf, fn.ConfigError),
+    (np.zeros((2, 3), np.uint8), "1/255", fn.ConfigError),
+])
+def test_images_are_uint8_with_a_finite_positive_scale(pixels, scale, error):
+    with pytest.raises(error):
+        fn.datasets.Images(pixels, scale=scale)
 
 
 def test_float_inputs_are_used_as_they_are():
