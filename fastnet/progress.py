@@ -11,6 +11,8 @@ import sys
 
 from tqdm.auto import tqdm
 
+from fastnet.kernels import caching
+
 
 class Discard(io.TextIOBase):
     """A text stream that drops what it is given; Progress on it shows nothing at all (``--quiet``)."""
@@ -30,7 +32,8 @@ class Progress:
     def compiling(self, compile_fn) -> float:
         """Run ``compile_fn`` (which returns seconds), telling the user when it is slow."""
         if self.enabled:
-            print("fastnet: preparing kernels (compiled once, then cached)...", file=self.stream, flush=True)
+            how = "compiled once, then cached" if caching() else "compiled on every run: no writable cache"
+            print(f"fastnet: preparing kernels ({how})...", file=self.stream, flush=True)
         seconds = compile_fn()
         if self.enabled:
             print(f"fastnet: kernels ready in {seconds:.2f} s", file=self.stream, flush=True)

@@ -36,6 +36,11 @@ def cache_dir() -> str:
     return config.CACHE_DIR or os.path.join(platformdirs.user_cache_dir("fastnet"), "numba")
 
 
+def caching() -> bool:
+    """Whether compiled kernels are kept between runs (False: no writable cache folder)."""
+    return _cache_class() is not None
+
+
 def cache_kernel(dispatcher):
     """Give a numba dispatcher fastnet's kernel cache; without a usable one it just compiles."""
     cache_class = _cache_class()

@@ -1,8 +1,8 @@
 """Moving a mini-batch in and scoring it: gather with scaling, and accuracy hit counts.
 
     gather_rows      x (N, M) any dtype, idx (B,) -> out (B, M) = x[idx] / divisor
-                     uint8 images are divided by 255 here, batch by batch, so the dataset
-                     never needs a float copy (and the result is bit for bit x / 255).
+                     images are scaled here (divisor 255 for uint8 pixels), batch by batch, so
+                     the dataset never needs a float copy (and the result is bit for bit x / 255).
     argmax_hits      z (B, C), labels (B,) -> number of rows whose argmax is the label
     threshold_hits   z (B, M) logits, target (B, M) in {0,1} -> number of (z > 0) == target
 """

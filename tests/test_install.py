@@ -93,6 +93,18 @@ def test_no_writable_cache_folder_compiles_without_a_cache_and_says_so_once(tmp_
     assert cache_files(site) == []
 
 
+def test_compile_notice_does_not_promise_a_cache_it_cannot_write(tmp_path):
+    site = installed(tmp_path)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code = "from fastnet.progress import Progress; Progress().compiling(lambda: 0.0)"
+    cached = run(code, tmp_path, site)
+    uncached = run(code, tmp_path, site, NUMBA_CACHE_DIR=str(blocked / "numba"))
+    assert cached.returncode == 0 and uncached.returncode == 0, cached.stderr + uncached.stderr
+    assert "then cached" in cached.stderr
+    assert "then cached" not in uncached.stderr and "every run" in uncached.stderr, uncached.stderr
+
+
 def test_source_tree_runs_as_it_stands():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for args in (["-m", "fastnet", "--help"],
