@@ -172,7 +172,7 @@ def fill_defaults(args) -> set:
     return given
 
 
-def saved_flags(model, optimizer) -> dict:
+def model_flags(model, optimizer) -> dict:
     """The values of the flags in FIXED_BY_CHECKPOINT that describe ``model`` and ``optimizer`` (if any).
 
     Where no flag value fits (a model built in Python, say), the value is a description that
@@ -235,18 +235,18 @@ def cmd_train(args, out, say) -> int:
         fn.set_num_threads(args.threads)
     if args.resume:
         model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
-        refuse_conflicts(args, given, saved_flags(model, model.optimizer))
+        refuse_conflicts(args, given, model_flags(model, model.optimizer))
         resume_batch_size(args, given, model)
     train, test = load_data(args)
     n_classes = len(train.classes)
     if args.resume:
         optimizer = None if model.optimizer is not None else build_optimizer(args)
-        say(f"resuming from {args.resume} {_stopped_at(model, len(train))}")
+        say(f"resuming from {args.resume} {_stopped_at(model)}")
         stretch_cosine(model.optimizer, args.epochs, say)
     else:
         model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
     config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json")}
-    config.update(saved_flags(model, model.optimizer or optimizer), backend=model.backend)
+    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend)
     say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "
         f"{fn.get_num_threads()} threads")
@@ -265,8 +265,7 @@ def cmd_train(args, out, say) -> int:
             say("interrupted")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
-        say("interrupted at once: nothing saved" + (f" ({args.save} holds the last finished epoch, if any)"
-                                                      if args.save else ""))
+        say("interrupted at once, in the middle of a batch: nothing saved")
         return EXIT_INTERRUPTED
     result = model.evaluate(test.x, test.y)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
@@ -293,11 +292,12 @@ def resume_batch_size(args, given: set, model) -> None:
                           "to finish that epoch as it began")
 
 
-def _stopped_at(model, n: int) -> str:
+def _stopped_at(model) -> str:
     part = model.partial_epoch
     if part is None:
         return f"after epoch {len(model.history)}"
-    return f"in epoch {part['epoch'] + 1}, after batch {part['batch']} of {math.ceil(n / part['batch_size'])}"
+    n_batches = math.ceil(part["samples"] / part["batch_size"])
+    return f"in epoch {part['epoch'] + 1}, after batch {part['batch']} of {n_batches}"
 
 
 def stretch_cosine(optimizer, epochs: int, say) -> None:
