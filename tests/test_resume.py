@@ -52,6 +52,19 @@ class CtrlC(fn.Callback):
                 signal.raise_signal(signal.SIGINT)
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own SIGINT handler, even when this process inherited SIGINT ignored (a background job)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def sigint_as_usual():
+    """For a child process: SIGINT not ignored, whatever this process inherited, so Python handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def straight():
     model = net()
@@ -242,7 +255,7 @@ def test_a_real_ctrl_c_mid_epoch_then_resume_is_bit_for_bit_the_uninterrupted_ru
                                                                                  delay):
     path = tmp_path / "cut.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "fastnet", *CTRL_C_FLAGS, "--save", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_usual)
     try:
         for line in proc.stdout:  # wait for the end of `epoch`, then let the next one get under way
             if f"epoch {epoch}  loss" in line:
