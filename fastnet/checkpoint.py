@@ -139,7 +139,11 @@ def write_atomic(path: Path, data: bytes) -> None:
     remove_stale_temps(path)
     # Not tempfile.mkstemp: its 0600 mode would make every saved model private; this honours the umask.
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:
+        e.filename = str(path)  # name the file the caller asked for, not a temporary name they never saw
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -342,3 +342,15 @@ def test_an_unwritable_output_path_is_refused_before_training(tmp_path, flag, wh
     result = run("train", "--hidden", "16", "--epochs", "1", flag, str(target))
     assert_one_line_error(result, f"{flag} {target}: cannot write there")
     assert "preparing kernels" not in result.stdout + result.stderr  # refused before any training
+
+
+def test_a_failed_save_names_the_path_asked_for_not_the_temp_file(tmp_path, monkeypatch):
+    from fastnet import checkpoint
+
+    def refused(name, *args):
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(checkpoint.os, "open", refused)  # as in a read-only folder, which root could write
+    with pytest.raises(PermissionError) as err:
+        net().save(tmp_path / "m.safetensors")
+    assert err.value.filename == str(tmp_path / "m.safetensors")
