@@ -53,6 +53,9 @@ class Callback:
     def on_train_begin(self, model) -> None:
         pass
 
+    def on_batch_end(self, model, batch: int, loss: float) -> None:
+        """After the update of ``batch`` (0-based, within the epoch), whose mean loss was ``loss``."""
+
     def on_epoch_end(self, model, record: dict) -> None:
         pass
 
@@ -124,7 +127,11 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Save the model (with optimizer state, so training can resume) after every epoch, atomically."""
+    """Save the model (with optimizer state, so training can resume) after every epoch, atomically.
+
+    To also keep the batches of an epoch cut short by Ctrl-C, save the model once more when ``fit``
+    raises ``TrainingInterrupted`` (a KeyboardInterrupt): that file resumes exactly, mid-epoch.
+    """
 
     def __init__(self, path, include_optimizer: bool = True):
         self.path, self.include_optimizer = path, include_optimizer

@@ -3,16 +3,22 @@
 Tensors:  layers.<i>.weight (out, in), layers.<i>.bias (out,), optimizer.<state> (n_params,)
 Metadata: "fastnet" -> JSON with the format version, layers, loss, dtype, backend, seed,
           history, optimizer configuration and step count, and the random generators'
-          states, so a resumed run continues exactly as an uninterrupted one.
+          states, so a resumed run continues exactly as an uninterrupted one; a model stopped
+          by Ctrl-C in the middle of an epoch also has "resume", where that epoch stopped
+          (``Sequential.partial_epoch``).
 No pickle anywhere; the file is written to a temporary name and moved into place.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import secrets
 from pathlib import Path
+
+import numpy as np
 
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
@@ -26,6 +32,7 @@ from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
 
 FORMAT = 1
+RESUME_KEYS = ("epoch", "batch", "batch_size", "samples", "order", "loss", "hits", "seconds")
 
 
 def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
@@ -46,6 +53,8 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     if include_optimizer and opt is not None:
         meta["optimizer"] = {"kind": type(opt).__name__, "config": opt.config(), "steps": opt.steps}
         tensors.update({f"optimizer.{name}": state for name, state in opt.state.items()})
+    if model.partial_epoch is not None:
+        meta["resume"] = model.partial_epoch
     return meta, tensors
 
 
@@ -68,7 +77,45 @@ def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | 
             opt.state[name][...] = tensors[f"optimizer.{name}"]
         opt.steps = spec["steps"]
         model.optimizer = opt
+    model.partial_epoch = partial_epoch(meta.get("resume"), model)
     return model
+
+
+def partial_epoch(part, model) -> dict | None:
+    """The metadata's "resume" (where an interrupted epoch stopped), checked against ``model``.
+
+    None, or absent, for a model saved between epochs; ConfigError for anything that is not a
+    resume point ``fit`` could have left.
+    """
+    if part is None:
+        return None
+
+    def invalid(why: str) -> ConfigError:
+        return ConfigError(f"its mid-epoch resume point is invalid: {why}")
+
+    if not isinstance(part, dict) or set(part) != set(RESUME_KEYS):
+        raise invalid(f"it must be an object with exactly the keys {', '.join(RESUME_KEYS)}")
+    if any(type(part[k]) is not int for k in ("epoch", "batch", "batch_size", "samples", "hits")):
+        raise invalid("epoch, batch, batch_size, samples and hits must be whole numbers")
+    if part["epoch"] != len(model.history):
+        raise invalid(f"epoch {part['epoch']} does not follow the {len(model.history)} epochs of the history")
+    done = part["batch"] * part["batch_size"]
+    if not (part["batch"] >= 1 and part["batch_size"] >= 1 and done < part["samples"]):
+        raise invalid(f"batch {part['batch']} of size {part['batch_size']} is not inside an epoch of "
+                      f"{part['samples']} samples")
+    if not 0 <= part["hits"] <= done * (1 if model.loss.integer_targets else model.n_out):
+        raise invalid(f"{part['hits']} hits in {done} samples")
+    if any(type(part[k]) not in (int, float) or not 0 <= part[k] < math.inf for k in ("loss", "seconds")):
+        raise invalid("loss and seconds must be finite numbers >= 0")
+    if part["order"] is not None:
+        probe = type(model.shuffle_rng.bit_generator)()
+        try:
+            probe.state = part["order"]
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise invalid(f"order is not a {type(probe).__name__} generator state ({e})") from None
+        if probe.state != part["order"]:
+            raise invalid(f"order is not a {type(probe).__name__} generator state")
+    return dict(part)
 
 
 def copy_model(model, dtype: str | None = None):
@@ -83,11 +130,20 @@ def save(model, path, include_optimizer: bool = True) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place.
+
+    The temporary name, ``.NAME.<16 hex>.<pid>.tmp``, carries the writer's process id, so the temporary
+    files that killed writers left beside ``path`` are removed first, and a live writer's never are.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     # Not tempfile.mkstemp: its 0600 mode would make every saved model private; this honours the umask.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:
+        e.filename = str(path)  # name the file the caller asked for, not a temporary name they never saw
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -98,6 +154,52 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temporary files of writes to ``path`` whose writer is gone (killed mid-write).
+
+    Names from fastnet versions that put no pid in them (``.NAME.<16 hex>.tmp``) are removed too.
+    """
+    # The pid comes last and has at most 10 digits, so no other name's temp file (old or new) matches.
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{16}}(?:\.([0-9]{{1,10}}))?\.tmp")
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and (match[1] is None or not _alive(int(match[1]))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine; True when that cannot be told."""
+    if os.name == "nt":  # os.kill would terminate the process there, not probe it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def unwritable(path) -> str | None:
+    """Why ``write_atomic(path, ...)`` would fail, found without writing anything; None if it should not.
+
+    Lets a command refuse an output path before a long run rather than after it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "it is a folder"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # write_atomic creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable"
+    return None
 
 
 def load(path, backend: str | None = None):

@@ -15,7 +15,9 @@ import sys
 import numpy as np
 
 import fastnet as fn
+from fastnet.checkpoint import unwritable
 from fastnet.errors import ConfigError, FastnetError
+from fastnet.model import TrainingInterrupted
 from fastnet.progress import Discard, Progress
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -26,8 +28,13 @@ SCHEDULES = ("none", "step", "exponential", "cosine")
 # cosine schedule, batch 32, 30 epochs. On the bundled 8,000-digit sample this reached
 # 96.00-96.60% test accuracy over seeds 0-5 (784-256-10 with dropout 0.3 for 15 epochs:
 # 95.70-96.10%; without dropout such nets plateau near 95%).
+# The train flags default to None, so that cmd_train knows which ones the user gave (a resumed run
+# refuses those that contradict its checkpoint); these values are filled in after parsing.
 DEFAULTS = dict(hidden=[512], activation="relu", epochs=30, batch_size=32, lr=0.05, optimizer="momentum",
-                schedule="cosine", dropout=0.5)
+                schedule="cosine", dropout=0.5, l1=0.0, l2=0.0, backend="numba", dtype="float32", seed=0)
+ADAM_LR = 1e-3
+# What a checkpoint fixes: on --resume these flags may only repeat the saved values.
+FIXED_BY_CHECKPOINT = ("hidden", "activation", "dropout", "l1", "l2", "dtype", "seed", "optimizer", "lr", "schedule")
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,27 +82,30 @@ def build_parser() -> Parser:
     net.add_argument("--hidden", type=_number(int, 1), action="append", metavar="N",
                      help="width of a hidden layer; repeat for more layers (default: 512)")
     net.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "leaky-relu"),
-                     default=DEFAULTS["activation"], help="hidden activation (default: %(default)s)")
+                     help=f"hidden activation (default: {DEFAULTS['activation']})")
     opt = train.add_argument_group("training")
-    opt.add_argument("--epochs", type=_number(int, 1), default=DEFAULTS["epochs"], help="default: %(default)s")
-    opt.add_argument("--batch-size", type=_number(int, 1), default=DEFAULTS["batch_size"], help="default: %(default)s")
-    opt.add_argument("--lr", type=_number(float, 0, low_open=True), help="learning rate (default: 0.05, adam 0.001)")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS["optimizer"],
-                     help="sgd, sgd with momentum 0.9, or adam (default: %(default)s)")
-    opt.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS["schedule"],
-                     help="learning-rate schedule over the epochs (default: %(default)s)")
-    opt.add_argument("--l1", type=_number(float, 0), default=0.0, help="L1 penalty on weights")
-    opt.add_argument("--l2", type=_number(float, 0), default=0.0, help="L2 penalty on weights")
-    opt.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=DEFAULTS["dropout"],
-                     help="dropout probability after each hidden layer (default: %(default)s)")
+    opt.add_argument("--epochs", type=_number(int, 1), help=f"default: {DEFAULTS['epochs']}")
+    opt.add_argument("--batch-size", type=_number(int, 1), help=f"default: {DEFAULTS['batch_size']}")
+    opt.add_argument("--lr", type=_number(float, 0, low_open=True),
+                     help=f"learning rate (default: {DEFAULTS['lr']}, adam {ADAM_LR})")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS,
+                     help=f"sgd, sgd with momentum 0.9, or adam (default: {DEFAULTS['optimizer']})")
+    opt.add_argument("--schedule", choices=SCHEDULES,
+                     help=f"learning-rate schedule over the epochs (default: {DEFAULTS['schedule']})")
+    opt.add_argument("--l1", type=_number(float, 0), help="L1 penalty on weights")
+    opt.add_argument("--l2", type=_number(float, 0), help="L2 penalty on weights")
+    opt.add_argument("--dropout", type=_number(float, 0, 1, high_open=True),
+                     help=f"dropout probability after each hidden layer (default: {DEFAULTS['dropout']})")
     run = train.add_argument_group("execution")
-    run.add_argument("--backend", choices=("numba", "numpy"), default="numba", help="default: %(default)s")
-    run.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: %(default)s")
-    run.add_argument("--seed", type=_number(int, 0), default=0, help="default: %(default)s")
+    run.add_argument("--backend", choices=("numba", "numpy"),
+                     help=f"default: {DEFAULTS['backend']}; with --resume, the saved one")
+    run.add_argument("--dtype", choices=("float32", "float64"), help=f"default: {DEFAULTS['dtype']}")
+    run.add_argument("--seed", type=_number(int, 0), help=f"default: {DEFAULTS['seed']}")
     run.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", help="write a safetensors checkpoint after every epoch")
-    out.add_argument("--resume", metavar="PATH", help="continue from a checkpoint; --epochs counts the total")
+    out.add_argument("--resume", metavar="PATH", help="continue from a checkpoint, even one saved by Ctrl-C "
+                     "mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
     out.add_argument("--plot", metavar="PATH", help="write a PNG of the curves and the confusion matrix")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout; the rest goes to stderr")
     _quiet_flag(out)
@@ -145,7 +155,7 @@ def load_data(args):
 
 
 def build_model(args, n_in: int, n_classes: int):
-    widths = [n_in, *(args.hidden or DEFAULTS["hidden"])]
+    widths = [n_in, *args.hidden]
     layers = []
     for a, b in zip(widths, widths[1:]):
         layers += [fn.Dense(a, b, init="he" if "relu" in args.activation else "xavier", l1=args.l1, l2=args.l2),
@@ -160,39 +170,121 @@ def build_model(args, n_in: int, n_classes: int):
 def build_optimizer(args):
     schedule = {"none": None, "step": fn.StepLR(max(1, args.epochs // 3), 0.1),
                 "exponential": fn.ExponentialLR(0.9), "cosine": fn.CosineLR(args.epochs)}[args.schedule]
-    if args.optimizer == "adam":
-        return fn.Adam(lr=args.lr or 1e-3, schedule=schedule)
-    momentum = 0.9 if args.optimizer == "momentum" else 0.0
-    return fn.SGD(lr=args.lr or DEFAULTS["lr"], momentum=momentum, schedule=schedule)
+    return make_optimizer(args.optimizer, args.lr, schedule)
+
+
+def make_optimizer(name: str, lr: float, schedule=None):
+    """The optimizer a --optimizer name stands for."""
+    if name == "adam":
+        return fn.Adam(lr=lr, schedule=schedule)
+    return fn.SGD(lr=lr, momentum=0.9 if name == "momentum" else 0.0, schedule=schedule)
+
+
+def fill_defaults(args) -> set:
+    """Put the defaults in for the train flags not given; returns the names of those given."""
+    given = {name for name in DEFAULTS if getattr(args, name) is not None}
+    for name, value in DEFAULTS.items():
+        if name not in given:
+            setattr(args, name, value)
+    if "lr" not in given and args.optimizer == "adam":
+        args.lr = ADAM_LR
+    return given
+
+
+def model_flags(model, optimizer) -> dict:
+    """The values of the flags in FIXED_BY_CHECKPOINT that describe ``model`` and ``optimizer`` (if any).
+
+    Where no flag value fits (a model built in Python, say), the value is a description that
+    no flag equals.
+    """
+    def one(values):
+        return values.pop() if len(values) == 1 else "/".join(map(str, sorted(values)))
+
+    acts = {_activation_flag(layer) for layer in model.layers if isinstance(layer, fn.layers.Activation)}
+    flags = {"hidden": [layer.n_out for layer in model.dense[:-1]], "activation": one(acts or {"none"}),
+             "dropout": one({layer.p for layer in model.layers if isinstance(layer, fn.Dropout)} or {0.0}),
+             "l1": one({layer.l1 for layer in model.dense}), "l2": one({layer.l2 for layer in model.dense}),
+             "dtype": str(model.dtype), "seed": model.seed}
+    if optimizer is not None:
+        plain = {k: v for k, v in optimizer.config().items() if k != "schedule"}
+        names = [name for name in OPTIMIZERS if make_optimizer(name, optimizer.lr).config() == plain]
+        kinds = {"NoneType": "none", "StepLR": "step", "ExponentialLR": "exponential", "CosineLR": "cosine"}
+        flags.update(optimizer=names[0] if names else repr(optimizer), lr=optimizer.lr,
+                     schedule=kinds.get(type(optimizer.schedule).__name__, repr(optimizer.schedule)))
+    return flags
+
+
+def _activation_flag(layer) -> str:
+    """The --activation value of an activation layer, or its repr when no flag value builds it."""
+    flag = layer.name.replace("_", "-")
+    default = fn.layers.activation(layer.name)
+    return flag if type(layer) is type(default) and layer.config() == default.config() else repr(layer)
+
+
+def _flag_text(name: str, value) -> str:
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, list):
+        return " ".join(f"{flag} {v}" for v in value) or f"no {flag}"
+    return f"{flag} {value}"
+
+
+def refuse_conflicts(args, given: set, saved: dict) -> None:
+    """ConfigError naming the first given flag that contradicts the checkpoint being resumed."""
+    for name in FIXED_BY_CHECKPOINT:
+        if name in given and name in saved and getattr(args, name) != saved[name]:
+            raise ConfigError(f"{_flag_text(name, getattr(args, name))} contradicts {args.resume}, which was "
+                              f"trained with {_flag_text(name, saved[name])}; leave the flag out to resume that run "
+                              "as it was, or train a new model without --resume")
+
+
+def check_outputs(args) -> None:
+    """Refuse, before any work, the output paths that could not be written after training."""
+    for flag, path in (("--save", args.save), ("--plot", args.plot)):
+        problem = path and unwritable(path)
+        if problem:
+            raise ConfigError(f"{flag} {path}: cannot write there: {problem}")
 
 
 def cmd_train(args, out, say) -> int:
+    check_outputs(args)
     if args.plot:
         _require_matplotlib()
+    given = fill_defaults(args)
     if args.threads:
         fn.set_num_threads(args.threads)
+    if args.resume:
+        model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
+        refuse_conflicts(args, given, model_flags(model, model.optimizer))
+        resume_batch_size(args, given, model)
     train, test = load_data(args)
     n_classes = len(train.classes)
     if args.resume:
-        model = fn.load(args.resume, backend=args.backend)
         optimizer = None if model.optimizer is not None else build_optimizer(args)
-        say(f"resuming from {args.resume} after epoch {len(model.history)}")
+        say(f"resuming from {args.resume} {_stopped_at(model)}")
+        stretch_cosine(model.optimizer, args.epochs, say)
     else:
         model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
+    config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json")}
+    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend)
     say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "
         f"{fn.get_num_threads()} threads")
+    say("training: " + " ".join(_flag_text(name, config[name]) for name in
+                                ("optimizer", "lr", "schedule", "batch_size", "epochs", "dropout", "l1", "l2", "seed")))
     callbacks = [fn.Checkpoint(args.save)] if args.save else []
     remaining = max(0, args.epochs - len(model.history))
     try:
         model.fit(train.x, train.y, epochs=remaining, batch_size=args.batch_size, optimizer=optimizer,
                   validation_data=(test.x, test.y), progress=Progress(stream=out.human), callbacks=callbacks)
-    except KeyboardInterrupt:
+    except TrainingInterrupted:  # stopped between batches: the checkpoint resumes exactly
         if args.save:
             model.save(args.save)
-            say(f"interrupted: checkpoint saved to {args.save}")
+            say(f"interrupted: checkpoint saved to {args.save}; --resume {args.save} continues the run")
         else:
             say("interrupted")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
+        say("interrupted at once, in the middle of a batch: nothing saved")
         return EXIT_INTERRUPTED
     result = model.evaluate(test.x, test.y)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
@@ -202,10 +294,37 @@ def cmd_train(args, out, say) -> int:
         plot(model, test, args.plot)
         say(f"plot written to {args.plot}")
     if args.json:
-        config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json")}
-        config["hidden"] = args.hidden or DEFAULTS["hidden"]
         out.json({"config": config, "history": model.history.records, "test": result})
     return 0
+
+
+def resume_batch_size(args, given: set, model) -> None:
+    """An epoch stopped by Ctrl-C finishes in the batches it started with; between epochs any size goes."""
+    part = model.partial_epoch
+    if part is None:
+        return
+    if "batch_size" not in given:
+        args.batch_size = part["batch_size"]
+    elif args.batch_size != part["batch_size"]:
+        raise ConfigError(f"--batch-size {args.batch_size} contradicts {args.resume}, which stopped in the middle "
+                          f"of epoch {part['epoch'] + 1} at --batch-size {part['batch_size']}; leave the flag out "
+                          "to finish that epoch as it began")
+
+
+def _stopped_at(model) -> str:
+    part = model.partial_epoch
+    if part is None:
+        return f"after epoch {len(model.history)}"
+    n_batches = math.ceil(part["samples"] / part["batch_size"])
+    return f"in epoch {part['epoch'] + 1}, after batch {part['batch']} of {n_batches}"
+
+
+def stretch_cosine(optimizer, epochs: int, say) -> None:
+    """A resumed cosine schedule that would end before --epochs is stretched to end there, not run at lr 0."""
+    schedule = getattr(optimizer, "schedule", None)
+    if isinstance(schedule, fn.CosineLR) and schedule.t_max < epochs:
+        say(f"stretching the cosine schedule from {schedule.t_max} to {epochs} epochs (--epochs {epochs})")
+        schedule.t_max = epochs
 
 
 def cmd_evaluate(args, out, say) -> int:

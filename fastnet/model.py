@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from fastnet import _memory, inputs
+from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
 from fastnet._plan import Plan
 from fastnet.callbacks import Callback, History
@@ -223,6 +224,11 @@ class Sequential:
 
     # ---- public API ---------------------------------------------------------------
 
+    # None, or where an interrupted epoch stopped (see ``fit``): a JSON-able dict of the epoch, the next
+    # batch, the batch size, the sample count, the shuffle generator's state at the epoch's start (None
+    # when not shuffled) and the epoch's running loss, hits and seconds. ``save`` stores it.
+    partial_epoch: dict | None = None
+
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
             validation_data=None, shuffle: bool = True, progress: bool = True,
             callbacks=()) -> History:
@@ -247,10 +253,19 @@ class Sequential:
             A compile notice and one line per epoch on stderr, with a progress bar when stderr is a terminal.
         callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
 
+        Ctrl-C (in the main thread) stops training after the batch under way and raises
+        ``TrainingInterrupted``, a KeyboardInterrupt; a second Ctrl-C stops at once. Stopped
+        between batches, the model can be saved, loaded and fitted again to end bit for bit where
+        the uninterrupted run would have: the next ``fit`` first finishes the interrupted epoch
+        (it counts as one of ``epochs``), with the same data and ``batch_size``.
+
         Raises
         ------
         ConfigError, ShapeError, DTypeError, InputError
-            A bad argument, refused before training; or training that would not fit in memory.
+            A bad argument, refused before training; training that would not fit in memory;
+            an epoch that would train at learning rate 0, e.g. past the end of a CosineLR schedule
+            (stretch it with ``optimizer.schedule.t_max = ...`` or pass a new optimizer); or ``x``
+            or ``batch_size`` that differ from those of an interrupted epoch.
         DivergenceError
             If the loss becomes NaN or Inf. The weights are left at the last finite state.
         """
@@ -290,6 +305,8 @@ class Sequential:
         val_batch = 0 if val is None else min(EVAL_BATCH, len(val[0]))
         self._check_fit_fits(self.optimizer, min(batch_size, len(x)), val_batch)
         self.optimizer.bind(self.params.size, self.dtype, owner=self)
+        self._check_partial_epoch(len(x), batch_size)
+        self.optimizer.check_lr(len(self.history), len(self.history) + epochs)
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         with kernel_threads(self.backend):
@@ -297,31 +314,65 @@ class Sequential:
             self.stop_training = False
             for cb in callbacks:
                 cb.on_train_begin(self)
-            n_batches = math.ceil(len(x) / batch_size)
-            for _ in range(epochs):
-                epoch = len(self.history)
-                record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report.bar(epoch, n_batches))
-                if val is not None:
-                    record.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
-                self.history.append(record)
-                report.epoch(record)
-                for cb in callbacks:
-                    cb.on_epoch_end(self, record)
-                if self.stop_training:
-                    break
+            with DeferredInterrupt() as interrupt:
+                for _ in range(epochs):
+                    epoch = len(self.history)
+                    record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt)
+                    if val is not None:
+                        record.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                    self.history.append(record)
+                    report.epoch(record)
+                    for cb in callbacks:
+                        cb.on_epoch_end(self, record)
+                    if interrupt.requested:
+                        raise TrainingInterrupted(f"training stopped after epoch {epoch + 1}")
+                    if self.stop_training:
+                        break
             for cb in callbacks:
                 cb.on_train_end(self)
         return self.history
 
-    def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, bar) -> dict:
+    def _check_partial_epoch(self, n: int, batch_size: int) -> None:
+        """An interrupted epoch is finished on the same samples in the same batches, or not at all."""
+        part = self.partial_epoch
+        if part is None:
+            return
+        where = f"this model stopped in the middle of epoch {part['epoch'] + 1}"
+        if n != part["samples"]:
+            raise ConfigError(f"{where}, training on {part['samples']} samples; fit it on the same data to "
+                              f"finish that epoch, not on {n} samples")
+        if batch_size != part["batch_size"]:
+            raise ConfigError(f"{where} at batch_size={part['batch_size']}; pass batch_size={part['batch_size']} "
+                              f"to finish it exactly, not {batch_size}")
+
+    def _epoch_order(self, part: dict, n: int) -> np.ndarray:
+        """The sample order of an interrupted epoch, drawn again from the generator state it started with."""
+        if part["order"] is None:
+            return np.arange(n)
+        rng = np.random.Generator(type(self.shuffle_rng.bit_generator)())
+        rng.bit_generator.state = part["order"]
+        return rng.permutation(n)
+
+    def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt) -> dict:
+        """Train one epoch, or the rest of an interrupted one; raise TrainingInterrupted between
+        batches once ``interrupt.requested``, leaving ``partial_epoch`` to resume from."""
         n = len(x)
-        order = self.shuffle_rng.permutation(n) if shuffle else np.arange(n)
+        part, self.partial_epoch = self.partial_epoch, None
+        if part is None:
+            part = {"epoch": epoch, "batch": 0, "batch_size": batch_size, "samples": n,
+                    "order": self.shuffle_rng.bit_generator.state if shuffle else None,
+                    "loss": 0.0, "hits": 0, "seconds": 0.0}
+            order = self.shuffle_rng.permutation(n) if shuffle else np.arange(n)
+        else:
+            order = self._epoch_order(part, n)
+        first = part["batch"]
         lr = self.optimizer.lr_at(epoch)
         snapshot = self.params.copy()  # the last finite state, should the weights themselves overflow
-        total_loss, total_hits, done = 0.0, 0, 0
+        total_loss, total_hits, done = part["loss"], part["hits"], first * batch_size
+        bar = report.bar(epoch, math.ceil(n / batch_size) - first)
         start = time.perf_counter()
         try:
-            for j, (idx, steps) in enumerate(self._batches(n, batch_size, order)):
+            for j, (idx, steps) in enumerate(self._batches(n - done, batch_size, order[done:]), first):
                 self._load_batch(steps, x, y, idx, divisor)
                 loss, hits = self._train_batch(steps)
                 if not math.isfinite(loss):
@@ -331,11 +382,17 @@ class Sequential:
                 total_hits += hits
                 done += len(idx)
                 bar.update(loss)
+                for cb in callbacks:
+                    cb.on_batch_end(self, j, loss)
+                if interrupt.requested and done < n:
+                    self.partial_epoch = {**part, "batch": j + 1, "loss": total_loss, "hits": total_hits,
+                                          "seconds": part["seconds"] + time.perf_counter() - start}
+                    raise TrainingInterrupted(f"training stopped in epoch {epoch + 1} after batch {j + 1}")
             if not np.isfinite(self.params).all():
                 self._diverged(epoch, j, math.nan, snapshot)
         finally:
             bar.close()
-        seconds = time.perf_counter() - start
+        seconds = part["seconds"] + time.perf_counter() - start
         record = {"epoch": epoch + 1, "loss": total_loss / done}
         if self.loss.hits:
             record["accuracy"] = total_hits / (done * (1 if self.loss.integer_targets else self.n_out))

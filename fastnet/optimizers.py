@@ -98,6 +98,24 @@ class Optimizer:
         """The learning rate used during ``epoch`` (0-based)."""
         return self.lr * (self.schedule.factor(epoch) if self.schedule else 1.0)
 
+    def check_lr(self, start: int, stop: int) -> None:
+        """ConfigError if an epoch in [start, stop) (0-based) would train at learning rate 0.
+
+        That happens past the end of a CosineLR with min_factor=0, or when a decay underflows.
+        A schedule that reaches 0 stays there, so the first such epoch is found by bisection.
+        """
+        if stop <= start or self.lr_at(stop - 1) != 0:
+            return
+        lo, hi = start, stop - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.lr_at(mid) == 0 else (mid + 1, hi)
+        fix = "pass fit an optimizer with a new schedule"
+        if isinstance(self.schedule, CosineLR):
+            fix = f"set optimizer.schedule.t_max = {stop} to stretch it over all {stop} epochs, or {fix}"
+        raise ConfigError(f"epoch {lo + 1} would train at learning rate 0: {self.schedule!r} has run its course; "
+                          f"{fix}")
+
     def bind(self, n: int, dtype, owner=None) -> None:
         """Allocate zeroed state for ``n`` parameters, unless state of that size already exists.
 
