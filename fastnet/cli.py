@@ -256,6 +256,7 @@ def cmd_train(args, out, say) -> int:
         model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
         refuse_conflicts(args, given, model_flags(model, model.optimizer))
         resume_batch_size(args, given, model)
+        resume_epochs(args, given, model)
     train, test = load_data(args)
     n_classes = len(train.classes)
     if args.resume:
@@ -309,6 +310,13 @@ def resume_batch_size(args, given: set, model) -> None:
         raise ConfigError(f"--batch-size {args.batch_size} contradicts {args.resume}, which stopped in the middle "
                           f"of epoch {part['epoch'] + 1} at --batch-size {part['batch_size']}; leave the flag out "
                           "to finish that epoch as it began")
+
+
+def resume_epochs(args, given: set, model) -> None:
+    """Without --epochs, a resumed run ends where it was planned to: a cosine schedule's length says where."""
+    schedule = getattr(model.optimizer, "schedule", None)
+    if "epochs" not in given and isinstance(schedule, fn.CosineLR):
+        args.epochs = max(schedule.t_max, len(model.history))
 
 
 def _stopped_at(model) -> str:

@@ -204,6 +204,16 @@ def test_resume_with_more_epochs_stretches_the_cosine_schedule_to_the_new_total(
     assert not np.array_equal(fn.load(out).params, fn.load(path).params)  # the weights moved
 
 
+def test_resume_without_epochs_ends_where_the_cosine_run_was_planned_to(first_run, tmp_path):
+    path, _ = first_run  # a finished 2-epoch run: nothing is left to train, and nothing is stretched
+    out = tmp_path / "same.safetensors"
+    result = run("train", "--resume", str(path), "--save", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "stretching" not in result.stderr
+    assert len(json.loads(result.stdout)["history"]) == 2 and json.loads(result.stdout)["config"]["epochs"] == 2
+    assert np.array_equal(fn.load(out).params, fn.load(path).params)
+
+
 # ---- flags that contradict the checkpoint ---------------------------------------------
 
 @pytest.mark.parametrize("flag, value, saved", [
