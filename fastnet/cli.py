@@ -289,7 +289,8 @@ def cmd_train(args, out, say) -> int:
         return EXIT_INTERRUPTED
     result = model.evaluate(test.x, test.y)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
-    if args.save:
+    if args.save:  # the checkpoint of the last epoch, or the model as loaded when no epoch was left to train
+        model.save(args.save)
         say(f"saved to {args.save}")
     if args.plot:
         plot(model, test, args.plot)
