@@ -11,6 +11,7 @@ from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
 from fastnet.checkpoint import load
 from fastnet.errors import (CheckpointError, ConfigError, DataError, DivergenceError, DTypeError, FastnetError,
                             InputError, ShapeError)
+from fastnet._interrupt import TrainingInterrupted
 from fastnet.gradcheck import gradcheck
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
@@ -24,6 +25,6 @@ __all__ = [
     "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
     "DataError", "Dense", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping", "ExponentialLR",
     "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential", "ShapeError",
-    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "datasets", "get_num_threads", "gradcheck", "load",
+    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets", "get_num_threads", "gradcheck", "load",
     "set_num_threads",
 ]
