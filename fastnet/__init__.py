@@ -25,6 +25,7 @@ __all__ = [
     "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
     "DataError", "Dense", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping", "ExponentialLR",
     "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential", "ShapeError",
-    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets", "get_num_threads", "gradcheck", "load",
+    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets", "get_num_threads",
+    "gradcheck", "load",
     "set_num_threads",
 ]

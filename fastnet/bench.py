@@ -122,7 +122,8 @@ def torch_contender(case: Case, x, y, threads: int = 2) -> Contender:
     net = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(y).long()  # plain uint8, divided per batch below; torch's loss wants int64 labels
+    # plain uint8, divided per batch below; torch's loss wants int64 labels
+    xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(y).long()
     gen = torch.Generator().manual_seed(0)
 
     def epoch():
