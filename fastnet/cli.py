@@ -10,6 +10,7 @@ import argparse
 import difflib
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from fastnet.errors import ConfigError, FastnetError
 from fastnet.model import TrainingInterrupted
 from fastnet.progress import Discard, Progress
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 130, 141  # 141: 128 + SIGPIPE, as a shell reports it
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 
@@ -449,6 +450,9 @@ def main(argv=None) -> int:
     except FastnetError as e:
         _error(args.command, str(e))
         return EXIT_USAGE
+    except BrokenPipeError:  # `fastnet evaluate m | head`: the reader has gone; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return EXIT_BROKEN_PIPE
     except OSError as e:
         _error(args.command, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
         return EXIT_USAGE

@@ -117,3 +117,13 @@ def test_the_plot_has_a_title_and_accuracy_in_percent():
         assert float(labels[-1].rstrip("%")) > 1  # 80%, not 0.8%
     finally:
         plt.close(fig)
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    path = tmp_path / "m.safetensors"
+    fn.Sequential(fn.Dense(784, 10), loss=fn.SoftmaxCrossEntropy(), seed=0).save(path)
+    proc = subprocess.Popen([sys.executable, "-m", "fastnet", "evaluate", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # as `| head` does once it has its lines: the command's next write finds no reader
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and stderr == "", stderr
