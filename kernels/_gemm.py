@@ -11,6 +11,9 @@ so that LLVM vectorises them (8 float32 lanes in a ymm register on AVX2/AVX-512)
 * **axpy rows** (``nn``, for ``a @ m`` with m row-major): rows of the output are
   built as sums of scaled rows of m, c[j, :] += a[j, k] * m[k, :]. Four k's are
   folded into each pass over c, so every load/store of c is shared by 4 FMAs.
+  The i loop is not a reduction, so it vectorises without 'reassoc': the sums are
+  written in the order the FMAs run, c + a0*m0 + a1*m1 + ..., and the callers
+  compile them with 'contract' alone (see ORDERED in ``_jit.py``).
 
 Each output element is always computed by the same code path, in the same order,
 whatever thread runs it: results do not depend on the thread count.
@@ -86,16 +89,16 @@ def nn_rows(c, a, m, j0, j1):
             a30, a31, a32, a33 = a[j0 + 3, k], a[j0 + 3, k + 1], a[j0 + 3, k + 2], a[j0 + 3, k + 3]
             for i in range(n):
                 m0, m1, m2, m3 = m[k, i], m[k + 1, i], m[k + 2, i], m[k + 3, i]
-                c[j0, i] += a00 * m0 + a01 * m1 + a02 * m2 + a03 * m3
-                c[j0 + 1, i] += a10 * m0 + a11 * m1 + a12 * m2 + a13 * m3
-                c[j0 + 2, i] += a20 * m0 + a21 * m1 + a22 * m2 + a23 * m3
-                c[j0 + 3, i] += a30 * m0 + a31 * m1 + a32 * m2 + a33 * m3
+                c[j0, i] = c[j0, i] + a00 * m0 + a01 * m1 + a02 * m2 + a03 * m3
+                c[j0 + 1, i] = c[j0 + 1, i] + a10 * m0 + a11 * m1 + a12 * m2 + a13 * m3
+                c[j0 + 2, i] = c[j0 + 2, i] + a20 * m0 + a21 * m1 + a22 * m2 + a23 * m3
+                c[j0 + 3, i] = c[j0 + 3, i] + a30 * m0 + a31 * m1 + a32 * m2 + a33 * m3
     else:  # the last, partial block of rows: one row at a time, still 4 k's per pass
         for j in range(j0, j1):
             for k in range(0, k_full, NR):
                 a0, a1, a2, a3 = a[j, k], a[j, k + 1], a[j, k + 2], a[j, k + 3]
                 for i in range(n):
-                    c[j, i] += a0 * m[k, i] + a1 * m[k + 1, i] + a2 * m[k + 2, i] + a3 * m[k + 3, i]
+                    c[j, i] = c[j, i] + a0 * m[k, i] + a1 * m[k + 1, i] + a2 * m[k + 2, i] + a3 * m[k + 3, i]
     for j in range(j0, j1):  # remainder: k's past the last full block, one at a time
         for k in range(k_full, n_k):
             s = a[j, k]

@@ -31,6 +31,16 @@ pjit = _kernel_jit(fastmath=FASTMATH, error_model="numpy", parallel=True)
 # e.g. ``@pjit(fastmath=ELEMENTWISE)``, and round exactly as their NumPy twins do.
 ELEMENTWISE = False
 
+# A helper that a kernel calls (rather than inlines) is compiled twice by numba: on its
+# own, and again inside the kernel, whose object code is what the cache keeps. A process
+# that compiled the kernel runs the first copy, one that loaded it from the cache runs the
+# second, and 'reassoc' lets LLVM order a sum or product anew each time it optimises (it
+# did: dx·y·(1 - y/a)·(1/b) came out in two orders, and a cold cache trained other weights
+# than a warm one). So helpers that need no reduction compile with ORDERED: 'contract'
+# alone fuses a multiply into the add written after it and reorders nothing, so both
+# copies round alike. Usage: ``@jit(fastmath=ORDERED)``.
+ORDERED = {"contract"}
+
 PARALLEL_MIN_ELEMENTS = 1 << 15
 """Element-wise kernels below this size run on one thread: a parallel launch costs about
 1.5 µs on a quiet machine (far more on a busy one), as much as the work itself

@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange
 
 from ._gemm import MR, nn_rows, nt_rows
-from ._jit import jit, pjit
+from ._jit import ORDERED, jit, pjit
 from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, act_grad, act_value, check_act
 from .backend import twin
 
@@ -33,7 +33,10 @@ PARALLEL_MIN_MACS = 1 << 20
 
 # The block functions are compiled once and called from both the serial and the
 # parallel loop; inlining them into both doubled the compile time (cold start 12.2 s
-# against 10.4 s) for no measurable speed.
+# against 10.4 s) for no measurable speed. Being called, not inlined, they exist twice
+# (see ORDERED in _jit.py). The dx and dW blocks need no 'reassoc' (their vector loops
+# are not reductions; db's strided column sums do not vectorise) and compile with ORDERED;
+# the forward block keeps it, as its dot products need it to vectorise.
 @jit
 def _forward_block(y, x, w, b, act, p0, p1, rb):
     # rows r0:r1 of y (B, O) = f(x[r0:r1] @ w.T + b), the bias and activation applied while the rows are in cache
@@ -59,7 +62,7 @@ def dense_forward(y, x, w, b, act, p0, p1):
             _forward_block(y, x, w, b, act, p0, p1, rb)
 
 
-@jit
+@jit(fastmath=ORDERED)
 def _dx_block(dx, dy, w, a, act, p0, p1, rb):
     # rows r0:r1 of dx (B, I) = (dy[r0:r1] @ w) * f'(a[r0:r1])
     t = dx.dtype.type
@@ -85,7 +88,7 @@ def dense_backward_dx(dx, dy, w, a, act, p0, p1):
             _dx_block(dx, dy, w, a, act, p0, p1, rb)
 
 
-@jit
+@jit(fastmath=ORDERED)
 def _dw_block(dw, db, dy, x, ob):
     # rows o0:o1 of dw (O, I) = dy[:, o0:o1].T @ x, and db[o0:o1] = column sums of dy
     t = dw.dtype.type
