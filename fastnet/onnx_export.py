@@ -28,6 +28,7 @@ from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 OPSET = 17
 IR_VERSION = 8  # the IR version that came with opset 17 (onnx 1.12); a newer one would shut out older runtimes
 INPUT, OUTPUT = "x", "y"
+MAX_BYTES = 2**31 - 2**24  # protobuf serialises at most 2 GB; leave room for the graph around the weights
 
 
 def _require_onnx():
@@ -41,24 +42,23 @@ def _require_onnx():
 
 
 class _Graph:
-    """Collects nodes and initializers; every tensor gets a fresh name, all in the model's dtype."""
+    """Collects nodes and initializers, all in the model's dtype. Tensors are named after the layer
+    being added (``prefix``), as ``get_weights`` names parameters: layers.0.weight, layers.1.relu2, ..."""
 
     def __init__(self, onnx, dtype: np.dtype):
         self.onnx, self.dtype = onnx, dtype
         self.nodes, self.initializers = [], []
-
-    def _name(self, stem: str) -> str:
-        return f"{stem}_{len(self.nodes) + len(self.initializers)}"
+        self.prefix = ""
 
     def const(self, stem: str, value) -> str:
         """An initializer holding ``value`` in the model's dtype; returns its name."""
-        name = self._name(stem)
+        name = f"{self.prefix}.{stem}"
         self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value, self.dtype), name))
         return name
 
     def add(self, op: str, inputs: list[str], out: str | None = None, **attrs) -> str:
         """A node ``op(inputs)``; returns the name of its output."""
-        out = out or self._name(op.lower())
+        out = out or f"{self.prefix}.{op.lower()}{len(self.nodes)}"
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], **attrs))
         return out
 
@@ -116,10 +116,15 @@ def _lookup(table: dict, part):
 def to_model_proto(model):
     """The ONNX ModelProto of ``model``, checked with ``onnx.checker``."""
     onnx = _require_onnx()
+    if model.params.nbytes > MAX_BYTES:
+        raise ConfigError(f"the model's {model.params.nbytes:,} bytes of parameters do not fit in one ONNX file, "
+                          f"which protobuf limits to 2 GB; export a smaller model")
     g = _Graph(onnx, model.dtype)
     x = INPUT
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):
+        g.prefix = f"layers.{i}"
         x = _lookup(LAYERS, layer)(g, layer, x)
+    g.prefix = "output"
     g.add(_lookup(OUTPUTS, model.loss), [x], out=OUTPUT)
     elem = {np.float32: onnx.TensorProto.FLOAT, np.float64: onnx.TensorProto.DOUBLE}[model.dtype.type]
     graph = onnx.helper.make_graph(

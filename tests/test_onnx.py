@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 
 import fastnet as fn
+from test_cli import assert_one_line_error
 
 ACTIVATIONS = {
     "sigmoid": fn.Sigmoid,
@@ -127,14 +128,6 @@ def fastnet(*args, setup="pass"):
                           timeout=300)
 
 
-def assert_one_line_error(result, *needles):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "model.safetensors"
@@ -161,3 +154,13 @@ def test_export_command_without_onnx_says_what_to_install(saved, tmp_path):
 def test_export_command_refuses_a_missing_model_and_a_folder_as_output(saved, tmp_path):
     assert_one_line_error(fastnet("export", tmp_path / "none.safetensors", tmp_path / "m.onnx"), "none.safetensors")
     assert_one_line_error(fastnet("export", saved, tmp_path), "cannot write there", "folder")
+
+
+def test_a_model_too_large_for_one_onnx_file_is_refused(tmp_path, monkeypatch):
+    from fastnet import onnx_export
+
+    model = trained(fn.ReLU, fn.MSE, "float32")
+    monkeypatch.setattr(onnx_export, "MAX_BYTES", model.params.nbytes - 1)  # instead of building a 2 GB model
+    with pytest.raises(fn.ConfigError, match="2 GB"):
+        model.to_onnx(tmp_path / "model.onnx")
+    assert not list(tmp_path.iterdir())
