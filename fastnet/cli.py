@@ -131,6 +131,11 @@ def build_parser() -> Parser:
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
+    export = sub.add_parser("export", help="write a saved model as an ONNX graph (needs the onnx extra)")
+    export.add_argument("model", metavar="MODEL", help="a .safetensors file written by fastnet train --save")
+    export.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    _quiet_flag(export)
+    export.set_defaults(run=cmd_export)
     parser.commands = sub.choices  # command name -> its parser, for messages about its flags
     return parser
 
@@ -380,6 +385,19 @@ def cmd_bench(args, out, say) -> int:
     say(bench.format_table(results))
     bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")
     say(f"\nresults written to {args.out}.json" + (f" and {args.out}.png" if _has_matplotlib() else ""))
+    return 0
+
+
+def cmd_export(args, out, say) -> int:
+    from fastnet.onnx_export import OPSET
+
+    problem = unwritable(args.out)
+    if problem:
+        raise ConfigError(f"{args.out}: cannot write there: {problem}")
+    model = fn.load(args.model)
+    model.to_onnx(args.out)
+    say(f"exported {args.model} ({_describe(model)}, {model.dtype}) to {args.out}: ONNX opset {OPSET}, "
+        f"input x (batch, {model.n_in}), output y (batch, {model.n_out})")
     return 0
 
 

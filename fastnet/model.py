@@ -494,6 +494,16 @@ class Sequential:
         inner = ", ".join(map(repr, self.layers))
         return f"Sequential({inner}, loss={self.loss!r}, backend={self.backend!r}, dtype={str(self.dtype)!r})"
 
+    def to_onnx(self, path) -> None:
+        """Write the model as an ONNX graph (opset 17) computing what ``predict`` returns, atomically.
+
+        The graph takes ``x`` (batch, n_in) in the model's dtype, already scaled (pixels / 255 for
+        images), and gives ``y`` (batch, n_out). Needs ``pip install 'fastnet[onnx]'``; see
+        ``fastnet.onnx_export``.
+        """
+        from fastnet.onnx_export import export
+        export(self, path)
+
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
         from fastnet.checkpoint import save

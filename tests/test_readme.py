@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -22,3 +24,14 @@ def test_readme_opens_with_the_install_and_test_commands():
     first_block = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).splitlines()
     assert first_block[0].startswith("pip install . && fastnet train")
     assert first_block[1].startswith('pip install -e ".[test]" && pytest')
+
+
+def test_readme_onnx_example_runs_as_written(tmp_path, monkeypatch):
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "to_onnx" in b)
+    monkeypatch.chdir(tmp_path)  # the example writes mnist.onnx in the working directory
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    model, test, probs = namespace["model"], namespace["test"], namespace["probs"]
+    expected = model.predict(test.x)
+    assert np.abs(probs - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert (probs.argmax(axis=1) == test.y).mean() > 0.85  # 2 epochs of 784-64-10 relu
