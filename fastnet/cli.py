@@ -1,4 +1,4 @@
-"""The ``fastnet`` command: ``fastnet train``, ``evaluate`` and ``bench`` (also ``python -m fastnet``).
+"""The ``fastnet`` command: ``fastnet train``, ``evaluate``, ``export`` and ``bench`` (also ``python -m fastnet``).
 
 Errors a user can fix (bad flag values, missing or corrupt data, unreadable
 models) print one line on stderr and exit with status 2; Ctrl-C during training
