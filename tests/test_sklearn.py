@@ -1,9 +1,11 @@
 """fastnet.sklearn: drop-in scikit-learn estimators that pass scikit-learn's own checks and work in its tools."""
 import importlib
 import pickle
+import subprocess
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -239,3 +241,8 @@ def test_joblib_workers_fit_and_return_estimators(digits):
     fitted = joblib.Parallel(n_jobs=2)(joblib.delayed(small(random_state=s).fit)(x / 16, y) for s in (0, 1))
     here = small(random_state=1).fit(x / 16, y)
     assert np.array_equal(fitted[1].predict_proba(x / 16), here.predict_proba(x / 16))
+
+
+def test_fastnet_itself_never_imports_scikit_learn():
+    code = "import sys, fastnet; assert not any(m.split('.')[0] == 'sklearn' for m in sys.modules), 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
