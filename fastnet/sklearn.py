@@ -173,14 +173,7 @@ class _BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)
         val = None
         if self.early_stopping:
-            stratify = y if y.ndim == 1 and isinstance(self, ClassifierMixin) else None
-            train, held = train_test_split(np.arange(len(X)), random_state=rng, test_size=self.validation_fraction,
-                                           stratify=stratify)
-            if len(held) < 2:
-                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
-                                 "or the size of your dataset.")
-            val = (X[held], y[held])
-            X, targets = X[train], targets[train]
+            X, targets, val = self._hold_out(X, y, targets, rng)
         batch = self._batch(len(X))
         if first:
             self._initialize(X.shape[1], targets, batch, int(rng.randint(np.iinfo(np.int32).max)))
@@ -196,6 +189,17 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         return self
+
+    def _hold_out(self, X, y, targets, rng):
+        """Split off ``validation_fraction`` (stratified for single-label classes), as scikit-learn does:
+        returns the training X and targets and the held-out (X, y)."""
+        stratify = y if y.ndim == 1 and isinstance(self, ClassifierMixin) else None
+        train, held = train_test_split(np.arange(len(X)), random_state=rng, test_size=self.validation_fraction,
+                                       stratify=stratify)
+        if len(held) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return X[train], targets[train], (X[held], y[held])
 
     def _validate_xy(self, X, y, reset: bool):
         X, y = validate_data(self, X, y, multi_output=True, dtype="numeric", reset=reset,
