@@ -58,13 +58,17 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     return meta, tensors
 
 
-def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | None = None):
-    """The inverse of ``describe``; ``backend`` and ``dtype`` override the saved ones."""
+def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | None = None, into=None):
+    """The inverse of ``describe``; ``backend`` and ``dtype`` override the saved ones.
+
+    ``into``: an uninitialised Sequential to build in place (unpickling), instead of a new one.
+    """
     from fastnet.model import Sequential
 
     layers = [layer_from_config(entry["kind"], entry["config"]) for entry in meta["layers"]]
-    model = Sequential(*layers, loss=LOSSES[meta["loss"]](), backend=backend or meta["backend"],
-                       dtype=dtype or meta["dtype"], seed=meta["seed"])
+    model = Sequential.__new__(Sequential) if into is None else into
+    Sequential.__init__(model, *layers, loss=LOSSES[meta["loss"]](), backend=backend or meta["backend"],
+                        dtype=dtype or meta["dtype"], seed=meta["seed"])
     model.set_weights({k: v for k, v in tensors.items() if k.startswith("layers.")})
     model.history = History(meta["history"])
     model.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]

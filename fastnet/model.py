@@ -504,6 +504,16 @@ class Sequential:
         from fastnet.onnx_export import export
         export(self, path)
 
+    def __getstate__(self) -> tuple[dict, dict]:
+        """Pickle as ``checkpoint.describe`` does for files: configuration, parameters, optimizer state,
+        history and generator states; never the compiled kernel calls, which ``__setstate__`` rebuilds."""
+        from fastnet.checkpoint import describe
+        return describe(self)
+
+    def __setstate__(self, state: tuple[dict, dict]) -> None:
+        from fastnet.checkpoint import rebuild
+        rebuild(*state, into=self)
+
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
         from fastnet.checkpoint import save

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -18,6 +19,16 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     model, same, test = namespace["model"], namespace["same"], namespace["test"]
     assert (same.predict(test.x) == model.predict(test.x)).all()
     assert model.evaluate(test.x, test.y)["accuracy"] > 0.9  # 5 epochs of 784-128-10 sigmoid
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")  # max_iter is enough to converge
+def test_readme_scikit_learn_example_runs_as_written(capsys):
+    section = README.read_text().split("## With scikit-learn", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert "mlpclassifier__alpha" in capsys.readouterr().out
+    assert namespace["grid"].score(namespace["X_test"], namespace["y_test"]) > 0.95
 
 
 def test_readme_opens_with_the_install_and_test_commands():

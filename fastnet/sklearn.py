@@ -1,0 +1,428 @@
+"""scikit-learn estimators over fastnet: drop-in ``MLPClassifier`` and ``MLPRegressor``.
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from fastnet.sklearn import MLPClassifier
+    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), random_state=0)).fit(X, y)
+
+They take ``sklearn.neural_network``'s parameter names and defaults where the meaning matches,
+and work in ``clone``, ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and joblib/Dask pools
+(they pickle). A thin adapter over fastnet's public API: fastnet's core never imports this module,
+and scikit-learn is an optional extra (``pip install 'fastnet[sklearn]'``).
+
+Where they differ from scikit-learn's MLP:
+
+* ``solver`` is "sgd" or "adam" (no "lbfgs"); the learning rate is constant (no ``learning_rate``
+  schedules); no ``warm_start`` (``partial_fit`` continues training) and no ``sample_weight``.
+* ``alpha``: scikit-learn adds alpha/2·||W||²/n_batch to each batch's loss. fastnet's penalty is fixed
+  per layer, so ``alpha`` becomes ``Dense(l2=alpha / batch_size)`` with the batch size of the first
+  ``fit``/``partial_fit``: the same penalty for every full batch, a slightly weaker one on a short last batch.
+* Initialisation: Glorot-uniform weights as in scikit-learn (also for "logistic", where scikit-learn
+  narrows the range), and biases start at 0 (scikit-learn draws them too).
+* Adam adds ``epsilon`` to the bias-corrected sqrt(v) (scikit-learn: to the uncorrected one).
+* ``loss_curve_`` is the objective the gradients follow, as in scikit-learn: mean log-loss summed over
+  outputs, or half the squared error summed over outputs (scikit-learn reports that mean over the
+  outputs, which is the same number for a single output). fastnet's own loss kernels average over
+  outputs, so their gradients are scaled back to this objective (through the SGD learning rate and l2).
+* Inputs are numbers, used as they are, never rescaled: scale them in a Pipeline (StandardScaler,
+  MinMaxScaler). Sparse input is refused; predictions are computed in ``dtype`` (float32 by default).
+
+Threads: each fit, predict and score runs on ``n_threads`` numba threads (BLAS threads for
+``backend="numpy"``), set for the call and restored after it. ``n_threads=None`` means 1 thread when
+called from a worker (a thread other than the main thread, or a child process, as joblib's ``n_jobs``
+and Dask workers run fits), so side-by-side fits do not oversubscribe the cores; otherwise the current
+setting (all cores, unless ``fastnet.set_num_threads`` changed it).
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import threading
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+except ImportError:  # pragma: no cover - exercised by a test that hides scikit-learn
+    raise ImportError("fastnet.sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from threadpoolctl import threadpool_limits
+
+import fastnet as fn
+from fastnet.inputs import is_number, is_whole
+
+ACTIVATIONS = {"relu": fn.ReLU, "tanh": fn.Tanh, "logistic": fn.Sigmoid, "identity": None}
+SOLVERS = ("sgd", "adam")
+
+
+class _BaseMLP(BaseEstimator):
+    """What both estimators share: parameters, the network, the training loop's bookkeeping, threads."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, verbose=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 dropout=0.0, dtype="float32", backend="numba", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # ---- parameters, checked in fit (scikit-learn's rule: __init__ stores them unchanged) ----
+
+    def _hidden(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if np.iterable(sizes) else [sizes]
+        if not all(is_whole(s) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive whole numbers, e.g. (100,), "
+                             f"got {self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _check_params(self) -> None:
+        """ValueError naming the first bad scikit-learn-side parameter; fastnet checks its own ones."""
+        def need(ok, name, what):
+            if not ok:
+                raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        self._hidden()
+        need(self.activation in ACTIVATIONS, "activation", f"one of {', '.join(map(repr, ACTIVATIONS))}")
+        need(self.solver in SOLVERS, "solver", "'sgd' or 'adam' (fastnet has no 'lbfgs')")
+        need(is_number(self.alpha) and self.alpha >= 0, "alpha", "a number >= 0")
+        need(self.batch_size == "auto" or (is_whole(self.batch_size) and self.batch_size >= 1), "batch_size",
+             "'auto' or a whole number >= 1")
+        need(is_whole(self.max_iter) and self.max_iter >= 1, "max_iter", "a whole number >= 1")
+        need(is_number(self.tol) and self.tol >= 0, "tol", "a number >= 0")
+        need(is_whole(self.n_iter_no_change) and self.n_iter_no_change >= 1 or self.n_iter_no_change == np.inf,
+             "n_iter_no_change", "a whole number >= 1 or np.inf")
+        need(is_number(self.validation_fraction) and 0 < self.validation_fraction < 1, "validation_fraction",
+             "a number in (0, 1)")
+        need(self.n_threads is None or (is_whole(self.n_threads) and self.n_threads >= 1), "n_threads",
+             "None or a whole number >= 1")
+
+    # ---- threads ----------------------------------------------------------------------------
+
+    def _thread_count(self) -> int | None:
+        """Threads for this call: n_threads, else 1 in a worker thread or process, else None (leave as is)."""
+        if self.n_threads is not None:
+            return int(self.n_threads)
+        in_worker = threading.current_thread() is not threading.main_thread() \
+            or multiprocessing.parent_process() is not None
+        return 1 if in_worker else None
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run the block on ``_thread_count()`` threads; numba's setting is per thread, so restore it after."""
+        n = self._thread_count()
+        if n is None:
+            yield
+        elif self.backend == "numba":
+            before = fn.get_num_threads()
+            fn.set_num_threads(n)
+            try:
+                yield
+            finally:
+                fn.set_num_threads(before)
+        else:
+            with threadpool_limits(limits=n, user_api="blas"):
+                yield
+
+    # ---- fitting ----------------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Train a new network on X, y for up to ``max_iter`` epochs; returns self.
+
+        Stops early, as scikit-learn does, once the training loss (or with ``early_stopping``, the
+        validation score on a held-out ``validation_fraction``) has not improved by ``tol`` for
+        more than ``n_iter_no_change`` epochs in a row; ``early_stopping`` then keeps the best epoch's weights.
+        """
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental: bool, classes=None):
+        self._check_params()
+        first = not (incremental and hasattr(self, "model_"))
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, y = self._validate_xy(X, y, reset=first)
+        targets = self._targets(y, first, classes)
+        rng = check_random_state(self.random_state)
+        val = None
+        if self.early_stopping:
+            X, targets, val = self._hold_out(X, y, targets, rng)
+        batch = self._batch(len(X))
+        if first:
+            self._initialize(X.shape[1], targets, batch, int(rng.randint(np.iinfo(np.int32).max)))
+        self.n_iter_, self._best_params = 0, None
+        epochs = 1 if incremental else self.max_iter
+        with self._threads():
+            self.model_.fit(X, targets, epochs=epochs, batch_size=batch, shuffle=bool(self.shuffle),
+                            progress=bool(self.verbose), callbacks=[_Epochs(self, val, len(X))])
+        if self._best_params is not None:
+            np.copyto(self.model_.params, self._best_params)  # early stopping keeps the best epoch
+        self._best_params = None
+        if not incremental and not self.model_.stop_training and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _hold_out(self, X, y, targets, rng):
+        """Split off ``validation_fraction`` (stratified for single-label classes), as scikit-learn does:
+        returns the training X and targets and the held-out (X, y)."""
+        stratify = y if y.ndim == 1 and isinstance(self, ClassifierMixin) else None
+        train, held = train_test_split(np.arange(len(X)), random_state=rng, test_size=self.validation_fraction,
+                                       stratify=stratify)
+        if len(held) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return X[train], targets[train], (X[held], y[held])
+
+    def _validate_xy(self, X, y, reset: bool):
+        X, y = validate_data(self, X, y, multi_output=True, dtype="numeric", reset=reset,
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _batch(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+        return int(min(self.batch_size, n))
+
+    def _initialize(self, n_features: int, targets: np.ndarray, batch: int, seed: int) -> None:
+        """A new fastnet network and optimizer, and scikit-learn's fitted attributes, reset."""
+        loss, n_out, self.out_activation_, self._loss_scale = self._output(targets)
+        l2 = self.alpha / (self._loss_scale * batch)
+        layers, width = [], n_features
+        for size in self._hidden():
+            layers.append(fn.Dense(width, size, l2=l2))
+            if ACTIVATIONS[self.activation] is not None:
+                layers.append(ACTIVATIONS[self.activation]())
+            if self.dropout:
+                layers.append(fn.Dropout(self.dropout))
+            width = size
+        layers.append(fn.Dense(width, n_out, l2=l2))
+        self.model_ = fn.Sequential(*layers, loss=loss, backend=self.backend, dtype=self.dtype, seed=seed)
+        if self.solver == "sgd":  # the loss kernels average over outputs: scale back to sklearn's objective
+            self.model_.optimizer = fn.SGD(lr=self.learning_rate_init * self._loss_scale, momentum=self.momentum,
+                                           nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+        else:
+            self.model_.optimizer = fn.Adam(lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2),
+                                            eps=self.epsilon)
+        self.n_outputs_ = targets.shape[1] if targets.ndim == 2 else n_out
+        self.n_layers_ = len(self._hidden()) + 2
+        self.t_, self.loss_curve_, self._no_improvement_count = 0, [], 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+        else:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+
+    def _end_epoch(self, loss: float, val, n: int) -> bool:
+        """scikit-learn's per-epoch bookkeeping; True when it would stop (no improvement by ``tol``)."""
+        self.n_iter_ += 1
+        self.t_ += n
+        self.loss_curve_.append(loss)
+        if val is not None:
+            score = self._score_arrays(*val)
+            self.validation_scores_.append(score)
+            self._no_improvement_count = self._no_improvement_count + 1 \
+                if score < self.best_validation_score_ + self.tol else 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_, self._best_params = score, self.model_.params.copy()
+        else:
+            self._no_improvement_count = self._no_improvement_count + 1 if loss > self.best_loss_ - self.tol else 0
+            self.best_loss_ = min(self.best_loss_, loss)
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self.verbose:
+                watched = "Validation score" if val is not None else "Training loss"
+                print(f"{watched} did not improve more than tol={self.tol:f} for "
+                      f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+            return True
+        return False
+
+    # ---- predicting -------------------------------------------------------------------------
+
+    def _forward(self, X) -> np.ndarray:
+        """The network's outputs (probabilities for classifiers) for new X, checked as scikit-learn does."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype="numeric", reset=False)
+        with self._threads():
+            return self.model_.predict(X)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weights as scikit-learn lays them out: coefs_[i] is (n_in, n_out), a view of the network's."""
+        return [layer.weight.T for layer in self.model_.dense]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Biases: intercepts_[i] is (n_out,), a view of the network's."""
+        return [layer.bias for layer in self.model_.dense]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class _Epochs(fn.Callback):
+    """Hands each epoch's loss to the estimator's bookkeeping and stops training when it says so."""
+
+    def __init__(self, estimator: _BaseMLP, val, n: int):
+        self.estimator, self.val, self.n = estimator, val, n
+
+    def on_epoch_end(self, model, record):
+        est = self.estimator
+        if est._end_epoch(record["loss"] * est._loss_scale, self.val, self.n):
+            model.stop_training = True
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by fastnet; drop-in for sklearn.neural_network's.
+
+    Labels may be of any type (strings, non-contiguous integers), or a 0/1 indicator matrix for
+    multilabel problems. Two classes or multilabel: logistic outputs with binary cross-entropy;
+    more: softmax with cross-entropy.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, max_iter, shuffle,
+    random_state, tol, verbose, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+    beta_1, beta_2, epsilon, n_iter_no_change
+        As in ``sklearn.neural_network.MLPClassifier``, with its defaults; see this module's docstring
+        for the few differences. ``max_iter`` counts epochs.
+    dropout : float in [0, 1)
+        Dropout after every hidden layer while training (0: none).
+    dtype : {"float32", "float64"}
+    backend : {"numba", "numpy"}
+    n_threads : int or None
+        Threads per fit/predict; None: 1 inside a worker (joblib n_jobs, Dask), else the current setting.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, n_outputs_, n_layers_, out_activation_, loss_curve_,
+    best_loss_, validation_scores_, best_validation_score_, n_iter_, t_, coefs_, intercepts_
+        As in scikit-learn; ``coefs_[i]`` is (n_in, n_out), a view of the network's weights.
+    model_ : fastnet.Sequential
+        The trained network (``model_.save(path)`` writes it as a safetensors file).
+    """
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over X, y, continuing from the current network (a new one on the first call).
+
+        ``classes`` (every label y will ever hold) is required on the first call.
+        """
+        if not hasattr(self, "classes_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def _targets(self, y, first: bool, classes) -> np.ndarray:
+        """Labels as the loss wants them: class indices (softmax) or 0/1 floats (logistic outputs)."""
+        check_classification_targets(y)
+        if first:
+            known = unique_labels(y if classes is None else classes)
+            if len(known) < 2 and y.ndim == 1:
+                raise ValueError(f"MLPClassifier needs at least 2 classes to learn, but y holds one class: "
+                                 f"{known[0]!r}")
+            self._label_binarizer = LabelBinarizer().fit(known if y.ndim == 1 else y)
+            self.classes_ = self._label_binarizer.classes_
+        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call, {self.classes_!r}")
+        unseen = np.setdiff1d(unique_labels(y), self.classes_) if y.ndim == 1 else []
+        if len(unseen):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                             f"'y' has {unique_labels(y)}.")
+        if self._label_binarizer.y_type_ == "multiclass":
+            return np.searchsorted(self.classes_, y)
+        return self._label_binarizer.transform(y).astype(self.dtype)
+
+    def _output(self, targets):
+        """(loss, outputs, scikit-learn's out_activation_, sklearn objective ÷ fastnet loss)."""
+        if targets.ndim == 1:
+            return fn.SoftmaxCrossEntropy(), len(self.classes_), "softmax", 1.0
+        return fn.BinaryCrossEntropy(), targets.shape[1], "logistic", float(targets.shape[1])
+
+    def _score_arrays(self, X, y) -> float:
+        return accuracy_score(y, self._labels(self.model_.predict(X)))
+
+    def _labels(self, out: np.ndarray) -> np.ndarray:
+        return self._label_binarizer.inverse_transform(out.ravel() if out.shape[1] == 1 else out)
+
+    def predict(self, X):
+        """Predicted labels, (n,), or (n, n_labels) for multilabel."""
+        return self._labels(self._forward(X))
+
+    def predict_proba(self, X):
+        """Class probabilities, (n, n_classes) in the order of ``classes_``."""
+        out = self._forward(X)
+        if self.out_activation_ == "logistic" and self.n_outputs_ == 1:
+            return np.hstack([1 - out, out])
+        return out
+
+    def predict_log_proba(self, X):
+        """The logarithm of ``predict_proba``."""
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor trained by fastnet (squared error); drop-in for scikit-learn's.
+
+    Parameters and attributes are those of ``MLPClassifier`` (without ``classes_``); targets may be
+    (n,) or (n, n_outputs). ``predict`` returns float64, as scikit-learn's regressors do.
+    """
+
+    def partial_fit(self, X, y):
+        """One epoch over X, y, continuing from the current network (a new one on the first call)."""
+        return self._fit(X, y, incremental=True)
+
+    def _targets(self, y, first: bool, classes) -> np.ndarray:
+        if not first and y.reshape(len(y), -1).shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y.reshape(len(y), -1).shape[1]} outputs, but the network was fitted "
+                             f"with {self.n_outputs_}")
+        return y.reshape(len(y), -1)
+
+    def _output(self, targets):
+        return fn.MSE(), targets.shape[1], "identity", targets.shape[1] / 2
+
+    def _score_arrays(self, X, y) -> float:
+        return r2_score(y, self._values(self.model_.predict(X)))
+
+    @staticmethod
+    def _values(out: np.ndarray) -> np.ndarray:
+        out = out.astype(np.float64)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def predict(self, X):
+        """Predicted values, (n,) for a single output, else (n, n_outputs)."""
+        return self._values(self._forward(X))
