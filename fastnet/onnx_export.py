@@ -8,7 +8,7 @@ be fed already scaled, e.g. ``(pixels / 255).astype(np.float32)`` for MNIST. ``y
 (sigmoid) for BinaryCrossEntropy, raw outputs for MSE. Dropout is left out, as at inference.
 
 Opset 17 (IR version 8): every operator used here (Gemm, Sigmoid, Tanh, Relu, LeakyRelu, Mul,
-Greater, Where, Softmax, Identity) has had its current definition since opset 16 or earlier, so
+Greater, Where, Softmax, Identity, Sub, Concat) has had its current definition since opset 16 or earlier, so
 nothing newer is needed, and opset 17 loads in every onnxruntime since 1.13 and in most other
 runtimes, where a newer opset would shut out older ones. onnx and onnxruntime come from the
 ``onnx`` extra (``pip install 'fastnet[onnx]'``); the core never imports this module.
@@ -113,8 +113,12 @@ def _lookup(table: dict, part):
     return table[type(part)]
 
 
-def to_model_proto(model):
-    """The ONNX ModelProto of ``model``, checked with ``onnx.checker``."""
+def to_model_proto(model, both_classes: bool = False):
+    """The ONNX ModelProto of ``model``, checked with ``onnx.checker``.
+
+    ``both_classes``: for one sigmoid output p (a binary classifier), give (1 - p, p) instead, as
+    scikit-learn's ``predict_proba`` does.
+    """
     onnx = _require_onnx()
     if model.params.nbytes > MAX_BYTES:
         raise ConfigError(f"the model's {model.params.nbytes:,} bytes of parameters do not fit in one ONNX file, "
@@ -125,11 +129,17 @@ def to_model_proto(model):
         g.prefix = f"layers.{i}"
         x = _lookup(LAYERS, layer)(g, layer, x)
     g.prefix = "output"
-    g.add(_lookup(OUTPUTS, model.loss), [x], out=OUTPUT)
+    n_out = model.n_out
+    if both_classes and isinstance(model.loss, BinaryCrossEntropy) and n_out == 1:
+        p = g.add("Sigmoid", [x])
+        g.add("Concat", [g.add("Sub", [g.const("one", 1), p]), p], out=OUTPUT, axis=1)
+        n_out = 2
+    else:
+        g.add(_lookup(OUTPUTS, model.loss), [x], out=OUTPUT)
     elem = {np.float32: onnx.TensorProto.FLOAT, np.float64: onnx.TensorProto.DOUBLE}[model.dtype.type]
     graph = onnx.helper.make_graph(
         g.nodes, "fastnet", [onnx.helper.make_tensor_value_info(INPUT, elem, ["batch", model.n_in])],
-        [onnx.helper.make_tensor_value_info(OUTPUT, elem, ["batch", model.n_out])], initializer=g.initializers,
+        [onnx.helper.make_tensor_value_info(OUTPUT, elem, ["batch", n_out])], initializer=g.initializers,
         doc_string=repr(model))
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    ir_version=IR_VERSION, producer_name="fastnet",
@@ -138,6 +148,6 @@ def to_model_proto(model):
     return proto
 
 
-def export(model, path) -> None:
+def export(model, path, both_classes: bool = False) -> None:
     """Write ``model`` as an ONNX file at ``path``, atomically (see the module docstring for the graph)."""
-    write_atomic(Path(path), to_model_proto(model).SerializeToString())
+    write_atomic(Path(path), to_model_proto(model, both_classes).SerializeToString())

@@ -275,6 +275,13 @@ class _BaseMLP(BaseEstimator):
         with self._threads():
             return self.model_.predict(X)
 
+    def to_onnx(self, path) -> None:
+        """Write the fitted network as an ONNX graph (opset 17) computing ``predict_proba`` for a classifier
+        and ``predict`` for a regressor, as (batch, n) in the estimator's dtype; see ``Sequential.to_onnx``."""
+        from fastnet.onnx_export import export
+        check_is_fitted(self)
+        export(self.model_, path, both_classes=True)
+
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Weights as scikit-learn lays them out: coefs_[i] is (n_in, n_out), a view of the network's."""

@@ -164,3 +164,19 @@ def test_a_model_too_large_for_one_onnx_file_is_refused(tmp_path, monkeypatch):
     with pytest.raises(fn.ConfigError, match="2 GB"):
         model.to_onnx(tmp_path / "model.onnx")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("estimator, y", [
+    ("MLPClassifier", lambda x: np.where(x[:, 0] > 0, "yes", "no")),  # binary: one logistic output, two columns
+    ("MLPClassifier", lambda x: np.digitize(x[:, 0], [-0.5, 0.5])),  # three classes: softmax
+    ("MLPRegressor", lambda x: x[:, :2] @ np.array([1.0, -2.0])),
+])
+def test_estimators_export_what_predict_proba_or_predict_gives(tmp_path, estimator, y):
+    from fastnet import sklearn as fsk
+
+    x = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
+    model = getattr(fsk, estimator)(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(x, y(x))
+    model.to_onnx(tmp_path / "m.onnx")
+    # the regressor's predict widens its float32 network's outputs to float64, exactly, as scikit-learn's do
+    ref = model.predict_proba(x) if estimator == "MLPClassifier" else model.predict(x).astype(np.float32)[:, None]
+    assert_close(run_onnx(str(tmp_path / "m.onnx"), x), ref, "float32")
