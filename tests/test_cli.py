@@ -161,10 +161,16 @@ def test_missing_model_exits_2(tmp_path):
     assert_one_line_error(run("evaluate", str(tmp_path / "none.safetensors")), "none.safetensors")
 
 
+def sigint_as_usual():
+    """For a child process: SIGINT not ignored, whatever this process inherited, so Python handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     path = tmp_path / "model.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "fastnet", "train", "--hidden", "16", "--epochs", "10000",
-                             "--save", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--save", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_usual)
     try:
         deadline = time.monotonic() + 240
         while not path.exists():  # the first epoch's checkpoint: training is under way

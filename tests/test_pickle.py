@@ -19,10 +19,6 @@ def _trained(backend="numba", optimizer=None):
     return model, x, y
 
 
-def _predict_in_worker(model, x):
-    return model.predict(x)
-
-
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_pickled_model_predicts_and_trains_on_bit_identically(backend):
     model, x, y = _trained(backend, fn.SGD(lr=0.1, momentum=0.9, nesterov=True))
@@ -55,6 +51,7 @@ def test_pickle_holds_no_compiled_kernels():
 
 
 def test_model_crosses_process_boundaries_with_joblib():
+    # The task is fastnet's own function: workers import fastnet, never this test module (not importable there)
     model, x, _ = _trained()
-    out = joblib.Parallel(n_jobs=2)(joblib.delayed(_predict_in_worker)(model, x[i::2]) for i in range(2))
+    out = joblib.Parallel(n_jobs=2)(joblib.delayed(fn.Sequential.predict)(model, x[i::2]) for i in range(2))
     assert np.array_equal(out[0], model.predict(x[0::2])) and np.array_equal(out[1], model.predict(x[1::2]))

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file, save_file
 
 import fastnet as fn
 from fastnet import model as fn_model  # fn_model.TrainingInterrupted: Ctrl-C between batches
-from test_cli import assert_one_line_error, run  # the command run as users run it
+from test_cli import assert_one_line_error, run, sigint_as_usual  # the command run as users run it
 
 
 def data(n, seed=0):
@@ -58,11 +58,6 @@ def ctrl_c_raises():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
-
-
-def sigint_as_usual():
-    """For a child process: SIGINT not ignored, whatever this process inherited, so Python handles it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")
