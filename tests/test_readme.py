@@ -46,3 +46,15 @@ def test_readme_onnx_example_runs_as_written(tmp_path, monkeypatch):
     expected = model.predict(test.x)
     assert np.abs(probs - expected).max() <= 1e-5 * np.abs(expected).max()
     assert (probs.argmax(axis=1) == test.y).mean() > 0.85  # 2 epochs of 784-64-10 relu
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")  # max_iter is enough to converge
+def test_readme_dask_sweep_runs_as_written(capsys):
+    section = README.read_text().split("### Sweeps on a Dask cluster", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    assert 'Client("tcp://scheduler:8786")' in block  # how to point it at a real cluster
+    namespace = {"__name__": "__main__"}  # as a script runs it: the cluster starts, the search runs on it
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert "'alpha'" in capsys.readouterr().out
+    assert namespace["cluster"].status.name == "closed"
+    assert namespace["search"].best_score_ > 0.9
