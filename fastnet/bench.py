@@ -313,3 +313,227 @@ def write_outputs(results: dict, json_path, png_path=None) -> None:
         fig.savefig(buf, format="png", dpi=100)
         plt.close(fig)
         write_atomic(Path(png_path), buf.getvalue())
+
+
+# ---- against scikit-learn: `fastnet bench --sklearn` --------------------------------------------------
+#
+# Each contender (a library on a thread count) lives in its own worker process, started once and sent one
+# fit at a time, so rounds interleave without any contender sharing a process, a BLAS or numba's pool.
+# The worker times ``fit`` alone: the data is made, split and scaled before, and a one-epoch warm-up fit
+# (numba's compile or cache load) is timed apart.
+
+SKLEARN_DATASETS = ("digits", "breast_cancer", "classification-100k")
+SKLEARN_EPOCHS = {"digits": 200, "breast_cancer": 200, "classification-100k": 10}
+SKLEARN_SETTINGS = {"hidden_layer_sizes": (100,), "activation": "relu", "solver": "adam", "alpha": 1e-4,
+                    "batch_size": 200, "learning_rate_init": 1e-3, "random_state": 0}
+# OpenBLAS variables this environment may set to force slower kernels: scikit-learn's process runs without them
+FORCED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def sklearn_data(name: str, quick: bool = False):
+    """(X_train, X_test, y_train, y_test) in float32: a stratified 75/25 split, scaled by a StandardScaler
+    fitted on the training part (fastnet never rescales). ``quick`` shrinks the generated set to 2,000 rows."""
+    from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        x, y = load_digits(return_X_y=True)
+    elif name == "breast_cancer":
+        x, y = load_breast_cancer(return_X_y=True)
+    elif name == "classification-100k":
+        x, y = make_classification(2_000 if quick else 100_000, 50, n_informative=20, n_classes=5, random_state=0)
+    else:
+        raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(SKLEARN_DATASETS)}")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(x_train)
+    return scaler.transform(x_train).astype(np.float32), scaler.transform(x_test).astype(np.float32), y_train, y_test
+
+
+def sklearn_estimator(library: str, threads: int, epochs: int):
+    """The classifier under test: the same settings for both, a fixed number of epochs (no early stop)."""
+    fixed = {**SKLEARN_SETTINGS, "max_iter": epochs, "tol": 0.0, "n_iter_no_change": epochs}
+    if library == "sklearn":
+        from sklearn.neural_network import MLPClassifier
+        return MLPClassifier(**fixed)
+    from fastnet.sklearn import MLPClassifier
+    return MLPClassifier(**fixed, n_threads=threads)
+
+
+def sklearn_worker() -> None:
+    """A contender's process: argv[1] is JSON {library, threads, quick, epochs}; reads dataset names on stdin,
+    fits, and answers one JSON line each. Stray output (warnings, C libraries) goes to stderr."""
+    import hashlib
+    import warnings
+
+    spec = json.loads(sys.argv[1])
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    warnings.simplefilter("ignore")  # max_iter is reached on purpose: ConvergenceWarning says nothing here
+    threads = spec["threads"]
+    threadpool_limits(limits=threads, user_api="blas")
+    fn.set_num_threads(min(threads, fn.get_num_threads()))
+    data = {name: sklearn_data(name, spec["quick"]) for name in SKLEARN_DATASETS}
+    from threadpoolctl import threadpool_info
+
+    warmup = {}
+    for name, (x_train, _, y_train, _) in data.items():
+        start = time.perf_counter()
+        sklearn_estimator(spec["library"], threads, 1).fit(x_train, y_train)
+        warmup[name] = time.perf_counter() - start
+    digest = hashlib.sha256(b"".join(a.tobytes() for parts in data.values() for a in parts)).hexdigest()[:16]
+    # NumPy's BLAS first: scikit-learn's MLP multiplies with NumPy (SciPy may load a second OpenBLAS)
+    blas = sorted(({k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+                   for i in threadpool_info() if i["user_api"] == "blas"), key=lambda i: "numpy" not in i["filepath"])
+    print(json.dumps({"blas": blas, "warmup_s": warmup, "data_sha256": digest,
+                      "numba_threads": fn.get_num_threads()}), file=answer, flush=True)
+    for line in sys.stdin:
+        name = line.strip()
+        x_train, x_test, y_train, y_test = data[name]
+        est = sklearn_estimator(spec["library"], threads, spec["epochs"][name])
+        start = time.perf_counter()
+        est.fit(x_train, y_train)
+        seconds = time.perf_counter() - start
+        print(json.dumps({"seconds": seconds, "accuracy": float(est.score(x_test, y_test)),
+                          "n_iter": int(est.n_iter_)}), file=answer, flush=True)
+
+
+class Worker:
+    """One contender's process (see ``sklearn_worker``), driven one fit at a time."""
+
+    def __init__(self, library: str, threads: int, quick: bool, epochs: dict):
+        self.library, self.threads = library, threads
+        self.name = f"{'fastnet' if library == 'fastnet' else 'scikit-learn'} ({threads} thread{'s' * (threads > 1)})"
+        env = dict(os.environ)
+        if library == "sklearn":  # its MLP runs on NumPy's BLAS: let OpenBLAS pick its native kernels
+            for var in FORCED_BLAS_VARS:
+                env.pop(var, None)
+        spec = json.dumps({"library": library, "threads": threads, "quick": quick, "epochs": epochs})
+        self.proc = subprocess.Popen([sys.executable, "-c", "from fastnet.bench import sklearn_worker; sklearn_worker()",
+                                      spec], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} benchmark process exited (status {self.proc.wait()}); "
+                               "its error is printed above")
+        return json.loads(line)
+
+    def fit(self, dataset: str) -> dict:
+        """Fit on ``dataset`` in the worker; {"seconds", "accuracy", "n_iter"}."""
+        self.proc.stdin.write(dataset + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def machine_info() -> dict:
+    """What a reader needs to weigh the figures: CPU, numba's LLVM target, cores, load, versions."""
+    import platform
+
+    import llvmlite.binding as llvm
+    import numba
+    import sklearn
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(), "cores": os.cpu_count(),
+            "numba_threads_max": numba.config.NUMBA_NUM_THREADS, "load_average": list(os.getloadavg()),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "scikit-learn": sklearn.__version__, "fastnet": fn.__version__,
+            "forced_blas_env": {v: os.environ[v] for v in FORCED_BLAS_VARS if v in os.environ}}
+
+
+def run_sklearn(rounds: int = 3, quick: bool = False, threads: int | None = None, say=print) -> dict:
+    """fastnet's MLPClassifier against scikit-learn's, each on 1 thread and on all cores, interleaved;
+    returns a JSON-able dict with one row per dataset and contender (median seconds) and the ratios."""
+    import numba
+
+    threads = threads or numba.config.NUMBA_NUM_THREADS
+    epochs = {name: 5 if quick else SKLEARN_EPOCHS[name] for name in SKLEARN_DATASETS}
+    results = {"machine": machine_info(), "rounds": rounds, "quick": quick, "epochs": epochs,
+               "settings": {**SKLEARN_SETTINGS, "tol": 0.0, "n_iter_no_change": "max_iter", "dtype": "float32",
+                            "split": "stratified 75/25, random_state=0, StandardScaler on the training part"}}
+    workers = []
+    try:
+        for library in ("sklearn", "fastnet"):
+            for n in sorted({1, threads}):
+                workers.append(Worker(library, n, quick, epochs))  # one at a time: the first compiles for the next
+                blas = workers[-1].info["blas"][:1]
+                say(f"started {workers[-1].name}" + "".join(f": NumPy's BLAS {b['internal_api']} {b['version']}, "
+                                                         f"{b['architecture']} kernels" for b in blas))
+        if len({w.info["data_sha256"] for w in workers}) != 1:
+            raise RuntimeError("the contenders' processes made different data: the comparison would be unfair")
+        fits = {(w.name, d): [] for w in workers for d in SKLEARN_DATASETS}
+        for r in range(rounds):
+            for dataset in SKLEARN_DATASETS:
+                for w in workers[r % len(workers):] + workers[:r % len(workers)]:  # rotate who goes first
+                    fits[w.name, dataset].append(w.fit(dataset))
+            say(f"round {r + 1}/{rounds} done")
+    finally:
+        for w in workers:
+            w.close()
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    results["contenders"] = {w.name: {"library": w.library, "threads": w.threads, **w.info} for w in workers}
+    results["datasets"] = [summarise_sklearn(d, fits, workers, threads) for d in SKLEARN_DATASETS]
+    return results
+
+
+def summarise_sklearn(dataset: str, fits: dict, workers: list, threads: int) -> dict:
+    """Median seconds and accuracy per contender, and scikit-learn ÷ fastnet on 1 thread and on all cores
+    (against scikit-learn's faster thread count, as a user would pick it)."""
+    rows = {}
+    for w in workers:
+        runs = fits[w.name, dataset]
+        rows[w.name] = {"library": w.library, "threads": w.threads,
+                        "median_s": statistics.median(r["seconds"] for r in runs), "times": [r["seconds"] for r in runs],
+                        "accuracy": statistics.median(r["accuracy"] for r in runs), "n_iter": runs[0]["n_iter"]}
+    by = {(r["library"], r["threads"]): r for r in rows.values()}
+    sk_best = min(by["sklearn", 1]["median_s"], by["sklearn", threads]["median_s"])
+    gap = 100 * abs(by["fastnet", 1]["accuracy"] - by["sklearn", 1]["accuracy"])
+    return {"dataset": dataset, "rows": rows, "accuracy_gap_points": gap, "equal_accuracy": gap <= 1.0,
+            "speedup_1_thread": by["sklearn", 1]["median_s"] / by["fastnet", 1]["median_s"],
+            "speedup_all_cores": sk_best / by["fastnet", threads]["median_s"]}
+
+
+def _target(value: float, target: float, equal_accuracy: bool) -> str:
+    met = value >= target and equal_accuracy
+    return f"{value:.1f}× (≥ {target:g}×) {'✓' if met else '✗'}"
+
+
+def format_sklearn_table(results: dict) -> str:
+    """The machine line, then one row per dataset: seconds, accuracy, speed-ups against the targets
+    (a target counts as met only at equal accuracy, within 1 point)."""
+    m = results["machine"]
+    blas = next(c["blas"] for c in results["contenders"].values() if c["library"] == "sklearn")
+    blas = blas[0] if blas else {"internal_api": "no BLAS found", "version": "", "architecture": "?"}
+    forced = m["forced_blas_env"]
+    lines = [f"{m['cpu']} (LLVM target {m['llvm_cpu']}), {m['cores']} cores, load average "
+             f"{m['load_average'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; "
+             f"scikit-learn {m['scikit-learn']} on {blas['internal_api']} {blas['version']} "
+             f"({blas['architecture']} kernels{', ' + ' and '.join(forced) + ' unset for it' if forced else ''}); "
+             f"median of {results['rounds']} interleaved fits each, float32, fit time only", "",
+             "| data | epochs | scikit-learn 1 thr. | scikit-learn all | fastnet 1 thr. | fastnet all "
+             "| accuracy sklearn / fastnet | speed-up 1 thr. | speed-up all cores |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for d in results["datasets"]:
+        by = {}
+        for r in d["rows"].values():  # 1 thread first, then the most threads
+            by.setdefault((r["library"], "1" if r["threads"] == 1 else "all"), r)
+            by[r["library"], "all"] = r
+        ok = d["equal_accuracy"]
+        every = _target(d["speedup_all_cores"], 10, ok) if d["dataset"] == "classification-100k" \
+            else f"{d['speedup_all_cores']:.1f}×"
+        lines.append(f"| {d['dataset']} | {results['epochs'][d['dataset']]} | {by['sklearn', '1']['median_s']:.3f} s | "
+                     f"{by['sklearn', 'all']['median_s']:.3f} s | {by['fastnet', '1']['median_s']:.3f} s | "
+                     f"{by['fastnet', 'all']['median_s']:.3f} s | {by['sklearn', '1']['accuracy']:.3f} / "
+                     f"{by['fastnet', '1']['accuracy']:.3f} | {_target(d['speedup_1_thread'], 5, ok)} | {every} |")
+    return "\n".join(lines)

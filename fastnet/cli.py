@@ -121,14 +121,18 @@ def build_parser() -> Parser:
     evaluate.set_defaults(run=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="time training epochs against the NumPy baseline and PyTorch")
-    bench.add_argument("--rounds", type=_number(int, 1), default=5,
-                       help="timed epochs per contender, interleaved (default: %(default)s)")
+    bench.add_argument("--rounds", type=_number(int, 1),
+                       help="timed epochs per contender, interleaved (default: 5)")
     bench.add_argument("--quick", action="store_true", help="only 784-128-10 sigmoid at B=128, and no extras")
     bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     bench.add_argument("--samples", type=_number(int, 1), default=60_000, help="samples per epoch (default: %(default)s)")
-    bench.add_argument("--out", metavar="PREFIX", default="fastnet-bench",
-                       help="write PREFIX.json and, with matplotlib, PREFIX.png (default: %(default)s)")
+    bench.add_argument("--out", metavar="PREFIX",
+                       help="write PREFIX.json and, with matplotlib, PREFIX.png (default: fastnet-bench, "
+                       "or fastnet-bench-sklearn with --sklearn)")
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
+    bench.add_argument("--sklearn", action="store_true",
+                       help="instead: fit times and accuracy against scikit-learn's MLPClassifier (each contender "
+                       "in its own process; --rounds defaults to 3, --quick shrinks the data and epochs)")
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
     export = sub.add_parser("export", help="write a saved model as an ONNX graph (needs the onnx extra)")
@@ -374,6 +378,9 @@ def cmd_evaluate(args, out, say) -> int:
 def cmd_bench(args, out, say) -> int:
     from fastnet import bench
 
+    if args.sklearn:
+        return bench_sklearn(args, say)
+    args.rounds, args.out = args.rounds or 5, args.out or "fastnet-bench"
     if args.threads:
         fn.set_num_threads(args.threads)
     cases = [bench.Case((128,), "sigmoid", 128)] if args.quick else bench.CASES
@@ -385,6 +392,25 @@ def cmd_bench(args, out, say) -> int:
     say(bench.format_table(results))
     bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")
     say(f"\nresults written to {args.out}.json" + (f" and {args.out}.png" if _has_matplotlib() else ""))
+    return 0
+
+
+def bench_sklearn(args, say) -> int:
+    """``fastnet bench --sklearn``: fastnet's MLPClassifier against scikit-learn's."""
+    from fastnet import bench
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise UsageError("fastnet bench --sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
+    rounds, prefix = args.rounds or 3, args.out or "fastnet-bench-sklearn"
+    say(f"fastnet bench --sklearn: {rounds} interleaved rounds on {', '.join(bench.SKLEARN_DATASETS)}"
+        + (" (quick: small data, 5 epochs)" if args.quick else ""))
+    results = bench.run_sklearn(rounds=rounds, quick=args.quick, threads=args.threads, say=say)
+    say("")
+    say(bench.format_sklearn_table(results))
+    bench.write_outputs(results, f"{prefix}.json")
+    say(f"\nresults written to {prefix}.json")
     return 0
 
 

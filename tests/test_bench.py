@@ -54,3 +54,22 @@ def test_bench_command_writes_json_and_a_table(tmp_path):
     assert data["samples"] == 2000 and data["peak_gflops"] > 0
     assert all(row["median_s"] > 0 for row in data["cases"][0])
     assert "| 784-128-10 sigmoid B=128 | fastnet-numba |" in result.stdout
+
+
+def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path):
+    out = tmp_path / "sk"
+    result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--sklearn", "--quick", "--rounds", "1",
+                             "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "sk.json").read_text())
+    machine = data["machine"]
+    assert machine["cpu"] and machine["llvm_cpu"] and machine["cores"] >= 1 and len(machine["load_average"]) == 3
+    assert set(data["contenders"]) == {"scikit-learn (1 thread)", "fastnet (1 thread)"}
+    for contender in data["contenders"].values():
+        assert contender["blas"][0]["internal_api"] and contender["numba_threads"] >= 1
+    assert [d["dataset"] for d in data["datasets"]] == ["digits", "breast_cancer", "classification-100k"]
+    for d in data["datasets"]:
+        for row in d["rows"].values():
+            assert 0 < row["accuracy"] <= 1 and row["median_s"] > 0 and row["n_iter"] == 5  # no early stop
+        assert d["speedup_1_thread"] > 0
+    assert "| digits | 5 |" in result.stdout and "LLVM target" in result.stdout
