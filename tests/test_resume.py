@@ -1,10 +1,16 @@
 """Resume means resume: Ctrl-C mid-epoch, more epochs, contradicting flags, killed writers, output paths."""
+import fcntl
 import json
 import math
 import os
+import pty
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 
 import numpy as np
@@ -255,21 +261,53 @@ def uninterrupted(tmp_path_factory):
     return fn.load(path)
 
 
-@pytest.mark.parametrize("epoch, delay", [(1, 0.1), (2, 0.3)])
-def test_a_real_ctrl_c_mid_epoch_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, uninterrupted, epoch,
-                                                                                 delay):
+class Terminal:
+    """A pseudo-terminal for a child's stderr, drained by a thread (so the child never blocks on it)."""
+
+    def __init__(self):
+        self.controller, self.child_end = pty.openpty()
+        fcntl.ioctl(self.child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 0 columns: no bar
+        self.chunks, self.done = [], threading.Event()
+        self.reader = threading.Thread(target=self._drain)
+        self.reader.start()
+
+    def _drain(self):
+        while not self.done.is_set():
+            if select.select([self.controller], [], [], 0.1)[0]:
+                try:
+                    self.chunks.append(os.read(self.controller, 65536))
+                except OSError:  # the child has gone and closed its end
+                    return
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+    def close(self):
+        self.done.set()
+        self.reader.join(timeout=10)
+        os.close(self.child_end)
+        os.close(self.controller)
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_real_ctrl_c_mid_epoch_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, uninterrupted, epoch):
+    # Ctrl-C as soon as the progress bar of the next epoch is on the terminal: inside that epoch however fast
+    # or loaded the machine is (a fixed delay after the previous epoch's line could miss a 0.1 s epoch).
     path = tmp_path / "cut.safetensors"
+    terminal = Terminal()
     proc = subprocess.Popen([sys.executable, "-m", "fastnet", *CTRL_C_FLAGS, "--save", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_usual)
+                            stdout=subprocess.PIPE, stderr=terminal.child_end, text=True, preexec_fn=sigint_as_usual)
     try:
-        for line in proc.stdout:  # wait for the end of `epoch`, then let the next one get under way
-            if f"epoch {epoch}  loss" in line:
-                break
-        time.sleep(delay)
+        deadline = time.monotonic() + 240
+        while f"epoch {epoch + 1}:" not in terminal.text():
+            assert proc.poll() is None and time.monotonic() < deadline, terminal.text()[-2000:]
+            time.sleep(0.005)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
+        terminal.close()
+    err = terminal.text()
     assert proc.returncode == 130, err
     assert "checkpoint saved" in out and "Traceback" not in err
     cut = fn.load(path)
