@@ -43,12 +43,17 @@ def test_interleaved_run_times_every_contender_each_round():
     assert all(len(c.times) == 2 for c in cs)
 
 
-def test_bench_command_writes_json_and_a_table(tmp_path):
+def bench_command(tmp_path, *flags):
+    """Run ``fastnet bench --quick --rounds 1 FLAGS``; returns its output and the JSON it wrote."""
     out = tmp_path / "result"
-    result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--quick", "--rounds", "1", "--no-torch",
-                             "--samples", "2000", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--quick", "--rounds", "1", *flags,
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    data = json.loads((tmp_path / "result.json").read_text())
+    return result, json.loads((tmp_path / "result.json").read_text())
+
+
+def test_bench_command_writes_json_and_a_table(tmp_path):
+    result, data = bench_command(tmp_path, "--no-torch", "--samples", "2000")
     names = [row["contender"] for row in data["cases"][0]]
     assert names == ["fastnet-numba", "fastnet-numpy (1 BLAS thread)", "fastnet-numpy (2 BLAS threads)"]
     assert data["samples"] == 2000 and data["peak_gflops"] > 0
@@ -57,11 +62,7 @@ def test_bench_command_writes_json_and_a_table(tmp_path):
 
 
 def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path):
-    out = tmp_path / "sk"
-    result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--sklearn", "--quick", "--rounds", "1",
-                             "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    data = json.loads((tmp_path / "sk.json").read_text())
+    result, data = bench_command(tmp_path, "--sklearn", "--threads", "1")
     machine = data["machine"]
     assert machine["cpu"] and machine["llvm_cpu"] and machine["cores"] >= 1 and len(machine["load_average"]) == 3
     assert set(data["contenders"]) == {"scikit-learn (1 thread)", "fastnet (1 thread)"}
