@@ -43,7 +43,7 @@ def test_interleaved_run_times_every_contender_each_round():
     assert all(len(c.times) == 2 for c in cs)
 
 
-def bench_command(tmp_path, *flags):
+def run_bench(tmp_path, *flags):
     """Run ``fastnet bench --quick --rounds 1 FLAGS``; returns its output and the JSON it wrote."""
     out = tmp_path / "result"
     result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--quick", "--rounds", "1", *flags,
@@ -53,7 +53,7 @@ def bench_command(tmp_path, *flags):
 
 
 def test_bench_command_writes_json_and_a_table(tmp_path):
-    result, data = bench_command(tmp_path, "--no-torch", "--samples", "2000")
+    result, data = run_bench(tmp_path, "--no-torch", "--samples", "2000")
     names = [row["contender"] for row in data["cases"][0]]
     assert names == ["fastnet-numba", "fastnet-numpy (1 BLAS thread)", "fastnet-numpy (2 BLAS threads)"]
     assert data["samples"] == 2000 and data["peak_gflops"] > 0
@@ -62,7 +62,7 @@ def test_bench_command_writes_json_and_a_table(tmp_path):
 
 
 def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path):
-    result, data = bench_command(tmp_path, "--sklearn", "--threads", "1")
+    result, data = run_bench(tmp_path, "--sklearn", "--threads", "1")
     machine = data["machine"]
     assert machine["cpu"] and machine["llvm_cpu"] and machine["cores"] >= 1 and len(machine["load_average"]) == 3
     assert set(data["contenders"]) == {"scikit-learn (1 thread)", "fastnet (1 thread)"}
