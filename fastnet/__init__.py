@@ -8,14 +8,13 @@
 """
 from fastnet import datasets
 from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
-from fastnet.checkpoint import load
 from fastnet.errors import (CheckpointError, ConfigError, DataError, DivergenceError, DTypeError, FastnetError,
                             InputError, ShapeError)
 from fastnet._interrupt import TrainingInterrupted
 from fastnet.gradcheck import gradcheck
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
-from fastnet.model import Sequential
+from fastnet.model import Sequential, load
 from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
 from fastnet.threads import get_num_threads, set_num_threads
 

@@ -58,17 +58,16 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     return meta, tensors
 
 
-def rebuild(meta: dict, tensors: dict, backend: str | None = None, dtype: str | None = None, into=None):
-    """The inverse of ``describe``; ``backend`` and ``dtype`` override the saved ones.
+def rebuild(meta: dict, tensors: dict, into, backend: str | None = None, dtype: str | None = None):
+    """The inverse of ``describe``, built in ``into``, an uninitialised model (``Sequential.__new__``);
+    ``backend`` and ``dtype`` override the saved ones. Returns ``into``.
 
-    ``into``: an uninitialised Sequential to build in place (unpickling), instead of a new one.
+    The caller supplies the model, so this module never imports the one that defines it.
     """
-    from fastnet.model import Sequential
-
     layers = [layer_from_config(entry["kind"], entry["config"]) for entry in meta["layers"]]
-    model = Sequential.__new__(Sequential) if into is None else into
-    Sequential.__init__(model, *layers, loss=LOSSES[meta["loss"]](), backend=backend or meta["backend"],
-                        dtype=dtype or meta["dtype"], seed=meta["seed"])
+    model = into
+    type(model).__init__(model, *layers, loss=LOSSES[meta["loss"]](), backend=backend or meta["backend"],
+                         dtype=dtype or meta["dtype"], seed=meta["seed"])
     model.set_weights({k: v for k, v in tensors.items() if k.startswith("layers.")})
     model.history = History(meta["history"])
     model.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
@@ -124,7 +123,7 @@ def partial_epoch(part, model) -> dict | None:
 
 def copy_model(model, dtype: str | None = None):
     """An independent copy of ``model`` (weights, optimizer, generators), optionally in another dtype."""
-    return rebuild(*describe(model), dtype=dtype)
+    return rebuild(*describe(model), into=object.__new__(type(model)), dtype=dtype)
 
 
 def save(model, path, include_optimizer: bool = True) -> None:
@@ -206,8 +205,8 @@ def unwritable(path) -> str | None:
     return None
 
 
-def load(path, backend: str | None = None):
-    """Read a model saved with ``model.save``. ``backend`` overrides the saved one.
+def load_into(into, path, backend: str | None = None):
+    """Read a model saved with ``model.save`` into ``into``, an uninitialised model; see ``fastnet.load``.
 
     Raises CheckpointError, naming the file, for anything that is not a fastnet safetensors file:
     the file is checked in full (see ``checkpoint_schema``) before any of its arrays is read.
@@ -217,7 +216,7 @@ def load(path, backend: str | None = None):
     path = Path(path)
     raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
     try:
-        return rebuild(meta, st_load(raw), backend=backend)
+        return rebuild(meta, st_load(raw), into, backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
     except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file

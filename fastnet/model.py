@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fastnet import _memory, inputs
+from fastnet import _memory, checkpoint, inputs
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
 from fastnet._plan import Plan
@@ -507,14 +507,21 @@ class Sequential:
     def __getstate__(self) -> tuple[dict, dict]:
         """Pickle as ``checkpoint.describe`` does for files: configuration, parameters, optimizer state,
         history and generator states; never the compiled kernel calls, which ``__setstate__`` rebuilds."""
-        from fastnet.checkpoint import describe
-        return describe(self)
+        return checkpoint.describe(self)
 
     def __setstate__(self, state: tuple[dict, dict]) -> None:
-        from fastnet.checkpoint import rebuild
-        rebuild(*state, into=self)
+        checkpoint.rebuild(*state, into=self)
 
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
-        from fastnet.checkpoint import save
-        save(self, path, include_optimizer=include_optimizer)
+        checkpoint.save(self, path, include_optimizer=include_optimizer)
+
+
+def load(path, backend: str | None = None) -> Sequential:
+    """Read a model saved with ``model.save`` (weights, architecture, optimizer state, history and
+    generator states, so ``fit`` resumes exactly). ``backend`` overrides the saved one.
+
+    Raises CheckpointError, naming the file, for anything that is not a fastnet model file; the
+    file is checked in full before any of its arrays is read or any layer allocated.
+    """
+    return checkpoint.load_into(Sequential.__new__(Sequential), path, backend)

@@ -142,6 +142,26 @@ def test_kernels_never_import_fastnet():
     assert upward == []
 
 
+def test_no_two_fastnet_modules_import_each_other_even_inside_a_function():
+    modules = {path.stem: path for path in PACKAGE.glob("*.py") if path.stem not in ("__init__", "__main__")}
+
+    def named(path):  # the fastnet modules an import in ``path`` names: fastnet.x, from fastnet import x, .x
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("fastnet", ""):
+                parts = (node.module or "").split(".")[1 if node.level == 0 else 0:]
+                yield from ([parts[0]] if parts and parts[0] else [alias.name for alias in node.names])
+            elif isinstance(node, ast.Import):
+                yield from (a.name.split(".")[1] for a in node.names if a.name.startswith("fastnet."))
+
+    deps = {name: set(named(path)) & set(modules) - {name} for name, path in modules.items()}
+
+    def reaches(start, goal, seen):
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in deps[start])
+
+    assert len(deps) > 15 and deps["model"]
+    assert [f"{a} <-> {b}" for a in deps for b in deps[a] if reaches(b, a, {b})] == []
+
+
 def test_kernel_errors_and_fastnet_errors_are_one_set_of_classes():
     import fastnet as fn
     import fastnet.errors
