@@ -166,6 +166,7 @@ def test_a_model_too_large_for_one_onnx_file_is_refused(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # 5 epochs: a small net, not a converged one
 @pytest.mark.parametrize("estimator, y", [
     ("MLPClassifier", lambda x: np.where(x[:, 0] > 0, "yes", "no")),  # binary: one logistic output, two columns
     ("MLPClassifier", lambda x: np.digitize(x[:, 0], [-0.5, 0.5])),  # three classes: softmax
