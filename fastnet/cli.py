@@ -247,16 +247,17 @@ def refuse_conflicts(args, given: set, saved: dict) -> None:
                               "as it was, or train a new model without --resume")
 
 
-def check_outputs(args) -> None:
-    """Refuse, before any work, the output paths that could not be written after training."""
-    for flag, path in (("--save", args.save), ("--plot", args.plot)):
+def check_outputs(*outputs: tuple[str, str | None]) -> None:
+    """Refuse, before any work, the output paths that could not be written after it: (label, path) pairs,
+    the label naming the flag ("--save ") or nothing (""), a path of None standing for no output."""
+    for label, path in outputs:
         problem = path and unwritable(path)
         if problem:
-            raise ConfigError(f"{flag} {path}: cannot write there: {problem}")
+            raise ConfigError(f"{label}{path}: cannot write there: {problem}")
 
 
 def cmd_train(args, out, say) -> int:
-    check_outputs(args)
+    check_outputs(("--save ", args.save), ("--plot ", args.plot))
     if args.plot:
         _require_matplotlib()
     given = fill_defaults(args)
@@ -299,8 +300,9 @@ def cmd_train(args, out, say) -> int:
         return EXIT_INTERRUPTED
     result = model.evaluate(test.x, test.y)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
-    if args.save:  # the checkpoint of the last epoch, or the model as loaded when no epoch was left to train
-        model.save(args.save)
+    if args.save:
+        if remaining == 0:  # the Checkpoint callback saved every epoch trained; with none, save the model as loaded
+            model.save(args.save)
         say(f"saved to {args.save}")
     if args.plot:
         plot(model, test, args.plot)
@@ -402,7 +404,7 @@ def bench_sklearn(args, say) -> int:
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise UsageError("fastnet bench --sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
+        raise ConfigError("fastnet bench --sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
     rounds, prefix = args.rounds or 3, args.out or "fastnet-bench-sklearn"
     say(f"fastnet bench --sklearn: {rounds} interleaved rounds on {', '.join(bench.SKLEARN_DATASETS)}"
         + (" (quick: small data, 5 epochs)" if args.quick else ""))
@@ -417,9 +419,7 @@ def bench_sklearn(args, say) -> int:
 def cmd_export(args, out, say) -> int:
     from fastnet.onnx_export import OPSET
 
-    problem = unwritable(args.out)
-    if problem:
-        raise ConfigError(f"{args.out}: cannot write there: {problem}")
+    check_outputs(("", args.out))
     model = fn.load(args.model)
     model.to_onnx(args.out)
     say(f"exported {args.model} ({_describe(model)}, {model.dtype}) to {args.out}: ONNX opset {OPSET}, "

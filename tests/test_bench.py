@@ -74,3 +74,12 @@ def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path)
             assert 0 < row["accuracy"] <= 1 and row["median_s"] > 0 and row["n_iter"] == 5  # no early stop
         assert d["speedup_1_thread"] > 0
     assert "| digits | 5 |" in result.stdout and "LLVM target" in result.stdout
+
+
+def test_bench_sklearn_without_scikit_learn_says_what_to_install():
+    hide = "import sys; sys.modules['sklearn'] = None; from fastnet.cli import main; sys.exit(main(%r))"
+    result = subprocess.run([sys.executable, "-c", hide % ["bench", "--sklearn", "--quick"]], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == ("fastnet bench: error: fastnet bench --sklearn needs scikit-learn: "
+                                     "pip install 'fastnet[sklearn]'")
