@@ -71,10 +71,9 @@ class Steps:
 
 
 class Plan:
-    def __init__(self, layers, loss, kernels, dtype, n_in: int, penalties: list, rng: np.random.Generator):
+    def __init__(self, layers, loss, kernels, dtype, n_in: int, rng: np.random.Generator):
         self.ops = build_ops(layers, n_in)
         self.loss, self.k, self.dtype, self.n_in = loss, kernels, np.dtype(dtype), n_in
-        self.penalties = penalties  # (flat dw, flat w, l1, l2) for each penalised Dense layer
         self.rng = rng  # draws the dropout masks
         self._cache: dict[int, Steps] = {}
 

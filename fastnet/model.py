@@ -16,7 +16,7 @@ from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
 from fastnet.layers import Dense, Layer
 from fastnet.losses import Loss
-from fastnet.optimizers import SGD, Optimizer, optimizer_from_config
+from fastnet.optimizers import SGD, Optimizer
 from fastnet.progress import Progress
 from fastnet.threads import kernel_threads
 
@@ -98,8 +98,8 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         self.history = History()
         self.stop_training = False
-        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self._penalties(),
-                          self.dropout_rng)
+        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self.dropout_rng)
+        self._penalty_terms = self._penalties()
         self._loss_kernel = getattr(self.kernels.raw, loss.kernel)
         self._hits_kernel = getattr(self.kernels.raw, loss.hits) if loss.hits else None
 
@@ -184,7 +184,89 @@ class Sequential:
     def n_params(self) -> int:
         return self.params.size
 
-    # ---- one batch ----------------------------------------------------------------
+    # ---- one training step: the unit fit, gradcheck, bench and data-parallel training share ----
+
+    def loss_and_grad(self, x, y, *, scale: float = 1.0, penalties: bool = True) -> float:
+        """Forward and backward on one batch: fill ``model.grads`` and return the loss.
+
+        ``model.grads`` is one flat vector (the layers' ``dw`` and ``db`` are views of it),
+        in the order of ``model.params``. The loss is the batch's mean data loss times
+        ``scale``, plus the layers' L1/L2 penalties when ``penalties``; ``grads`` is its
+        gradient. Dropout draws new masks. Nothing is updated: ``train_step`` does that.
+
+        ``scale`` and ``penalties`` are for data-parallel training: a process holding
+        ``n_shard`` of a global batch of ``n_global`` samples passes ``scale=n_shard / n_global``,
+        and all processes but one pass ``penalties=False``, so that the sum of their gradients
+        is the gradient of the global batch.
+        """
+        if not inputs.is_number(scale):
+            raise ConfigError(f"scale must be a finite number, got {scale!r}")
+        x, divisor, y = self._check_batch(x, y)
+        with kernel_threads(self.backend):
+            return self._loss_and_grad(x, y, np.arange(len(x)), divisor, scale, penalties)[0]
+
+    def train_step(self, x, y, optimizer: Optimizer | None = None) -> float:
+        """One training step on one batch: ``loss_and_grad``, then the optimizer's update.
+
+        ``optimizer`` defaults to the model's own (as in ``fit``); its learning rate is the
+        one its schedule gives for the next epoch, ``len(model.history)``. Returns the loss.
+
+        Raises DivergenceError, leaving the weights untouched, if the loss is NaN or Inf.
+        """
+        optimizer = self._use_optimizer(optimizer)
+        x, divisor, y = self._check_batch(x, y)
+        optimizer.bind(self.params.size, self.dtype, owner=self)
+        with kernel_threads(self.backend):
+            loss = self._loss_and_grad(x, y, np.arange(len(x)), divisor)[0]
+            if not math.isfinite(loss):
+                raise DivergenceError(f"the loss is {loss}; the weights are left as they were. "
+                                      "Lower the learning rate or check the inputs' scale.")
+            self.update(optimizer)
+        return loss
+
+    def update(self, optimizer: Optimizer | None = None) -> None:
+        """Apply ``optimizer`` (default: the model's) to the parameters with the gradients in ``model.grads``,
+        at the learning rate its schedule gives for epoch ``len(model.history)``."""
+        optimizer = self._use_optimizer(optimizer)
+        optimizer.bind(self.params.size, self.dtype, owner=self)
+        optimizer.update(self.kernels.raw, self.params, self.grads, optimizer.lr_at(len(self.history)))
+
+    def _use_optimizer(self, optimizer: Optimizer | None) -> Optimizer:
+        """The optimizer passed (which becomes the model's), else the model's own, else SGD(lr=0.1)."""
+        if optimizer is not None:
+            if not isinstance(optimizer, Optimizer):
+                raise ConfigError(f"optimizer must be SGD(...) or Adam(...), got {optimizer!r}")
+            self.optimizer = optimizer
+        elif self.optimizer is None:
+            self.optimizer = SGD(lr=0.1)
+        return self.optimizer
+
+    def _check_batch(self, x, y) -> tuple[np.ndarray, float, np.ndarray]:
+        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
+        y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
+        if len(x) == 0:
+            raise inputs.InputError("x is empty: a training step needs at least one sample")
+        return x, divisor, y
+
+    def _loss_and_grad(self, x, y, rows, divisor, scale: float = 1.0, penalties: bool = True) -> tuple[float, int]:
+        """``loss_and_grad`` on ``x[rows]``, already checked (gathered, and scaled by ``divisor``, into
+        the batch buffers without a copy of ``x``). Returns (loss, accuracy hits)."""
+        steps = self._plan.steps(len(rows))
+        self._load_batch(steps, x, y, rows, divisor)
+        for draw in steps.draw_masks:
+            draw()
+        for call in steps.forward_train:
+            call()
+        loss, hits = self._score(steps, steps.out)
+        if scale != 1.0:
+            loss *= scale
+            steps.grad_out *= steps.grad_out.dtype.type(scale)  # backward is linear in it: every gradient scales
+        for call in steps.backward:
+            call()
+        if penalties:
+            for dw, w, l1, l2 in self._penalty_terms:
+                loss += self.kernels.raw.penalty(dw, w, l1, l2)
+        return float(loss), hits
 
     def _load_batch(self, steps, x, y, idx, divisor) -> None:
         self.kernels.raw.gather_rows(steps.x, x, idx, divisor)
@@ -198,29 +280,16 @@ class Sequential:
         loss = self._loss_kernel(steps.grad_out, out, steps.target)
         return loss, self._hits_kernel(out, steps.target) if self._hits_kernel else 0
 
-    def _train_batch(self, steps) -> tuple[float, int]:
-        """Forward, loss, backward (gradients land in ``self.grads``). Returns (loss, hits)."""
-        for draw in steps.draw_masks:
-            draw()
-        for call in steps.forward_train:
-            call()
-        loss, hits = self._score(steps, steps.out)
-        for call in steps.backward:
-            call()
-        for dw, w, l1, l2 in self._plan.penalties:
-            loss += self.kernels.raw.penalty(dw, w, l1, l2)
-        return float(loss), hits
-
     def _eval_batch(self, steps) -> tuple[float, int]:
         for call in steps.forward_eval:
             call()
         loss, hits = self._score(steps, steps.eval_out)
         return float(loss), hits
 
-    def _batches(self, n: int, batch_size: int, order: np.ndarray):
+    @staticmethod
+    def _batches(n: int, batch_size: int, order: np.ndarray):
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            yield idx, self._plan.steps(len(idx))
+            yield order[start:start + batch_size]
 
     # ---- public API ---------------------------------------------------------------
 
@@ -286,12 +355,7 @@ class Sequential:
             xv, yv = validation_data
             xv, val_divisor = inputs.check_x(xv, self.n_in, self.dtype)
             val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_divisor)
-        if optimizer is not None:
-            if not isinstance(optimizer, Optimizer):
-                raise ConfigError(f"optimizer must be SGD(...) or Adam(...), got {optimizer!r}")
-            self.optimizer = optimizer
-        elif self.optimizer is None:
-            self.optimizer = SGD(lr=0.1)
+        self._use_optimizer(optimizer)
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
             raise ConfigError(f"callbacks must be a list of callbacks, e.g. callbacks=[EarlyStopping(patience=3)], "
                               f"got {callbacks!r}")
@@ -372,9 +436,8 @@ class Sequential:
         bar = report.bar(epoch, math.ceil(n / batch_size) - first)
         start = time.perf_counter()
         try:
-            for j, (idx, steps) in enumerate(self._batches(n - done, batch_size, order[done:]), first):
-                self._load_batch(steps, x, y, idx, divisor)
-                loss, hits = self._train_batch(steps)
+            for j, idx in enumerate(self._batches(n - done, batch_size, order[done:]), first):
+                loss, hits = self._loss_and_grad(x, y, idx, divisor)
                 if not math.isfinite(loss):
                     self._diverged(epoch, j, loss, snapshot)
                 self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
@@ -412,7 +475,8 @@ class Sequential:
     def _evaluate(self, x, y, divisor) -> dict:
         total_loss, total_hits, n = 0.0, 0, len(x)
         order = np.arange(n)
-        for idx, steps in self._batches(n, EVAL_BATCH, order):
+        for idx in self._batches(n, EVAL_BATCH, order):
+            steps = self._plan.steps(len(idx))
             self._load_batch(steps, x, y, idx, divisor)
             loss, hits = self._eval_batch(steps)
             total_loss += loss * len(idx)
@@ -439,7 +503,8 @@ class Sequential:
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
         with kernel_threads(self.backend):
-            for idx, steps in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
+            for idx in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
+                steps = self._plan.steps(len(idx))
                 k.gather_rows(steps.x, x, idx, divisor)
                 for call in steps.forward_eval:
                     call()
@@ -458,16 +523,12 @@ class Sequential:
         """
         start = time.perf_counter()
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
-        steps = self._plan.steps(2)
-        steps.x[...] = 0
-        steps.target[...] = 0
-        self._train_batch(steps)
-        self._eval_batch(steps)
-        self.kernels.raw.gather_rows(steps.x, np.zeros((2, self.n_in), x_dtype), np.arange(2), 1.0)
-        if self.optimizer is not None:  # a throwaway twin of the optimizer, on two scratch parameters
-            probe = optimizer_from_config(type(self.optimizer).__name__, self.optimizer.config())
-            probe.bind(2, self.dtype)
-            probe.update(self.kernels.raw, np.zeros(2, self.dtype), np.zeros(2, self.dtype), 0.0)
+        zeros = np.zeros((2, self.n_in), x_dtype)
+        target = np.zeros(2, np.int64) if self.loss.integer_targets else np.zeros((2, self.n_out), self.dtype)
+        self._loss_and_grad(zeros, target, np.arange(2), 1.0)
+        self._eval_batch(self._plan.steps(2))
+        if self.optimizer is not None:
+            self.optimizer.compile_kernels(self.kernels.raw, self.dtype)
         self.grads[...] = saved_grads
         self.dropout_rng.bit_generator.state = saved_rng
         return time.perf_counter() - start

@@ -148,6 +148,16 @@ class Optimizer:
         self.steps += 1
         self._update(kernels, params, grads, lr)
 
+    def compile_kernels(self, kernels, dtype) -> None:
+        """Compile (or load from the cache) this optimizer's kernel for ``dtype``, on two scratch
+        parameters; its own state and step count are left as they were."""
+        saved = self.state, self.steps
+        self.state, self.steps = {name: np.zeros(2, dtype) for name in self.state_names}, 1
+        try:
+            self._update(kernels, np.zeros(2, dtype), np.zeros(2, dtype), 0.0)
+        finally:
+            self.state, self.steps = saved
+
     def config(self) -> dict:
         cfg = {k: v for k, v in vars(self).items()
                if k not in ("schedule", "steps", "state", "state_names") and not k.startswith("_")}
