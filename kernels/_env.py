@@ -68,7 +68,8 @@ def _import_numba(hide_threads: bool) -> None:
 
 
 _threads = _threads_problem(os.environ.get("NUMBA_NUM_THREADS"))
-wait_passively(os.environ)  # before numba's OpenMP runtime loads and reads it
+SET_WAIT_POLICY = wait_passively(os.environ)  # before numba's OpenMP runtime loads and reads it
+"""True when fastnet set OMP_WAIT_POLICY itself: a benchmark can drop it from other libraries' processes."""
 PROBLEM = _threads or _layer_problem(os.environ.get("NUMBA_THREADING_LAYER"))
 """What is wrong with numba's thread settings, in one line; None when nothing is."""
 _import_numba(hide_threads=_threads is not None)
