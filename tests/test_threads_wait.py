@@ -20,8 +20,10 @@ WAIT = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 REPORT = """
 import json, os, numba
 import fastnet as fn
+from fastnet.kernels import _env
 fn.get_num_threads()  # starts numba's threading layer, which loads the OpenMP runtime
-print(json.dumps({"env": {k: os.environ.get(k) for k in %r}, "layer": numba.threading_layer()}))
+print(json.dumps({"env": {k: os.environ.get(k) for k in %r}, "layer": numba.threading_layer(),
+                  "set": getattr(_env, "SET_WAIT_POLICY", None)}))
 """ % (WAIT,)
 
 
@@ -38,14 +40,17 @@ def report(**env: str) -> dict:
 
 
 def test_without_a_user_setting_the_wait_policy_is_passive():
-    assert report()["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None}
+    result = report()
+    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None}
+    assert result["set"] is True
 
 
 @pytest.mark.parametrize("name, value", [("OMP_WAIT_POLICY", "ACTIVE"), ("OMP_WAIT_POLICY", "passive"),
                                          ("GOMP_SPINCOUNT", "300000"), ("KMP_BLOCKTIME", "200")])
 def test_a_user_setting_of_how_threads_wait_wins_and_nothing_is_added(name, value):
-    expected = {k: None for k in WAIT} | {name: value}
-    assert report(**{name: value})["env"] == expected
+    result = report(**{name: value})
+    assert result["env"] == {k: None for k in WAIT} | {name: value}
+    assert result["set"] is False
 
 
 def test_the_openmp_runtime_numba_loads_sees_the_passive_policy():
