@@ -3,6 +3,24 @@
 Numba's threads and a BLAS library's threads would otherwise compete for the same
 cores (OpenBLAS threads spin after each call), so while the numba backend trains,
 BLAS is capped at 1 thread. The NumPy backend is left to BLAS's own threading.
+
+Waiting: numba's kernels use every core (``set_num_threads`` or ``fastnet train
+--threads`` choose fewer), and between parallel kernels its OpenMP threads sleep
+rather than spin. ``import fastnet`` sets OMP_WAIT_POLICY=PASSIVE, before numba's OpenMP
+runtime starts and reads it, unless OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is
+already set: a setting of the user's wins. It is set in the process environment, so
+child processes, and other OpenMP libraries loaded later in the process, see it too.
+
+Why (bench/bench_load.py, 784-128-10 sigmoid, B=32 and 128, on 2 cores): with libgomp's
+default of spinning 300,000 times before sleeping, a thread that waits at the end of a
+kernel holds its core while a busy process, or the other numba thread, needs it; with 1
+or 2 competing busy processes, 2-thread epochs took 3-28x the 1-thread time. Waiting
+passively they took 0.5-0.9x of it, and on a machine without competing load passive
+waits cost little against spinning (see the figures in bench_load.py's results). The
+other candidates measured were worse under load: shorter spins (GOMP_SPINCOUNT=10000,
+1.5-3.3x), the workqueue layer (0.6-2.9x) and TBB (0.5-1.2x, and TBB is not a
+dependency). Results do not depend on any of this: each thread owns whole output rows,
+so they are bitwise the same at any thread count.
 """
 from __future__ import annotations
 

@@ -8,6 +8,12 @@ checks both variables, imports numba with a bad NUMBA_NUM_THREADS hidden from it
 then sizes its pool by the cores, and the variable is put back at once), and the numba
 backend refuses to run with the problem as its message (``check_numba_env``). The NumPy
 backend needs no numba threads and still works.
+
+It also sets OMP_WAIT_POLICY=PASSIVE, unless the user chose how OpenMP threads wait
+(OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is set): numba's OpenMP layer reads it
+when it starts, at the first parallel kernel. Spinning waits made a 2-thread epoch 5-28x
+slower than 1 thread when other processes were busy (bench/bench_load.py); passive ones
+keep it at or below the 1-thread time, loaded or not (see fastnet/threads.py).
 """
 from __future__ import annotations
 
@@ -17,6 +23,18 @@ from .errors import ConfigError
 
 THREADING_LAYERS = ("default", "safe", "threadsafe", "forksafe", "tbb", "omp", "workqueue")
 """The values numba accepts for NUMBA_THREADING_LAYER (any case)."""
+
+
+WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+"""The variables by which a user says how OpenMP threads wait: any of them set, fastnet sets none."""
+
+
+def wait_passively(environ) -> bool:
+    """Set OMP_WAIT_POLICY=PASSIVE in ``environ`` unless one of WAIT_SETTINGS is there; True if it did."""
+    if any(name in environ for name in WAIT_SETTINGS):
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def _threads_problem(value: str | None) -> str | None:
@@ -50,6 +68,8 @@ def _import_numba(hide_threads: bool) -> None:
 
 
 _threads = _threads_problem(os.environ.get("NUMBA_NUM_THREADS"))
+SET_WAIT_POLICY = wait_passively(os.environ)  # before numba's OpenMP runtime loads and reads it
+"""True when fastnet set OMP_WAIT_POLICY itself: a benchmark can drop it from other libraries' processes."""
 PROBLEM = _threads or _layer_problem(os.environ.get("NUMBA_THREADING_LAYER"))
 """What is wrong with numba's thread settings, in one line; None when nothing is."""
 _import_numba(hide_threads=_threads is not None)
