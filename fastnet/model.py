@@ -198,12 +198,15 @@ class Sequential:
         ``n_shard`` of a global batch of ``n_global`` samples passes ``scale=n_shard / n_global``,
         and all processes but one pass ``penalties=False``, so that the sum of their gradients
         is the gradient of the global batch.
+
+        ``fit`` holds BLAS to one thread while numba's threads work, so that the two pools
+        do not fight for the cores; a loop of steps of your own can do the same around
+        the loop: ``with fastnet.threads.kernel_threads(model.backend): ...``.
         """
         if not inputs.is_number(scale):
             raise ConfigError(f"scale must be a finite number, got {scale!r}")
         x, divisor, y = self._check_batch(x, y)
-        with kernel_threads(self.backend):
-            return self._loss_and_grad(x, y, np.arange(len(x)), divisor, scale, penalties)[0]
+        return self._loss_and_grad(x, y, np.arange(len(x)), divisor, scale, penalties)[0]
 
     def train_step(self, x, y, optimizer: Optimizer | None = None) -> float:
         """One training step on one batch: ``loss_and_grad``, then the optimizer's update.
@@ -216,12 +219,11 @@ class Sequential:
         optimizer = self._use_optimizer(optimizer)
         x, divisor, y = self._check_batch(x, y)
         optimizer.bind(self.params.size, self.dtype, owner=self)
-        with kernel_threads(self.backend):
-            loss = self._loss_and_grad(x, y, np.arange(len(x)), divisor)[0]
-            if not math.isfinite(loss):
-                raise DivergenceError(f"the loss is {loss}; the weights are left as they were. "
-                                      "Lower the learning rate or check the inputs' scale.")
-            self.update(optimizer)
+        loss = self._loss_and_grad(x, y, np.arange(len(x)), divisor)[0]
+        if not math.isfinite(loss):
+            raise DivergenceError(f"the loss is {loss}; the weights are left as they were. "
+                                  "Lower the learning rate or check the inputs' scale.")
+        self.update(optimizer)
         return loss
 
     def update(self, optimizer: Optimizer | None = None) -> None:

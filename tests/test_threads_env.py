@@ -76,3 +76,22 @@ def test_a_threading_layer_that_cannot_load_is_a_one_line_config_error(monkeypat
     with pytest.raises(fn.ConfigError, match="NUMBA_THREADING_LAYER=tbb: No threading layer could be loaded") as info:
         fn.get_num_threads()
     assert "\n" not in str(info.value)
+
+
+def test_kernel_threads_caps_blas_once_and_restores_it_after_the_outermost_block():
+    from threadpoolctl import threadpool_info
+
+    from fastnet.threads import kernel_threads
+
+    def blas():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas()
+    with kernel_threads("numba"):
+        assert set(blas()) <= {1}
+        with kernel_threads("numba"):
+            assert set(blas()) <= {1}
+        assert set(blas()) <= {1}  # the inner block left the outer cap in place
+    assert blas() == before
+    with kernel_threads("numpy"):
+        assert blas() == before  # the NumPy backend keeps BLAS's own threads
