@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> (numba threads, or None for fastnet's default; environment variables to set)
 CONFIGS = {
     "1 thread": (1, {}),
-    "default": (None, {}),
-    # libgomp's own default when no wait policy is set: spin 300,000 times before sleeping
+    "default": (None, {}),  # fastnet's default, whatever it is in the code under test (passive waits)
+    # libgomp's own default when no wait policy is set, and fastnet's before passive waits: spin 300,000 times
     "spin 300k (libgomp default)": (None, {"GOMP_SPINCOUNT": "300000"}),
     "passive": (None, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "spin 10k": (None, {"GOMP_SPINCOUNT": "10000"}),

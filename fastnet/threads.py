@@ -11,16 +11,18 @@ runtime starts and reads it, unless OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCK
 already set: a setting of the user's wins. It is set in the process environment, so
 child processes, and other OpenMP libraries loaded later in the process, see it too.
 
-Why (bench/bench_load.py, 784-128-10 sigmoid, B=32 and 128, on 2 cores): with libgomp's
-default of spinning 300,000 times before sleeping, a thread that waits at the end of a
-kernel holds its core while a busy process, or the other numba thread, needs it; with 1
-or 2 competing busy processes, 2-thread epochs took 3-28x the 1-thread time. Waiting
-passively they took 0.5-0.9x of it, and on a machine without competing load passive
-waits cost little against spinning (see the figures in bench_load.py's results). The
-other candidates measured were worse under load: shorter spins (GOMP_SPINCOUNT=10000,
-1.5-3.3x), the workqueue layer (0.6-2.9x) and TBB (0.5-1.2x, and TBB is not a
-dependency). Results do not depend on any of this: each thread owns whole output rows,
-so they are bitwise the same at any thread count.
+Why (``python bench/bench_load.py``: 784-128-10 sigmoid, SGD, B=32 and 128, 2 cores, medians of
+interleaved rounds, each setting in its own process; raw runs in bench/results/bench-load-*.json).
+With libgomp's default of spinning about 300,000 times before sleeping, a thread that waits at the
+end of a kernel holds a core that a busy process, or the other numba thread, needs: next to 1 or 2
+busy processes, 2-thread epochs took 1.9-28x the 1-thread time. Waiting passively they took
+0.28-0.91x of it. With no busy process of our own but the machine's other jobs running (load
+3.5-9), passive took 0.46-1.94x the 1-thread time and spinning 4-17x; an idle machine was not to
+be had, where passive waits cost one thread wake-up per parallel kernel (about 4 per step).
+The other candidates, next to 1 or 2 busy processes: shorter spins (GOMP_SPINCOUNT=10000)
+0.88-2.3x, OMP_WAIT_POLICY=ACTIVE 0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x (and
+TBB is not a dependency). None of this changes results: each thread owns whole output rows, so
+they are bitwise the same at any thread count.
 """
 from __future__ import annotations
 
