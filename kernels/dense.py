@@ -59,7 +59,7 @@ def dense_forward(y, x, w, b, act, p0, p1):
             _forward_block(y, x, w, b, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _forward_block(y, x, w, b, act, p0, p1, rb)
+            _forward_block(y, x, w, b, act, p0, p1, np.int64(rb))
 
 
 @jit(fastmath=ORDERED)
@@ -85,7 +85,7 @@ def dense_backward_dx(dx, dy, w, a, act, p0, p1):
             _dx_block(dx, dy, w, a, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _dx_block(dx, dy, w, a, act, p0, p1, rb)
+            _dx_block(dx, dy, w, a, act, p0, p1, np.int64(rb))
 
 
 @jit(fastmath=ORDERED)
@@ -111,7 +111,7 @@ def dense_backward_dw(dw, db, dy, x):
             _dw_block(dw, db, dy, x, ob)
     else:
         for ob in prange(n_blocks):
-            _dw_block(dw, db, dy, x, ob)
+            _dw_block(dw, db, dy, x, np.int64(ob))
 
 
 # ---- NumPy twins -----------------------------------------------------------------
