@@ -10,7 +10,7 @@ so that LLVM vectorises them (8 float32 lanes in a ymm register on AVX2/AVX-512)
   folded horizontally once at the end. The accumulators must stay in registers:
   with 32 vector registers (AVX-512, whether LLVM picks ymm or zmm) the tile is 4x4;
   with 16 (AVX2) a 4x4 tile spilled 6 of its 16 accumulators to the stack in the
-  inner loop, and 4x3 (12 accumulators) ran 1.4-1.6x faster (bench/KERNELS.md).
+  inner loop, and 4x3 (12 accumulators) ran 1.4-1.6x faster (forward GEMMs on an AVX2 Zen 3).
 * **axpy rows** (``nn``, for ``a @ m`` with m row-major): rows of the output are
   built as sums of scaled rows of m, c[j, :] += a[j, k] * m[k, :]. Four k's are
   folded into each pass over c, so every load/store of c is shared by 4 FMAs.
@@ -31,7 +31,10 @@ from ._jit import jit
 
 def vector_registers() -> int:
     """How many vector registers numba's target has: 32 with AVX-512 (AVX-512VL also gives ymm16-31), else 16."""
-    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()  # NUMBA_CPU_FEATURES overrides the host
+    try:
+        features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()  # NUMBA_CPU_FEATURES overrides the host
+    except RuntimeError:  # llvmlite cannot read this host's features: assume the smaller register file
+        return 16
     return 32 if "+avx512f" in features.split(",") else 16
 
 
