@@ -44,11 +44,14 @@ def compile_report() -> dict:
     run_dense_kernels(SERIAL)
     run_dense_kernels(PARALLEL)
     helpers = {name: f for name, f in vars(dense).items() if isinstance(f, CPUDispatcher) and name.endswith("_block")}
-    kernels = (dense.dense_forward, dense.dense_backward_dx, dense.dense_backward_dw)
+    asm = {k.__name__: "\n".join(k.inspect_asm().values())
+           for k in (dense.dense_forward, dense.dense_backward_dx, dense.dense_backward_dw)}
+    bits = host_vector_width()
     return {
         "helper_signatures": {name: [str(s) for s in f.signatures] for name, f in helpers.items()},
-        "kernel_fma_bits": {k.__name__: widest_packed_fma("\n".join(k.inspect_asm().values())) for k in kernels},
-        "host_bits": host_vector_width(),
+        "host_bits": bits,
+        "kernel_fma_bits": {name: widest_packed_fma(text) for name, text in asm.items()},
+        "kernel_fmas_per_block": {name: densest_block(text, bits) for name, text in asm.items()},
     }
 
 
@@ -76,6 +79,14 @@ def test_the_serial_and_the_parallel_loop_share_one_compiled_block(report):
 def widest_packed_fma(asm: str) -> int:
     """The widest register (bits) any packed float32 FMA in ``asm`` works on; 0 if there is none."""
     return max((WIDTH[m] for m in PACKED_FMA.findall(asm)), default=0)
+
+
+def densest_block(asm: str, bits: int) -> int:
+    """The most packed float32 FMAs on ``bits``-bit registers in one basic block of ``asm``: a GEMM tile
+    vectorised along its rows has one per accumulator in its loop body (12 or 16 here), where packing
+    a few scalar accumulators together (LLVM's SLP vectoriser, without 'reassoc') gives one or two."""
+    blocks = re.split(r"^\S+:", asm, flags=re.M)  # labels start a line; instructions are indented
+    return max((sum(WIDTH[m] == bits for m in PACKED_FMA.findall(b)) for b in blocks), default=0)
 
 
 @njit(fastmath=True)
@@ -112,3 +123,5 @@ def test_dense_kernels_use_the_full_vector_width_of_the_host(report, kernel):
         pytest.skip(f"LLVM vectorises to {width} bits here: no AVX2 or AVX-512 to check against")
     got = report["kernel_fma_bits"][kernel]
     assert got == width, f"{kernel} computes with {got}-bit packed FMAs; a plain loop gets {width} bits on this host"
+    fmas = report["kernel_fmas_per_block"][kernel]
+    assert fmas >= 4 * 3, f"{kernel}: at most {fmas} {width}-bit FMAs in a loop body; its 4x3, 4x4 tile needs 12, 16"
