@@ -23,18 +23,17 @@ whatever thread runs it: results do not depend on the thread count.
 
 Timings that chose these shapes are in bench/KERNELS.md.
 """
-from llvmlite import binding as llvm
 from numba.core import config
+from numba.core.codegen import get_host_cpu_features
 
 from ._jit import jit
 
 
 def vector_registers() -> int:
-    """How many vector registers numba's target has: 32 with AVX-512 (AVX-512VL also gives ymm16-31), else 16."""
-    try:
-        features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()  # NUMBA_CPU_FEATURES overrides the host
-    except RuntimeError:  # llvmlite cannot read this host's features: assume the smaller register file
-        return 16
+    """How many vector registers numba compiles for: 32 with AVX-512 (AVX-512VL also gives ymm16-31), else 16.
+
+    The features are numba's own view of the CPU, NUMBA_CPU_FEATURES and NUMBA_ENABLE_AVX included."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
     return 32 if "+avx512f" in features.split(",") else 16
 
 

@@ -1,4 +1,5 @@
-"""What the dense kernels compile to: one copy of each helper, and the host's full vector width.
+"""What the dense kernels compile to: one copy of each helper, the host's full vector width,
+and a GEMM tile that fits the host's vector registers (both tile shapes are checked here).
 
 Cold start is mostly numba compiling the dense kernels (README, "Compiled kernels"), so a kernel
 must not compile its helpers more often than it needs. And the GEMMs are only fast when LLVM
@@ -21,7 +22,7 @@ import pytest
 from numba import njit
 from numba.core.registry import CPUDispatcher
 
-from fastnet.kernels import dense
+from fastnet.kernels import _gemm, dense
 
 # (B, O, I): the first is below dense.PARALLEL_MIN_MACS (the serial loop), the second above (prange)
 SERIAL, PARALLEL = (8, 12, 40), (64, 130, 300)
@@ -125,3 +126,31 @@ def test_dense_kernels_use_the_full_vector_width_of_the_host(report, kernel):
     assert got == width, f"{kernel} computes with {got}-bit packed FMAs; a plain loop gets {width} bits on this host"
     fmas = report["kernel_fmas_per_block"][kernel]
     assert fmas >= 4 * 3, f"{kernel}: at most {fmas} {width}-bit FMAs in a loop body; its 4x3, 4x4 tile needs 12, 16"
+
+
+# ---- both dot tiles: the host compiles one of them into the kernels (NT), tested here directly ----
+
+@njit
+def _tile_product(tile, x, w, n_cols):
+    # y (4, O) = x (4, I) @ w.T, tile by tile; O a multiple of n_cols
+    y = np.zeros((4, w.shape[0]), x.dtype)
+    for o in range(0, w.shape[0], n_cols):
+        tile(y, x, 0, w, o)
+    return y
+
+
+@pytest.mark.parametrize("tile, n_cols", [(_gemm.dot_tile_4x4, 4), (_gemm.dot_tile_4x3, 3)], ids=["4x4", "4x3"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inner", [1, 7, 8, 33])
+def test_either_dot_tile_computes_its_block_of_the_product(tile, n_cols, dtype, inner):
+    rng = np.random.default_rng(inner)
+    x, w = rng.standard_normal((4, inner)).astype(dtype), rng.standard_normal((2 * n_cols, inner)).astype(dtype)
+    got = _tile_product(tile, x, w, n_cols)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-5, atol=1e-5 * inner)
+    assert got.dtype == dtype
+
+
+def test_the_tile_fits_the_register_file():
+    # 4·NT accumulators plus the loads: 16 of them spilled with 16 vector registers (AVX2)
+    assert _gemm.NT == (4 if _gemm.vector_registers() == 32 else 3)
+    assert _gemm.dot_tile is (_gemm.dot_tile_4x4 if _gemm.NT == 4 else _gemm.dot_tile_4x3)
