@@ -139,10 +139,11 @@ def _tile_product(tile, x, w, n_cols):
     return y
 
 
-@pytest.mark.parametrize("tile, n_cols", [(_gemm.dot_tile_4x4, 4), (_gemm.dot_tile_4x3, 3)], ids=["4x4", "4x3"])
+@pytest.mark.parametrize("n_cols", [4, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("inner", [1, 7, 8, 33])
-def test_either_dot_tile_computes_its_block_of_the_product(tile, n_cols, dtype, inner):
+def test_either_dot_tile_computes_its_block_of_the_product(n_cols, dtype, inner):
+    tile = getattr(_gemm, f"dot_tile_4x{n_cols}")
     rng = np.random.default_rng(inner)
     x, w = rng.standard_normal((4, inner)).astype(dtype), rng.standard_normal((2 * n_cols, inner)).astype(dtype)
     got = _tile_product(tile, x, w, n_cols)
