@@ -36,7 +36,9 @@ PARALLEL_MIN_MACS = 1 << 20
 # against 10.4 s) for no measurable speed. Being called, not inlined, they exist twice
 # (see ORDERED in _jit.py). The dx and dW blocks need no 'reassoc' (their vector loops
 # are not reductions; db's strided column sums do not vectorise) and compile with ORDERED;
-# the forward block keeps it, as its dot products need it to vectorise.
+# the forward block keeps it, as its dot products need it to vectorise. prange hands its
+# body a uint64 index and range an int64, so the parallel loops cast it: one compiled block
+# serves both loops (two took a quarter of the default run's cold compile time).
 @jit
 def _forward_block(y, x, w, b, act, p0, p1, rb):
     # rows r0:r1 of y (B, O) = f(x[r0:r1] @ w.T + b), the bias and activation applied while the rows are in cache
@@ -59,7 +61,7 @@ def dense_forward(y, x, w, b, act, p0, p1):
             _forward_block(y, x, w, b, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _forward_block(y, x, w, b, act, p0, p1, rb)
+            _forward_block(y, x, w, b, act, p0, p1, np.int64(rb))
 
 
 @jit(fastmath=ORDERED)
@@ -85,7 +87,7 @@ def dense_backward_dx(dx, dy, w, a, act, p0, p1):
             _dx_block(dx, dy, w, a, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _dx_block(dx, dy, w, a, act, p0, p1, rb)
+            _dx_block(dx, dy, w, a, act, p0, p1, np.int64(rb))
 
 
 @jit(fastmath=ORDERED)
@@ -111,7 +113,7 @@ def dense_backward_dw(dw, db, dy, x):
             _dw_block(dw, db, dy, x, ob)
     else:
         for ob in prange(n_blocks):
-            _dw_block(dw, db, dy, x, ob)
+            _dw_block(dw, db, dy, x, np.int64(ob))
 
 
 # ---- NumPy twins -----------------------------------------------------------------
