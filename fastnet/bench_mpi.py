@@ -391,6 +391,8 @@ def run(comm, nets, batches, ranks, steps: int, rounds: int, threads: int, basel
         networks[f"this run's interconnect ({comm.size} ranks, median fit)"] = \
             {"alpha_s": fit["alpha_s"], "beta_s_per_byte": fit["beta_s_per_byte"]}
         say("  measured the all-reduce")
+    else:
+        say("  one rank: no all-reduce to measure (run under mpiexec -n 2 or more); predicting for the assumed networks")
     results["networks"] = networks
     if comm.rank == 0:
         results["predicted"] = predictions(results["compute"], networks, batches, ranks)

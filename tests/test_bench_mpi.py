@@ -155,6 +155,19 @@ def test_a_quick_run_on_two_ranks_writes_the_json(tmp_path):
     assert len(results["predicted"]) == 2 * 3 * 2 * 3  # statistics × networks × batches × (1, 2, 4 ranks)
     assert all(r["samples_per_s"] > 0 for r in results["predicted"])
 
+def test_one_process_without_mpiexec_measures_compute_and_predicts(tmp_path):
+    _mpiexec()
+    out = tmp_path / "single"
+    proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", *QUICK, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no all-reduce to measure (run under mpiexec -n 2 or more)" in proc.stdout
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert "allreduce" not in results and list(results["networks"]) == list(bench_mpi.NETWORKS)
+    assert all("parallel" not in row["median"] for row in results["measured"])
+    assert len(results["predicted"]) == 2 * 2 * 2 * 3  # statistics × networks × batches × (1, 2, 4 ranks)
+
+
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
     _mpiexec()
     proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", "--net", "784-10", "--out", str(tmp_path / "x")],
