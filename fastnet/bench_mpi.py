@@ -409,7 +409,7 @@ def machine_info(comm) -> dict:
         import llvmlite.binding as llvm
         info = {"llvm_cpu": llvm.get_host_cpu_name(), "cores": os.cpu_count()}
     hosts = comm.allgather(MPI.Get_processor_name())
-    return {**info, "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+    return {**info, "mpi": " ".join(MPI.Get_library_version().splitlines()[0].split()),
             "mpi4py": __import__("mpi4py").__version__, "hosts": sorted(set(hosts)), "ranks": comm.size}
 
 
