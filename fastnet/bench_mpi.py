@@ -9,7 +9,8 @@ Three measurements, then a prediction:
    ``scale = shard / batch`` (penalties on rank 0 only), one in-place ``Allreduce(SUM)``
    of ``model.grads``, then every rank updates. A second, instrumented pass puts a
    ``Barrier`` before the all-reduce, so that the time spent waiting for the slowest
-   rank is reported apart from the all-reduce itself.
+   rank is reported apart from the all-reduce itself. Steps are timed as ``fit`` runs them,
+   with BLAS capped once (see ``steps_as_fit_runs_them``).
 2. **The all-reduce alone,** on message sizes from 4 KB to 16 MB, fitted to the α–β cost
    of a ring all-reduce, ``T(n, p) = 2(p−1)·α + 2(p−1)/p · n·β`` (n bytes on p ranks).
 3. **Compute on one core:** rank 0 alone on one thread, at every local batch size the
@@ -20,7 +21,8 @@ a step costs ``overhead + per_sample · ⌈batch/p⌉ + T(gradient bytes, p)`` (
 does not overlap the compute, as in the step above). Scaling efficiency is the one-core
 step time over ``p`` times that.
 
-Rank 0 prints the tables and writes the JSON; ``fastnet bench --mpi`` runs the same.
+Every time is summarised by its median and its 10th percentile (``STATISTICS``), and the load
+average is recorded before and after each measurement. Rank 0 prints the tables and writes the JSON; ``fastnet bench --mpi`` runs the same.
 """
 from __future__ import annotations
 
@@ -524,7 +526,10 @@ def _ints(text: str) -> tuple[int, ...]:
 def main(argv=None) -> int:
     """``python -m fastnet.bench_mpi`` (under ``mpiexec -n N``): measure, predict, print, write the JSON.
     Returns the exit code: 0, or 2 with a one-line error."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has printed: an exit code, as promised
+        return int(e.code or 0)
     try:
         from mpi4py import MPI
     except ImportError:
@@ -543,6 +548,9 @@ def main(argv=None) -> int:
         if max(threads, baseline) > top:
             raise ConfigError(f"numba has {top} threads here; ask for at most {top} with --threads and "
                               "--baseline-threads, or start with NUMBA_NUM_THREADS set higher")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise ConfigError(f"--out {args.out}: cannot write {args.out}.json, {folder} is not a writable folder")
         if min(args.batches) < comm.size:
             raise ConfigError(f"a global batch of {min(args.batches)} cannot be split over {comm.size} ranks: "
                               f"use batches of at least {comm.size}")

@@ -177,3 +177,16 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         "fastnet bench --mpi: error: --net '784-10': give the widths from 784 to 10 and the hidden activation, "
         "e.g. 784-128-10:sigmoid (activations: sigmoid, tanh, relu, leaky-relu)"]
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_unwritable_out_folder_is_refused_before_measuring(tmp_path):
+    _mpiexec()
+    proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", "--out", str(tmp_path / "missing" / "x")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "is not a writable folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_main_returns_argparse_exit_codes(capsys):
+    assert bench_mpi.main(["--help"]) == 0
+    assert bench_mpi.main(["--steps", "0"]) == 2
+    assert "give whole numbers ≥ 1" in capsys.readouterr().err
