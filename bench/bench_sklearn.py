@@ -18,7 +18,7 @@ THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
                 ids=lambda p: f"{p[0]}-{p[1]}thr")
 def worker(request):
     pytest.importorskip("sklearn")
-    w = bench.Worker(*request.param, quick=False, epochs=bench.SKLEARN_EPOCHS)
+    w = bench.sklearn_worker(*request.param, quick=False, epochs=bench.SKLEARN_EPOCHS)
     yield w
     w.close()
 
@@ -28,6 +28,6 @@ def bench_sklearn_fit(benchmark, worker, dataset):
     benchmark.group = dataset
     benchmark.extra_info.update(worker.info)
     fits = []
-    benchmark.pedantic(lambda: fits.append(worker.fit(dataset)), rounds=3, warmup_rounds=0)
+    benchmark.pedantic(lambda: fits.append(worker.request(dataset=dataset)), rounds=3, warmup_rounds=0)
     benchmark.extra_info["accuracy"] = fits[-1]["accuracy"]
     benchmark.extra_info["fit_seconds_in_worker"] = [f["seconds"] for f in fits]
