@@ -52,7 +52,9 @@ class Worker:
 
     def __init__(self, name: str, job: str, spec: dict, env: dict | None = None):
         self.name, self.spec = name, spec
-        self.proc = subprocess.Popen([sys.executable, "-m", "fastnet._bench_workers", job, json.dumps(spec)],
+        # -c, not -m: run as __main__, this module's Unavailable would not be the one the jobs raise
+        self.proc = subprocess.Popen([sys.executable, "-c", "from fastnet._bench_workers import main; main()", job,
+                                      json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         try:
             self.info = self._read()
@@ -117,7 +119,7 @@ def rotation(items: list, round_: int) -> list:
 
 
 def main(argv=None) -> None:
-    """A worker's main loop (``python -m fastnet._bench_workers JOB SPEC``)."""
+    """A worker's main loop: argv is JOB SPEC."""
     job_name, spec = (argv or sys.argv[1:])[:2]
     # Ctrl-C reaches the whole process group: the parent decides, and ends its workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -133,6 +135,3 @@ def main(argv=None) -> None:
     for line in sys.stdin:
         print(json.dumps(handle(json.loads(line))), file=answer, flush=True)
 
-
-if __name__ == "__main__":
-    main()

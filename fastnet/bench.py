@@ -22,7 +22,8 @@ import numpy as np
 
 from fastnet._bench_busy import busy_processes
 from fastnet._bench_contenders import LR, SAMPLES, Case, epoch_data, fastnet_model  # noqa: F401 (re-exported)
-from fastnet._bench_machine import kernel_vector_width, machine_record  # noqa: F401 (re-exported)
+from fastnet._bench_machine import (kernel_vector_width, machine_record, register_counts,  # noqa: F401
+                                    vector_bits)
 from fastnet._bench_sklearn import (SKLEARN_DATASETS, SKLEARN_EPOCHS, format_sklearn_table,  # noqa: F401
                                     run_sklearn, sklearn_worker)
 from fastnet._bench_workers import FORCED_BLAS_VARS, Worker, native_blas_env, rotation, worker_pool  # noqa: F401
@@ -74,15 +75,21 @@ def contender_keys(busy: int = 0, with_torch: bool = True, with_jax: bool = True
     return [k for k in CONTENDERS if k not in skip]
 
 
+def worker_env(key: str, environ) -> tuple[dict | None, dict]:
+    """The environment contender ``key``'s process runs in (None: this one's) and the variables left out
+    of it: the NumPy baseline's runs without those that force BLAS kernels, the others as they are."""
+    return native_blas_env(environ) if CONTENDERS[key][0] == "numpy" else (None, {})
+
+
 def start_worker(key: str, samples: int, numba_threads: int | None = None) -> Worker:
     """Contender ``key``'s process; the NumPy baseline's runs with its BLAS's native kernels."""
     kind, threads, title = CONTENDERS[key]
-    env, removed = native_blas_env(os.environ) if kind == "numpy" else (None, {})
+    env, removed = worker_env(key, os.environ)
     if key == "numba":
         threads = numba_threads
     worker = Worker(title, "fastnet._bench_contenders:epoch_job", {"kind": kind, "threads": threads,
                                                                     "samples": samples}, env)
-    worker.info["env_removed"] = removed
+    worker.info.update(env_removed=removed, pid=worker.proc.pid)
     return worker
 
 
@@ -158,6 +165,7 @@ def run(cases=CASES, rounds: int = 5, samples: int = SAMPLES, busy: int = 0, num
         if busy:
             say(f"started {busy} busy process{'es' * (busy > 1)} (pid {', '.join(map(str, pids))})")
             machine["load_average_busy_start"] = list(os.getloadavg())
+            results["busy_pids"] = pids
         with worker_pool() as pool:
             workers = {}
             for key in contender_keys(busy, with_torch, with_jax):
@@ -166,7 +174,7 @@ def run(cases=CASES, rounds: int = 5, samples: int = SAMPLES, busy: int = 0, num
                 if w.available:
                     workers[key] = w
                     results["contenders"][key] = {"title": w.name, **w.info}
-                    say(f"started {w.name}: {_describe(w.info)}")
+                    say(f"started {w.name} (pid {w.proc.pid}): {_describe(w.info)}")
                 else:
                     results["skipped"][key] = w.info["unavailable"]
                     say(f"skipping {w.name}: {w.info['unavailable']}")
