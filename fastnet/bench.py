@@ -22,8 +22,8 @@ import numpy as np
 
 from fastnet._bench_busy import busy_processes
 from fastnet._bench_contenders import LR, SAMPLES, Case, epoch_data, fastnet_model  # noqa: F401 (re-exported)
-from fastnet._bench_machine import (kernel_vector_width, machine_record, register_counts,  # noqa: F401
-                                    vector_bits)
+from fastnet._bench_machine import (cpu_model, kernel_vector_width, llvm_cpu, machine_record,  # noqa: F401
+                                    register_counts, vector_bits)
 from fastnet._bench_sklearn import (SKLEARN_DATASETS, SKLEARN_EPOCHS, format_sklearn_table,  # noqa: F401
                                     run_sklearn, sklearn_worker)
 from fastnet._bench_workers import FORCED_BLAS_VARS, Worker, native_blas_env, rotation, worker_pool  # noqa: F401
