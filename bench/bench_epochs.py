@@ -1,40 +1,34 @@
-"""Epoch-level benchmarks: fastnet numba vs the NumPy baseline (1 and 2 BLAS threads) vs PyTorch.
+"""Epoch-level benchmarks: fastnet numba vs the NumPy baseline (1 and 2 BLAS threads), JAX and PyTorch.
 
-Run: pytest bench/ --benchmark-only          (or `fastnet bench` for the interleaved table)
+Run: pytest bench/bench_epochs.py --benchmark-only [--bench-quick]   (or `fastnet bench` for the
+interleaved table with ratios, targets and the machine record)
 
-The contenders are built by fastnet.bench, the same code `fastnet bench` uses.
-Each benchmark round is one epoch of 60,000 MNIST-shaped samples; compile time
-is spent in the fixture, before timing starts.
+The contenders are fastnet.bench's worker processes, the same `fastnet bench` uses: each in its own
+process (the NumPy baseline's without variables that force BLAS kernels), set up for a case before
+timing starts (compile time goes to extra_info). A benchmark round is one epoch of 60,000
+MNIST-shaped samples, run in the worker; a missing library skips its contender with the reason.
 """
 import pytest
 
 from fastnet import bench
 
-CONTENDERS = ["numba", "numpy-1", "numpy-2", "torch"]
+KEYS = bench.contender_keys()
 
 
-@pytest.fixture(scope="module")
-def data():
-    return bench.epoch_data()
+@pytest.fixture(scope="module", params=KEYS)
+def worker(request, quick):
+    w = bench.start_worker(request.param, samples=2_000 if quick else bench.SAMPLES)
+    if not w.available:
+        pytest.skip(w.info["unavailable"])
+    yield w
+    w.close()
 
 
-def make(kind, case, data):
-    x, y = data
-    if kind == "numba":
-        return bench.fastnet_contender(case, "numba", x, y)
-    if kind.startswith("numpy"):
-        return bench.fastnet_contender(case, "numpy", x, y, blas_threads=int(kind[-1]))
-    available, why = bench.torch_available()
-    if not available:
-        pytest.skip(why)
-    return bench.torch_contender(case, x, y)
-
-
-@pytest.mark.parametrize("kind", CONTENDERS)
 @pytest.mark.parametrize("case", bench.CASES, ids=lambda c: c.name.replace(" ", "_"))
-def bench_epoch(benchmark, case, kind, data):
-    contender = make(kind, case, data)
+def bench_epoch(benchmark, case, worker, quick):
+    setup = worker.request(case=case.to_json())
     benchmark.group = case.name
-    benchmark.extra_info["compile_seconds"] = contender.compile_seconds
-    benchmark.extra_info["gflop_per_epoch"] = case.flops_per_epoch() / 1e9
-    benchmark.pedantic(contender.epoch, rounds=3, warmup_rounds=1)
+    benchmark.extra_info.update(contender=setup["name"], compile_seconds=setup["compile_s"],
+                                gflop_per_epoch=case.flops_per_epoch() / 1e9, threads=worker.info["threads"],
+                                kernels=worker.info["kernels"])
+    benchmark.pedantic(lambda: worker.request(epoch=1), rounds=1 if quick else 3, warmup_rounds=0)

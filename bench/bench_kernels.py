@@ -1,6 +1,6 @@
 """Kernel benchmarks: each numba kernel against its NumPy twin and against NumPy's own ``@``.
 
-Run:  /work/venv/bin/pytest bench/bench_kernels.py --benchmark-only
+Run:  /work/venv/bin/pytest bench/bench_kernels.py --benchmark-only [--bench-quick]
       (bench/ is outside pyproject's testpaths, so name the file)
 
 Every case is a (op, B) group of contenders, adjacent in the run:
@@ -133,8 +133,8 @@ PARAMS = [
 
 
 @pytest.mark.parametrize("op, B, who", PARAMS)
-def test_kernel(benchmark, op, B, who):
+def test_kernel(benchmark, op, B, who, quick):
     fn = contenders(op, B)[who]
     benchmark.group = f"{TITLES[op]}, B={B}"
     benchmark.extra_info.update(op=op, B=B, contender=who)
-    benchmark.pedantic(fn, rounds=300, iterations=5, warmup_rounds=20)
+    benchmark.pedantic(fn, rounds=10 if quick else 300, iterations=5, warmup_rounds=20)

@@ -1,6 +1,6 @@
 """fastnet's MLPClassifier against scikit-learn's: fit time per dataset and contender.
 
-Run: pytest bench/bench_sklearn.py --benchmark-only    (or `fastnet bench --sklearn` for the interleaved table)
+Run: pytest bench/bench_sklearn.py --benchmark-only [--bench-quick]   (or `fastnet bench --sklearn` for the interleaved table)
 
 The contenders are fastnet.bench's worker processes, the same `fastnet bench --sklearn` uses: each library
 on 1 thread and on all cores in its own process (scikit-learn's without this environment's forced
@@ -16,18 +16,19 @@ THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
 
 @pytest.fixture(scope="module", params=[(lib, n) for lib in ("sklearn", "fastnet") for n in THREADS],
                 ids=lambda p: f"{p[0]}-{p[1]}thr")
-def worker(request):
+def worker(request, quick):
     pytest.importorskip("sklearn")
-    w = bench.Worker(*request.param, quick=False, epochs=bench.SKLEARN_EPOCHS)
+    epochs = {name: 5 for name in bench.SKLEARN_DATASETS} if quick else bench.SKLEARN_EPOCHS
+    w = bench.sklearn_worker(*request.param, quick=quick, epochs=epochs)
     yield w
     w.close()
 
 
 @pytest.mark.parametrize("dataset", bench.SKLEARN_DATASETS)
-def bench_sklearn_fit(benchmark, worker, dataset):
+def bench_sklearn_fit(benchmark, worker, dataset, quick):
     benchmark.group = dataset
     benchmark.extra_info.update(worker.info)
     fits = []
-    benchmark.pedantic(lambda: fits.append(worker.fit(dataset)), rounds=3, warmup_rounds=0)
+    benchmark.pedantic(lambda: fits.append(worker.request(dataset=dataset)), rounds=1 if quick else 3, warmup_rounds=0)
     benchmark.extra_info["accuracy"] = fits[-1]["accuracy"]
     benchmark.extra_info["fit_seconds_in_worker"] = [f["seconds"] for f in fits]

@@ -10,7 +10,6 @@ Medians over all rounds. Ratios above 1 mean numba is faster.
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -19,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kernels import BATCHES, CASES, TITLES, contenders  # noqa: E402
+
+from fastnet.bench import cpu_model, kernel_vector_width, llvm_cpu  # noqa: E402
 
 
 def interleaved_medians(calls, rounds, burst, drop=3):
@@ -46,8 +47,8 @@ def main():
     numba.set_num_threads(2)
 
     print(f"numba {numba.__version__} ({numba.get_num_threads()} threads, layer set on first parallel call), "
-          f"numpy {np.__version__}, {platform.processor() or platform.machine()}, "
-          f"load average at start {os.getloadavg()[0]:.2f}\n")
+          f"numpy {np.__version__}, {cpu_model()} (LLVM target {llvm_cpu()}, dense kernels compiled to "
+          f"{kernel_vector_width()}-bit vectors), load average at start {os.getloadavg()[0]:.2f}\n")
     print("| op | B | numba µs | twin µs | NumPy @ µs | numba vs @ | numba vs twin |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for op in args.ops:

@@ -1,11 +1,13 @@
-"""Epoch-level benchmarks: fastnet (numba) against its NumPy baseline and PyTorch on the CPU.
+"""Epoch-level benchmarks: fastnet against its NumPy baseline, JAX and PyTorch, each in its own process.
 
-One piece of code builds and times the contenders for both ``fastnet bench`` and
-the pytest-benchmark suites under ``bench/``. Every contender trains the same
-network from the same initial weights with plain SGD and softmax cross-entropy,
-on 60,000 MNIST-shaped uint8 images (the bundled sample, tiled), in float32.
-Contenders run interleaved, one epoch at a time, and medians are reported.
-Compile time is measured apart from the epochs.
+``fastnet bench`` and the pytest-benchmark suites under ``bench/`` share this code. Every contender
+(``_bench_contenders``) trains the same network from the same initial weights with plain SGD and softmax
+cross-entropy, on 60,000 MNIST-shaped uint8 images (the bundled sample, tiled), in float32. Each runs in
+its own worker process (``_bench_workers``); rounds alternate between them, one epoch per contender per
+round (who goes first rotates), and medians are reported, with compile time apart. The NumPy baseline's
+processes run without the variables that force BLAS kernels (``native_blas_env``). The machine is
+recorded with the results (``_bench_machine``), and ``busy`` competing processes can load it
+(``_bench_busy``).
 """
 from __future__ import annotations
 
@@ -15,177 +17,199 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-import fastnet as fn
+from fastnet._bench_busy import busy_processes
+from fastnet._bench_contenders import LR, SAMPLES, Case, epoch_data, fastnet_model  # noqa: F401 (re-exported)
+from fastnet._bench_machine import (cpu_model, kernel_vector_width, llvm_cpu, machine_record,  # noqa: F401
+                                    register_counts, vector_bits)
+from fastnet._bench_sklearn import (SKLEARN_DATASETS, SKLEARN_EPOCHS, format_sklearn_table,  # noqa: F401
+                                    run_sklearn, sklearn_worker)
+from fastnet._bench_workers import FORCED_BLAS_VARS, Worker, native_blas_env, rotation, worker_pool  # noqa: F401
 
-SAMPLES = 60_000
-LR = 0.01
+# The cases of issue 9's targets: 784-128-10 sigmoid at B = 32, 64 and B = 128, 256; 784-512-256-10 ReLU, B = 128
+CASES = [Case((128,), "sigmoid", b) for b in (32, 64, 128, 256)] + [Case((512, 256), "relu", 128)]
+QUICK_CASES = [Case((128,), "sigmoid", 128)]
+EFFICIENCY_CASE = Case((128,), "sigmoid", 128)
+EFFICIENCY_TARGET = 70  # % of the 2-thread sgemm peak
+UNDER_LOAD_TARGET = 1.25  # default threads ÷ 1 thread, under the same load
+UNDER_LOAD_BATCHES = (32, 128)
 
-
-@dataclass(frozen=True)
-class Case:
-    """A network and batch size: hidden widths, hidden activation, batch size."""
-
-    hidden: tuple[int, ...]
-    activation: str
-    batch: int
-
-    @property
-    def widths(self) -> list[int]:
-        return [784, *self.hidden, 10]
-
-    @property
-    def name(self) -> str:
-        return f"{'-'.join(map(str, self.widths))} {self.activation} B={self.batch}"
-
-    def flops_per_epoch(self, samples: int = SAMPLES) -> float:
-        """Forward, dW for every layer, and dX for every layer but the first: 2·in·out each."""
-        pairs = list(zip(self.widths, self.widths[1:]))
-        per_sample = sum(2 * a * b * (2 if i == 0 else 3) for i, (a, b) in enumerate(pairs))
-        return per_sample * samples
-
-
-CASES = [Case((128,), act, b) for act in ("sigmoid", "relu") for b in (32, 64, 128, 256)] + \
-        [Case((512, 256), "relu", 128)]
+# key: (worker kind, threads (None: the library's default), column title)
+CONTENDERS = {
+    "numba": ("numba", None, "fastnet"),
+    "numba-1": ("numba", 1, "fastnet 1 thr."),
+    "numpy-1": ("numpy", 1, "NumPy 1 thr."),
+    "numpy-2": ("numpy", 2, "NumPy 2 thr."),
+    "jax-scan": ("jax-scan", None, "JAX epoch jit"),
+    "jax-step": ("jax-step", None, "JAX step jit"),
+    "torch": ("torch", None, "PyTorch eager"),
+}
+NUMPY = ("numpy-1", "numpy-2")
+# what fastnet's time is divided by: (key, column title); "numpy" is the faster of NUMPY
+RATIOS = (("numpy", "÷ NumPy"), ("jax-scan", "÷ JAX epoch jit"), ("torch", "÷ PyTorch"))
 
 
-def epoch_data(samples: int = SAMPLES) -> tuple[fn.datasets.Images, np.ndarray]:
-    """The bundled sample's training digits tiled to ``samples`` rows: uint8 Images, scaled in each batch."""
-    train, _ = fn.datasets.load("mnist-sample")
-    reps = -(-samples // len(train))
-    return fn.datasets.Images(np.tile(train.x, (reps, 1))[:samples]), np.tile(train.y, reps)[:samples]
+def targets(case: Case) -> dict:
+    """Issue 9's targets for fastnet ÷ each contender in ``case`` (empty for a case it sets none for)."""
+    if case.widths == [784, 128, 10] and case.batch in (32, 64) and case.activation == "sigmoid":
+        return {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
+    if case.widths == [784, 128, 10] and case.batch in (128, 256):
+        return {"numpy": 0.65, "jax-scan": 0.8, "torch": 0.5}
+    if case.widths == [784, 512, 256, 10] and case.activation == "relu" and case.batch == 128:
+        return {"numpy": 0.75, "jax-scan": 0.85, "torch": 0.75}
+    return {}
 
 
-def fastnet_model(case: Case, backend: str, seed: int = 0) -> fn.Sequential:
-    layers = []
-    for a, b in zip(case.widths[:-2], case.widths[1:-1]):
-        layers += [fn.Dense(a, b), fn.layers.activation(case.activation)]
-    layers.append(fn.Dense(case.widths[-2], case.widths[-1]))
-    return fn.Sequential(*layers, loss=fn.SoftmaxCrossEntropy(), backend=backend, dtype="float32", seed=seed)
+def contender_keys(busy: int = 0, with_torch: bool = True, with_jax: bool = True) -> list[str]:
+    """The contenders of a run: fastnet, the NumPy baseline on 1 and 2 BLAS threads, JAX, PyTorch; with
+    competing ``busy`` processes, fastnet on 1 thread as well."""
+    skip = set()
+    if not busy:
+        skip.add("numba-1")
+    if not with_torch:
+        skip.add("torch")
+    if not with_jax:
+        skip |= {"jax-scan", "jax-step"}
+    return [k for k in CONTENDERS if k not in skip]
 
 
-@dataclass
-class Contender:
-    """Something that trains one epoch per call of ``epoch()``."""
-
-    name: str
-    epoch: object
-    compile_seconds: float = 0.0
-    times: list = field(default_factory=list)
+def worker_env(key: str, environ) -> tuple[dict | None, dict]:
+    """The environment contender ``key``'s process runs in (None: this one's) and the variables left out
+    of it: the NumPy baseline's runs without those that force BLAS kernels, the others as they are."""
+    return native_blas_env(environ) if CONTENDERS[key][0] == "numpy" else (None, {})
 
 
-def fastnet_contender(case: Case, backend: str, x, y, blas_threads: int | None = None) -> Contender:
-    model = fastnet_model(case, backend)
-    opt = fn.SGD(lr=LR)
-    model.optimizer = opt
-    opt.bind(model.params.size, model.dtype, owner=model)
-    compile_seconds = model.compile_kernels()
-
-    def epoch():
-        if blas_threads is None:
-            model.fit(x, y, epochs=1, batch_size=case.batch, progress=False)
-        else:
-            with threadpool_limits(limits=blas_threads, user_api="blas"):
-                model.fit(x, y, epochs=1, batch_size=case.batch, progress=False)
-
-    name = f"fastnet-{backend}" + (f" ({blas_threads} BLAS thread{'s' * (blas_threads > 1)})" if blas_threads else "")
-    return Contender(name, epoch, compile_seconds)
+def start_worker(key: str, samples: int, numba_threads: int | None = None) -> Worker:
+    """Contender ``key``'s process; the NumPy baseline's runs with its BLAS's native kernels."""
+    kind, threads, title = CONTENDERS[key]
+    env, removed = worker_env(key, os.environ)
+    if key == "numba":
+        threads = numba_threads
+    worker = Worker(title, "fastnet._bench_contenders:epoch_job", {"kind": kind, "threads": threads,
+                                                                    "samples": samples}, env)
+    worker.info.update(env_removed=removed, pid=worker.proc.pid)
+    return worker
 
 
-def torch_available() -> tuple[bool, str]:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False, "PyTorch is not installed (pip install 'fastnet[torch]', i.e. torch==2.13.0)"
-    return True, ""
+def _describe(info: dict) -> str:
+    """A contender's threads and kernels, and the variables its process runs without."""
+    removed = info.get("env_removed")
+    return (f"threads: {info['threads']}; {info['kernels']}"
+            + (f"; without {', '.join(f'{k}={v}' for k, v in removed.items())}" if removed else ""))
 
 
-def torch_contender(case: Case, x, y, threads: int = 2) -> Contender:
-    """The ordinary PyTorch training loop, from fastnet's initial weights."""
-    import torch
-
-    torch.set_num_threads(threads)
-    init = fastnet_model(case, "numpy").get_weights()
-    layers = []
-    for i, (a, b) in enumerate(zip(case.widths, case.widths[1:])):
-        linear = torch.nn.Linear(a, b)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(init[f"layers.{2 * i}.weight"]))
-            linear.bias.copy_(torch.from_numpy(init[f"layers.{2 * i}.bias"]))
-        layers.append(linear)
-        if i < len(case.widths) - 2:
-            layers.append({"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[case.activation]())
-    net = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    # plain uint8, divided per batch below; torch's loss wants int64 labels
-    xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(y).long()
-    gen = torch.Generator().manual_seed(0)
-
-    def epoch():
-        perm = torch.randperm(len(xt), generator=gen)
-        for start in range(0, len(xt), case.batch):
-            idx = perm[start:start + case.batch]
-            xb = xt[idx].float().div_(255.0)
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(xb), yt[idx]).backward()
-            opt.step()
-
-    return Contender(f"torch {torch.__version__} ({threads} threads)", epoch)
-
-
-def contenders_for(case: Case, x, y, with_torch: bool = True) -> list[Contender]:
-    """Every contender for one case: numba, the NumPy baseline on 1 and 2 BLAS threads, and torch."""
-    out = [fastnet_contender(case, "numba", x, y),
-           fastnet_contender(case, "numpy", x, y, blas_threads=1),
-           fastnet_contender(case, "numpy", x, y, blas_threads=2)]
-    if with_torch and torch_available()[0]:
-        out.append(torch_contender(case, x, y))
+def time_case(case: Case, workers: dict, rounds: int, settle: float) -> dict:
+    """Build ``case`` in every worker (compile and warm-up epoch), then ``rounds`` rounds of one timed
+    epoch per contender, in rotating order, with a ``settle`` pause before each so that the last
+    contender's spinning threads have gone to sleep. {key: {name, compile_s, warmup_s, times}}."""
+    out = {}
+    for key, w in workers.items():
+        out[key] = {**w.request(case=case.to_json()), "times": []}
+    keys = list(workers)
+    for r in range(rounds):
+        for key in rotation(keys, r):
+            time.sleep(settle)
+            out[key]["times"].append(workers[key].request(epoch=1)["seconds"])
     return out
 
 
-def run_interleaved(contenders: list[Contender], rounds: int) -> None:
-    """One warm-up epoch each, then ``rounds`` rounds of one epoch per contender, in turn."""
-    for c in contenders:
-        c.epoch()
-    for _ in range(rounds):
-        for c in contenders:
-            start = time.perf_counter()
-            c.epoch()
-            c.times.append(time.perf_counter() - start)
+def summarise(case: Case, timed: dict, peak: float, samples: int, busy: int) -> dict:
+    """Medians, GFLOP/s and % of the sgemm peak per contender; the faster NumPy run as the baseline;
+    fastnet ÷ each of NumPy, JAX's epoch jit and PyTorch against the case's targets, and with ``busy``
+    processes fastnet ÷ itself on 1 thread against the under-load target."""
+    flops = case.flops_per_epoch(samples)
+    rows = {}
+    for key, t in timed.items():
+        median = statistics.median(t["times"])
+        rows[key] = {**t, "median_s": median, "gflops": flops / median / 1e9,
+                     "pct_peak": 100 * flops / median / 1e9 / peak}
+    numpy_best = min((k for k in NUMPY if k in rows), key=lambda k: rows[k]["median_s"])
+    goal = targets(case)
+    ratios = {}
+    for key, _ in RATIOS:
+        other = numpy_best if key == "numpy" else key
+        if other in rows:
+            value = rows["numba"]["median_s"] / rows[other]["median_s"]
+            ratios[key] = {"value": value, "target": goal.get(key), "met": value <= goal[key] if key in goal else None}
+    if "numba-1" in rows:
+        value = rows["numba"]["median_s"] / rows["numba-1"]["median_s"]
+        target = UNDER_LOAD_TARGET if busy and case.widths == [784, 128, 10] and case.batch in UNDER_LOAD_BATCHES \
+            else None
+        ratios["numba-1"] = {"value": value, "target": target, "met": None if target is None else value <= target}
+    return {"case": case.name, "hidden": list(case.hidden), "activation": case.activation, "batch": case.batch,
+            "gflop_per_epoch": flops / 1e9, "numpy_best": numpy_best, "contenders": rows, "ratios": ratios}
 
 
-def sgemm_peak(n: int = 2048, repeats: int = 7, threads: int = 2) -> float:
-    """The machine's float32 matmul rate in GFLOP/s: the median of large square GEMMs through BLAS."""
-    rng = np.random.default_rng(0)
-    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
-    out = np.empty((n, n), np.float32)
-    times = []
-    with threadpool_limits(limits=threads, user_api="blas"):
-        np.matmul(a, b, out=out)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            np.matmul(a, b, out=out)
-            times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
+def efficiency(cases: list[dict], peak: float) -> dict | None:
+    """fastnet's GFLOP/s at 784-128-10 B=128 as % of the 2-thread sgemm peak, against the target."""
+    row = next((c for c in cases if c["case"] == EFFICIENCY_CASE.name), None)
+    if row is None:
+        return None
+    pct = row["contenders"]["numba"]["pct_peak"]
+    return {"case": row["case"], "gflops": row["contenders"]["numba"]["gflops"], "peak_gflops": peak,
+            "pct": pct, "target_pct": EFFICIENCY_TARGET, "met": pct >= EFFICIENCY_TARGET}
+
+
+def run(cases=CASES, rounds: int = 5, samples: int = SAMPLES, busy: int = 0, numba_threads: int | None = None,
+        with_torch: bool = True, with_jax: bool = True, extras: bool = True, vector_width: bool = True,
+        settle: float = 0.15, say=print) -> dict:
+    """Run the whole benchmark and return its results as a JSON-able dict (see ``format_table``)."""
+    say("recording the machine" + (" (compiling the dense kernels afresh to read their vector width)"
+                                   if vector_width else ""))
+    machine = machine_record(vector_width)
+    results = {"machine": machine, "samples": samples, "rounds": rounds, "lr": LR, "busy_processes": busy,
+               "forced_blas_env": native_blas_env(os.environ)[1], "contenders": {}, "skipped": {}, "cases": []}
+    with busy_processes(busy) as pids:
+        if busy:
+            say(f"started {busy} busy process{'es' * (busy > 1)} (pid {', '.join(map(str, pids))})")
+            machine["load_average_busy_start"] = list(os.getloadavg())
+            results["busy_pids"] = pids
+        with worker_pool() as pool:
+            workers = {}
+            for key in contender_keys(busy, with_torch, with_jax):
+                w = start_worker(key, samples, numba_threads)  # in turn: the first one compiles for the next
+                pool.append(w)
+                if w.available:
+                    workers[key] = w
+                    results["contenders"][key] = {"title": w.name, **w.info}
+                    say(f"started {w.name} (pid {w.proc.pid}): {_describe(w.info)}")
+                else:
+                    results["skipped"][key] = w.info["unavailable"]
+                    say(f"skipping {w.name}: {w.info['unavailable']}")
+            results["sgemm_gflops"] = {str(n): workers[f"numpy-{n}"].request(sgemm=n)["gflops"] for n in (1, 2)}
+            peak = results["sgemm_gflops"]["2"]
+            say(f"sgemm peak (NumPy's BLAS, 2048² float32): {peak:.0f} GFLOP/s on 2 threads, "
+                f"{results['sgemm_gflops']['1']:.0f} on 1")
+            for case in cases:
+                timed = time_case(case, workers, rounds, settle)
+                results["cases"].append(summarise(case, timed, peak, samples, busy))
+                say(f"{case.name}: " + ", ".join(f"{CONTENDERS[k][2]} {statistics.median(t['times']):.3f} s"
+                                                  for k, t in timed.items()))
+            for key, w in workers.items():
+                results["contenders"][key]["name"] = results["cases"][-1]["contenders"][key]["name"]
+        machine["load_average_end"] = list(os.getloadavg())
+    results["efficiency"] = efficiency(results["cases"], peak)
+    if extras:  # in fresh processes, with the busy processes gone
+        results["compile"] = compile_times(CASES[0])
+        results["peak_rss_mb"] = peak_rss_mb(EFFICIENCY_CASE)
+    return results
+
+
+_FIRST_BATCH = ("import time, sys; t0 = float(sys.argv[1]); import fastnet as fn; "
+                "from fastnet.bench import Case, epoch_data, fastnet_model; c = Case({hidden!r}, {act!r}, {batch}); "
+                "x, y = epoch_data({samples}); m = fastnet_model(c, 'numba'); "
+                "m.fit(x[:c.batch], y[:c.batch], batch_size=c.batch, optimizer=fn.SGD(lr=0.01), progress=False); "
+                "print(time.time() - t0)")
 
 
 def compile_times(case: Case) -> dict:
-    """Seconds from process start to the first batch, with numba's cache empty (cold) and filled (cached).
-
-    Each is a fresh Python process; the cold run uses an empty NUMBA_CACHE_DIR.
-    """
+    """Seconds from process start to the end of the first batch of ``case``, with numba's cache empty
+    (cold) and filled (cached). Each is a fresh Python process; the cold run uses an empty NUMBA_CACHE_DIR."""
     import tempfile
 
-    code = ("import time, sys; t0 = float(sys.argv[1]); "
-            "from fastnet.bench import Case, fastnet_model; import fastnet as fn; "
-            f"m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, {case.batch}), 'numba'); "
-            "m.optimizer = fn.SGD(lr=0.01); m.optimizer.bind(m.n_params, m.dtype); m.compile_kernels(); "
-            "print(time.time() - t0)")
+    code = _FIRST_BATCH.format(hidden=case.hidden, act=case.activation, batch=case.batch, samples=case.batch)
     out = {}
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
@@ -200,7 +224,7 @@ def peak_rss_mb(case: Case, samples: int = SAMPLES) -> float:
     """Peak resident memory (MB) of a fresh process that trains ``case`` for one epoch with numba.
 
     Read from VmHWM in /proc: getrusage's ru_maxrss would carry over the parent's peak
-    across fork and exec, and the parent here holds every contender.
+    across fork and exec.
     """
     code = ("from fastnet.bench import Case, epoch_data, fastnet_model, vm_hwm_mb; import fastnet as fn; "
             f"x, y = epoch_data({samples}); m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, "
@@ -219,321 +243,118 @@ def vm_hwm_mb() -> float:
     raise OSError("no VmHWM in /proc/self/status: peak memory is measured on Linux only")
 
 
-def summarise(case: Case, contenders: list[Contender], peak: float, samples: int = SAMPLES) -> list[dict]:
-    """One row per contender, with the NumPy baseline counted at its faster thread count."""
-    rows = []
-    numpy_best = min((c for c in contenders if c.name.startswith("fastnet-numpy")),
-                     key=lambda c: statistics.median(c.times))
-    numba = next(c for c in contenders if c.name == "fastnet-numba")
-    torch_c = next((c for c in contenders if c.name.startswith("torch")), None)
-    for c in contenders:
-        median = statistics.median(c.times)
-        gflops = case.flops_per_epoch(samples) / median / 1e9
-        rows.append({"case": case.name, "contender": c.name, "median_s": median, "gflops": gflops,
-                     "pct_peak": 100 * gflops / peak, "rounds": len(c.times),
-                     "baseline": c is numpy_best})
-    med = {c.name: statistics.median(c.times) for c in contenders}
-    ratios = {"numba/numpy": med[numba.name] / med[numpy_best.name]}
-    if torch_c is not None:
-        ratios["numba/torch"] = med[numba.name] / med[torch_c.name]
-    rows[0]["ratios"] = ratios
-    return rows
+# ---- the report -------------------------------------------------------------------------------------
 
 
-def format_table(results: dict) -> str:
-    lines = [f"sgemm peak: {results['peak_gflops']:.0f} GFLOP/s (2048² float32, 2 BLAS threads); "
-             f"{results['samples']:,} samples per epoch, median of {results['rounds']} interleaved epochs", "",
-             "| case | contender | median s/epoch | GFLOP/s | % of peak | numba ÷ this |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for case_rows in results["cases"]:
-        numba_s = case_rows[0]["median_s"]
-        for row in case_rows:
-            mark = " (baseline)" if row["baseline"] else ""
-            lines.append(f"| {row['case']} | {row['contender']}{mark} | {row['median_s']:.3f} | "
-                         f"{row['gflops']:.0f} | {row['pct_peak']:.0f}% | {numba_s / row['median_s']:.2f} |")
-    if "compile" in results:
-        c = results["compile"]
-        lines += ["", f"compile, process start to first batch: cold {c['cold']:.2f} s, cached {c['cached']:.2f} s"]
-    if "peak_rss_mb" in results:
-        lines.append(f"peak resident memory, training 784-128-10 on {SAMPLES:,} samples: {results['peak_rss_mb']:.0f} MB")
+def _mark(ratio: dict) -> str:
+    text = f"{ratio['value']:.2f}"
+    if ratio["target"] is None:
+        return text
+    return f"{text} (≤ {ratio['target']:g}) {'✓' if ratio['met'] else '✗'}"
+
+
+def format_machine(results: dict) -> str:
+    """The lines above the table: the machine, versions, load, BLAS and threads of each contender."""
+    m = results["machine"]
+    bits = m.get("dense_vector_bits")
+    width = (f"dense kernels compiled to {bits}-bit vectors "
+             f"({ {512: 'zmm', 256: 'ymm', 128: 'xmm'}.get(bits, '?') }, read from their multiply-adds' registers)"
+             if bits else "dense kernels' vector width not checked")
+    load = (f"load average {m['load_average'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; "
+            f"{results['busy_processes']} busy processes")
+    versions = ", ".join(f"{p} {m[p]}" for p in ("numpy", "numba", "jax", "torch") if m.get(p))
+    lines = [f"{m['cpu']} (LLVM target {m['llvm_cpu']}, AVX-512 {'yes' if m['avx512f'] else 'no'}), "
+             f"{m['cores']} cores; {width}", f"{versions}; Python {m['python']}", load]
+    forced = results["forced_blas_env"]
+    lines.append(f"NumPy baseline runs without {', '.join(f'{k}={v}' for k, v in forced.items())} (they force "
+                 "BLAS kernels), so its BLAS picks its native kernels" if forced
+                 else "no BLAS-forcing variables set (OPENBLAS_CORETYPE etc.): every BLAS picks its native kernels")
+    peak = results["sgemm_gflops"]
+    lines.append(f"sgemm peak (NumPy's BLAS, 2048² float32): {peak['2']:.0f} GFLOP/s on 2 threads, "
+                 f"{peak['1']:.0f} on 1")
+    for key, c in results["contenders"].items():
+        lines.append(f"  {c['title']} = {c.get('name', '')}: {_describe(c)}")
+    for key, why in results["skipped"].items():
+        lines.append(f"  skipped {CONTENDERS[key][2]}: {why}")
+    lines.append(f"{results['samples']:,} samples per epoch, median of {results['rounds']} interleaved epochs "
+                 "per contender, each contender in its own process; seconds per epoch")
     return "\n".join(lines)
 
 
-def run(cases=CASES, rounds: int = 5, with_torch: bool = True, extras: bool = True, samples: int = SAMPLES,
-        say=print) -> dict:
-    """Run the whole benchmark and return its results as a JSON-able dict."""
-    x, y = epoch_data(samples)
-    peak = sgemm_peak()
-    say(f"sgemm peak {peak:.0f} GFLOP/s")
-    results = {"peak_gflops": peak, "samples": samples, "rounds": rounds, "cases": [],
-               "numba_threads": fn.get_num_threads()}
-    if with_torch and not torch_available()[0]:
-        results["torch_skipped"] = torch_available()[1]
-        say(f"skipping PyTorch: {results['torch_skipped']}")
-    for case in cases:
-        contenders = contenders_for(case, x, y, with_torch)
-        run_interleaved(contenders, rounds)
-        rows = summarise(case, contenders, peak, samples)
-        results["cases"].append(rows)
-        say(f"{case.name}: " + ", ".join(f"{r['contender']} {r['median_s']:.3f} s" for r in rows))
-    if extras:
-        results["compile"] = compile_times(CASES[0])
-        results["peak_rss_mb"] = peak_rss_mb(Case((128,), "sigmoid", 128))
-    return results
+def format_table(results: dict) -> str:
+    """The machine lines, then one row per case: median seconds per contender, fastnet's GFLOP/s (% of
+    the sgemm peak) and fastnet ÷ each contender against the targets; then compile time and efficiency."""
+    keys = [k for k in CONTENDERS if k not in NUMPY and k in results["contenders"]]
+    keys.insert(1, "numpy")
+    titles = {**{k: v[2] for k, v in CONTENDERS.items()}, "numpy": "NumPy (best of 1/2 thr.)"}
+    ratio_keys = [(k, t) for k, t in RATIOS if k == "numpy" or k in results["contenders"]]
+    if "numba-1" in results["contenders"]:
+        ratio_keys.append(("numba-1", "÷ 1 thr. under load"))
+    head = ["case", *(titles[k] for k in keys), "fastnet GFLOP/s (% of peak)", *(t for _, t in ratio_keys)]
+    lines = [format_machine(results), "", "| " + " | ".join(head) + " |",
+             "| --- |" + " ---: |" * (len(head) - 1)]
+    for row in results["cases"]:
+        cells = [row["case"]]
+        for k in keys:
+            c = row["contenders"][row["numpy_best"] if k == "numpy" else k]
+            cells.append(f"{c['median_s']:.3f}" + (f" ({row['numpy_best'][-1]})" if k == "numpy" else ""))
+        numba = row["contenders"]["numba"]
+        cells.append(f"{numba['gflops']:.0f} ({numba['pct_peak']:.0f}%)")
+        cells += [_mark(row["ratios"][k]) if k in row["ratios"] else "–" for k, _ in ratio_keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    compile_cells = []
+    for k in ("numba", "jax-scan", "jax-step"):
+        if k in results["contenders"]:
+            per_case = [row["contenders"][k]["compile_s"] for row in results["cases"]]
+            spread = f"{min(per_case):.2f}" + (f"–{max(per_case):.2f}" if len(per_case) > 1 else "")
+            compile_cells.append(f"{titles[k]} {spread} s")
+    lines.append("compile, per case, before its first epoch (not in the times above): " + ", ".join(compile_cells)
+                 + " (fastnet: its first step, kernels compiled or loaded from numba's cache)")
+    e = results.get("efficiency")
+    if e:
+        lines.append(f"efficiency at {e['case']}: {e['gflops']:.0f} GFLOP/s = {e['pct']:.0f}% of the 2-thread "
+                     f"sgemm peak (target ≥ {e['target_pct']}%) {'✓' if e['met'] else '✗'}")
+    if "compile" in results:
+        c = results["compile"]
+        lines.append(f"compile, process start to the end of the first batch: cold {c['cold']:.2f} s, "
+                     f"cached {c['cached']:.2f} s")
+    if "peak_rss_mb" in results:
+        lines.append(f"peak resident memory, training 784-128-10 on {SAMPLES:,} samples: "
+                     f"{results['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
 
 
 def write_outputs(results: dict, json_path, png_path=None) -> None:
+    """The results as JSON (atomically), and with matplotlib a bar chart of the medians."""
     from pathlib import Path
 
     from fastnet.checkpoint import write_atomic
 
     write_atomic(Path(json_path), json.dumps(results, indent=2).encode())
-    if png_path:
-        try:
-            import matplotlib
-        except ImportError:
-            return
-        matplotlib.use("Agg")
-        import io
-
-        import matplotlib.pyplot as plt
-
-        names = [rows[0]["case"] for rows in results["cases"]]
-        contenders = [r["contender"] for r in results["cases"][0]]
-        fig, ax = plt.subplots(figsize=(12, 5))
-        width = 0.8 / len(contenders)
-        for j, name in enumerate(contenders):
-            values = [next((r["median_s"] for r in rows if r["contender"] == name), np.nan) for rows in results["cases"]]
-            ax.bar(np.arange(len(names)) + j * width, values, width, label=name)
-        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, ha="right")
-        ax.set(ylabel="median seconds per epoch (60,000 samples)", title="fastnet epoch time")
-        ax.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        write_atomic(Path(png_path), buf.getvalue())
-
-
-# ---- against scikit-learn: `fastnet bench --sklearn` --------------------------------------------------
-#
-# Each contender (a library on a thread count) lives in its own worker process, started once and sent one
-# fit at a time, so rounds interleave without any contender sharing a process, a BLAS or numba's pool.
-# The worker times ``fit`` alone: the data is made, split and scaled before, and a one-epoch warm-up fit
-# (numba's compile or cache load) is timed apart.
-
-SKLEARN_DATASETS = ("digits", "breast_cancer", "classification-100k")
-SKLEARN_EPOCHS = {"digits": 200, "breast_cancer": 200, "classification-100k": 10}
-SKLEARN_SETTINGS = {"hidden_layer_sizes": (100,), "activation": "relu", "solver": "adam", "alpha": 1e-4,
-                    "batch_size": 200, "learning_rate_init": 1e-3, "random_state": 0}
-# OpenBLAS variables this environment may set to force slower kernels: scikit-learn's process runs without them
-FORCED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def sklearn_data(name: str, quick: bool = False):
-    """(X_train, X_test, y_train, y_test) in float32: a stratified 75/25 split, scaled by a StandardScaler
-    fitted on the training part (fastnet never rescales). ``quick`` shrinks the generated set to 2,000 rows."""
-    from sklearn.datasets import load_breast_cancer, load_digits, make_classification
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    if name == "digits":
-        x, y = load_digits(return_X_y=True)
-    elif name == "breast_cancer":
-        x, y = load_breast_cancer(return_X_y=True)
-    elif name == "classification-100k":
-        x, y = make_classification(2_000 if quick else 100_000, 50, n_informative=20, n_classes=5, random_state=0)
-    else:
-        raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(SKLEARN_DATASETS)}")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(x_train)
-    return scaler.transform(x_train).astype(np.float32), scaler.transform(x_test).astype(np.float32), y_train, y_test
-
-
-def sklearn_estimator(library: str, threads: int, epochs: int):
-    """The classifier under test: the same settings for both, a fixed number of epochs (no early stop)."""
-    fixed = {**SKLEARN_SETTINGS, "max_iter": epochs, "tol": 0.0, "n_iter_no_change": epochs}
-    if library == "sklearn":
-        from sklearn.neural_network import MLPClassifier
-        return MLPClassifier(**fixed)
-    from fastnet.sklearn import MLPClassifier
-    return MLPClassifier(**fixed, n_threads=threads)
-
-
-def sklearn_worker() -> None:
-    """A contender's process: argv[1] is JSON {library, threads, quick, epochs}; reads dataset names on stdin,
-    fits, and answers one JSON line each. Stray output (warnings, C libraries) goes to stderr."""
-    import hashlib
-    import warnings
-
-    spec = json.loads(sys.argv[1])
-    answer = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    warnings.simplefilter("ignore")  # max_iter is reached on purpose: ConvergenceWarning says nothing here
-    threads = spec["threads"]
-    threadpool_limits(limits=threads, user_api="blas")
-    fn.set_num_threads(min(threads, fn.get_num_threads()))
-    data = {name: sklearn_data(name, spec["quick"]) for name in SKLEARN_DATASETS}
-    from threadpoolctl import threadpool_info
-
-    warmup = {}
-    for name, (x_train, _, y_train, _) in data.items():
-        start = time.perf_counter()
-        sklearn_estimator(spec["library"], threads, 1).fit(x_train, y_train)
-        warmup[name] = time.perf_counter() - start
-    digest = hashlib.sha256(b"".join(a.tobytes() for parts in data.values() for a in parts)).hexdigest()[:16]
-    # NumPy's BLAS first: scikit-learn's MLP multiplies with NumPy (SciPy may load a second OpenBLAS)
-    blas = sorted(({k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
-                   for i in threadpool_info() if i["user_api"] == "blas"), key=lambda i: "numpy" not in i["filepath"])
-    print(json.dumps({"blas": blas, "warmup_s": warmup, "data_sha256": digest,
-                      "numba_threads": fn.get_num_threads()}), file=answer, flush=True)
-    for line in sys.stdin:
-        name = line.strip()
-        x_train, x_test, y_train, y_test = data[name]
-        est = sklearn_estimator(spec["library"], threads, spec["epochs"][name])
-        start = time.perf_counter()
-        est.fit(x_train, y_train)
-        seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "accuracy": float(est.score(x_test, y_test)),
-                          "n_iter": int(est.n_iter_)}), file=answer, flush=True)
-
-
-class Worker:
-    """One contender's process (see ``sklearn_worker``), driven one fit at a time."""
-
-    def __init__(self, library: str, threads: int, quick: bool, epochs: dict):
-        self.library, self.threads = library, threads
-        self.name = f"{'fastnet' if library == 'fastnet' else 'scikit-learn'} ({threads} thread{'s' * (threads > 1)})"
-        env = dict(os.environ)
-        if library == "sklearn":  # its MLP runs on NumPy's BLAS: let OpenBLAS pick its native kernels
-            for var in FORCED_BLAS_VARS:
-                env.pop(var, None)
-        spec = json.dumps({"library": library, "threads": threads, "quick": quick, "epochs": epochs})
-        self.proc = subprocess.Popen([sys.executable, "-c", "from fastnet.bench import sklearn_worker; sklearn_worker()",
-                                      spec], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the {self.name} benchmark process exited (status {self.proc.wait()}); "
-                               "its error is printed above")
-        return json.loads(line)
-
-    def fit(self, dataset: str) -> dict:
-        """Fit on ``dataset`` in the worker; {"seconds", "accuracy", "n_iter"}."""
-        self.proc.stdin.write(dataset + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-def machine_info() -> dict:
-    """What a reader needs to weigh the figures: CPU, numba's LLVM target, cores, load, versions."""
-    import platform
-
-    import llvmlite.binding as llvm
-    import numba
-    import sklearn
-
-    cpu = platform.processor()
+    if not png_path:
+        return
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(), "cores": os.cpu_count(),
-            "numba_threads_max": numba.config.NUMBA_NUM_THREADS, "load_average": list(os.getloadavg()),
-            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-            "scikit-learn": sklearn.__version__, "fastnet": fn.__version__,
-            "forced_blas_env": {v: os.environ[v] for v in FORCED_BLAS_VARS if v in os.environ}}
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import io
 
+    import matplotlib.pyplot as plt
 
-def run_sklearn(rounds: int = 3, quick: bool = False, threads: int | None = None, say=print) -> dict:
-    """fastnet's MLPClassifier against scikit-learn's, each on 1 thread and on all cores, interleaved;
-    returns a JSON-able dict with one row per dataset and contender (median seconds) and the ratios."""
-    import numba
-
-    threads = threads or numba.config.NUMBA_NUM_THREADS
-    epochs = {name: 5 if quick else SKLEARN_EPOCHS[name] for name in SKLEARN_DATASETS}
-    results = {"machine": machine_info(), "rounds": rounds, "quick": quick, "epochs": epochs,
-               "settings": {**SKLEARN_SETTINGS, "tol": 0.0, "n_iter_no_change": "max_iter", "dtype": "float32",
-                            "split": "stratified 75/25, random_state=0, StandardScaler on the training part"}}
-    workers = []
-    try:
-        for library in ("sklearn", "fastnet"):
-            for n in sorted({1, threads}):
-                workers.append(Worker(library, n, quick, epochs))  # one at a time: the first compiles for the next
-                blas = workers[-1].info["blas"][:1]
-                say(f"started {workers[-1].name}" + "".join(f": NumPy's BLAS {b['internal_api']} {b['version']}, "
-                                                         f"{b['architecture']} kernels" for b in blas))
-        if len({w.info["data_sha256"] for w in workers}) != 1:
-            raise RuntimeError("the contenders' processes made different data: the comparison would be unfair")
-        fits = {(w.name, d): [] for w in workers for d in SKLEARN_DATASETS}
-        for r in range(rounds):
-            for dataset in SKLEARN_DATASETS:
-                for w in workers[r % len(workers):] + workers[:r % len(workers)]:  # rotate who goes first
-                    fits[w.name, dataset].append(w.fit(dataset))
-            say(f"round {r + 1}/{rounds} done")
-    finally:
-        for w in workers:
-            w.close()
-    results["machine"]["load_average_end"] = list(os.getloadavg())
-    results["contenders"] = {w.name: {"library": w.library, "threads": w.threads, **w.info} for w in workers}
-    results["datasets"] = [summarise_sklearn(d, fits, workers, threads) for d in SKLEARN_DATASETS]
-    return results
-
-
-def summarise_sklearn(dataset: str, fits: dict, workers: list, threads: int) -> dict:
-    """Median seconds and accuracy per contender, and scikit-learn ÷ fastnet on 1 thread and on all cores
-    (against scikit-learn's faster thread count, as a user would pick it)."""
-    rows = {}
-    for w in workers:
-        runs = fits[w.name, dataset]
-        rows[w.name] = {"library": w.library, "threads": w.threads,
-                        "median_s": statistics.median(r["seconds"] for r in runs), "times": [r["seconds"] for r in runs],
-                        "accuracy": statistics.median(r["accuracy"] for r in runs), "n_iter": runs[0]["n_iter"]}
-    by = {(r["library"], r["threads"]): r for r in rows.values()}
-    sk_best = min(by["sklearn", 1]["median_s"], by["sklearn", threads]["median_s"])
-    gap = 100 * abs(by["fastnet", 1]["accuracy"] - by["sklearn", 1]["accuracy"])
-    return {"dataset": dataset, "rows": rows, "accuracy_gap_points": gap, "equal_accuracy": gap <= 1.0,
-            "speedup_1_thread": by["sklearn", 1]["median_s"] / by["fastnet", 1]["median_s"],
-            "speedup_all_cores": sk_best / by["fastnet", threads]["median_s"]}
-
-
-def _target(value: float, target: float, equal_accuracy: bool) -> str:
-    met = value >= target and equal_accuracy
-    return f"{value:.1f}× (≥ {target:g}×) {'✓' if met else '✗'}"
-
-
-def format_sklearn_table(results: dict) -> str:
-    """The machine line, then one row per dataset: seconds, accuracy, speed-ups against the targets
-    (a target counts as met only at equal accuracy, within 1 point)."""
-    m = results["machine"]
-    blas = next(c["blas"] for c in results["contenders"].values() if c["library"] == "sklearn")
-    blas = blas[0] if blas else {"internal_api": "no BLAS found", "version": "", "architecture": "?"}
-    forced = m["forced_blas_env"]
-    lines = [f"{m['cpu']} (LLVM target {m['llvm_cpu']}), {m['cores']} cores, load average "
-             f"{m['load_average'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; "
-             f"scikit-learn {m['scikit-learn']} on {blas['internal_api']} {blas['version']} "
-             f"({blas['architecture']} kernels{', ' + ' and '.join(forced) + ' unset for it' if forced else ''}); "
-             f"median of {results['rounds']} interleaved fits each, float32, fit time only", "",
-             "| data | epochs | scikit-learn 1 thr. | scikit-learn all | fastnet 1 thr. | fastnet all "
-             "| accuracy sklearn / fastnet | speed-up 1 thr. | speed-up all cores |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for d in results["datasets"]:
-        by = {}
-        for r in d["rows"].values():  # 1 thread first, then the most threads
-            by.setdefault((r["library"], "1" if r["threads"] == 1 else "all"), r)
-            by[r["library"], "all"] = r
-        ok = d["equal_accuracy"]
-        every = _target(d["speedup_all_cores"], 10, ok) if d["dataset"] == "classification-100k" \
-            else f"{d['speedup_all_cores']:.1f}×"
-        lines.append(f"| {d['dataset']} | {results['epochs'][d['dataset']]} | {by['sklearn', '1']['median_s']:.3f} s | "
-                     f"{by['sklearn', 'all']['median_s']:.3f} s | {by['fastnet', '1']['median_s']:.3f} s | "
-                     f"{by['fastnet', 'all']['median_s']:.3f} s | {by['sklearn', '1']['accuracy']:.3f} / "
-                     f"{by['fastnet', '1']['accuracy']:.3f} | {_target(d['speedup_1_thread'], 5, ok)} | {every} |")
-    return "\n".join(lines)
+    names = [row["case"] for row in results["cases"]]
+    keys = list(results["contenders"])
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(keys)
+    for j, key in enumerate(keys):
+        values = [row["contenders"][key]["median_s"] for row in results["cases"]]
+        ax.bar(np.arange(len(names)) + j * width, values, width, label=CONTENDERS[key][2])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, ha="right")
+    ax.set(ylabel=f"median seconds per epoch ({results['samples']:,} samples)", title="fastnet epoch time")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(Path(png_path), buf.getvalue())

@@ -120,11 +120,16 @@ def build_parser() -> Parser:
     _quiet_flag(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
-    bench = sub.add_parser("bench", help="time training epochs against the NumPy baseline and PyTorch")
+    bench = sub.add_parser("bench", help="time training epochs against the NumPy baseline, JAX and PyTorch")
     bench.add_argument("--rounds", type=_number(int, 1),
                        help="timed epochs per contender, interleaved (default: 5)")
-    bench.add_argument("--quick", action="store_true", help="only 784-128-10 sigmoid at B=128, and no extras")
+    bench.add_argument("--quick", action="store_true",
+                       help="only 784-128-10 sigmoid at B=128; no compile-time, memory or vector-width checks")
     bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    bench.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    bench.add_argument("--busy", type=_number(int, 0, 64), default=0, metavar="N",
+                       help="run with N competing CPU-bound processes, and time fastnet on 1 thread too "
+                       "(default: %(default)s)")
     bench.add_argument("--samples", type=_number(int, 1), default=60_000, help="samples per epoch (default: %(default)s)")
     bench.add_argument("--out", metavar="PREFIX",
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: fastnet-bench, "
@@ -384,12 +389,13 @@ def cmd_bench(args, out, say) -> int:
         return bench_sklearn(args, say)
     args.rounds, args.out = args.rounds or 5, args.out or "fastnet-bench"
     if args.threads:
-        fn.set_num_threads(args.threads)
-    cases = [bench.Case((128,), "sigmoid", 128)] if args.quick else bench.CASES
-    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each, "
-        f"numba on {fn.get_num_threads()} threads")
-    results = bench.run(cases, rounds=args.rounds, with_torch=not args.no_torch, extras=not args.quick,
-                        samples=args.samples, say=say)
+        fn.set_num_threads(args.threads)  # checked here, so a bad count is a one-line error
+    cases = bench.QUICK_CASES if args.quick else bench.CASES
+    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each "
+        f"per contender" + (f", {args.busy} busy processes" if args.busy else ""))
+    results = bench.run(cases, rounds=args.rounds, samples=args.samples, busy=args.busy, numba_threads=args.threads,
+                        with_torch=not args.no_torch, with_jax=not args.no_jax, extras=not args.quick,
+                        vector_width=not args.quick, say=say)
     say("")
     say(bench.format_table(results))
     bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")

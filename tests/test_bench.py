@@ -1,11 +1,21 @@
 """The benchmark machinery (timings themselves live in bench/, never in tests)."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from fastnet import bench
+from fastnet._bench_busy import busy_processes
+from fastnet._bench_contenders import contender
+from fastnet._bench_machine import cpu_flags
+
+FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_CORETYPE": "Haswell",
+          "MKL_DEBUG_CPU_TYPE": "5", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def test_flops_per_epoch_counts_forward_dw_and_dx_except_the_first_layer():
@@ -23,42 +33,253 @@ def test_epoch_data_tiles_the_sample_to_the_requested_size():
     assert (x[:8000] == x[8000:16000]).all()
 
 
-def test_summary_counts_the_faster_numpy_run_as_the_baseline():
-    case = bench.Case((16,), "relu", 64)
-    cs = [bench.Contender("fastnet-numba", None, times=[1.0, 1.2, 1.1]),
-          bench.Contender("fastnet-numpy (1 BLAS thread)", None, times=[2.0, 2.2, 2.1]),
-          bench.Contender("fastnet-numpy (2 BLAS threads)", None, times=[4.0, 4.0, 4.0]),
-          bench.Contender("torch", None, times=[5.5, 5.5, 5.5])]
-    rows = bench.summarise(case, cs, peak=100.0, samples=1000)
-    assert [r["baseline"] for r in rows] == [False, True, False, False]
-    assert rows[0]["ratios"] == {"numba/numpy": pytest.approx(1.1 / 2.1), "numba/torch": pytest.approx(1.1 / 5.5)}
-    assert rows[0]["gflops"] == pytest.approx(case.flops_per_epoch(1000) / 1.1 / 1e9)
+def test_cases_are_the_issue_rows_with_their_targets():
+    assert [c.name for c in bench.CASES] == [
+        "784-128-10 sigmoid B=32", "784-128-10 sigmoid B=64", "784-128-10 sigmoid B=128",
+        "784-128-10 sigmoid B=256", "784-512-256-10 relu B=128"]
+    assert bench.targets(bench.CASES[0]) == {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
+    assert bench.targets(bench.CASES[3]) == {"numpy": 0.65, "jax-scan": 0.8, "torch": 0.5}
+    assert bench.targets(bench.CASES[4]) == {"numpy": 0.75, "jax-scan": 0.85, "torch": 0.75}
+    assert bench.targets(bench.Case((64,), "relu", 32)) == {}
 
 
-def test_interleaved_run_times_every_contender_each_round():
-    calls = []
-    cs = [bench.Contender(name, lambda name=name: calls.append(name)) for name in "abc"]
-    bench.run_interleaved(cs, rounds=2)
-    assert calls == list("abc") * 3  # one warm-up round, then two timed rounds, interleaved
-    assert all(len(c.times) == 2 for c in cs)
+# ---- a fair NumPy baseline: its process runs without the variables that force BLAS kernels ----------
 
 
-def run_bench(tmp_path, *flags):
+def test_native_blas_env_leaves_out_every_kernel_forcing_variable_and_nothing_else():
+    given = {**FORCED, "PATH": "/bin", "OPENBLAS_NUM_THREADS": "2", "HOME": "/home/x"}
+    before = dict(given)
+    env, removed = bench.native_blas_env(given)
+    assert env == {"PATH": "/bin", "OPENBLAS_NUM_THREADS": "2", "HOME": "/home/x"}
+    assert removed == FORCED
+    assert given == before  # a copy: the caller's mapping (os.environ in use) is untouched
+
+
+def test_only_the_numpy_baseline_runs_without_the_forcing_variables():
+    given = {**FORCED, "PATH": "/bin"}
+    for key in ("numpy-1", "numpy-2"):
+        env, removed = bench.worker_env(key, given)
+        assert env == {"PATH": "/bin"} and removed == FORCED
+    for key in ("numba", "numba-1", "jax-scan", "jax-step", "torch"):
+        assert bench.worker_env(key, given) == (None, {})  # this process's environment, as it is
+
+
+# ---- the machine record: vector width from the dense kernels' assembly -------------------------------
+
+
+def test_register_counts_read_the_width_of_the_multiply_adds():
+    asm = ("\tvfmadd231ps\t(%rax), %ymm2, %ymm3\n\tvfmadd213ss\t%xmm1, %xmm2, %xmm0\n"
+           "\tvmovups\t%zmm0, (%rsp)\n\tvfnmadd231ps\t%ymm4, %ymm5, %ymm6\n")
+    counts = bench.register_counts(asm)
+    assert counts == {"fma": {"zmm": 0, "ymm": 2, "xmm": 1}, "all": {"zmm": 1, "ymm": 5, "xmm": 3}}
+    assert bench.vector_bits(counts) == 256  # a zmm spill is not 512-bit arithmetic
+    assert bench.vector_bits(bench.register_counts("\tvaddps\t%zmm1, %zmm2, %zmm3\n")) == 512  # no FMA at all
+
+
+@pytest.mark.skipif("avx512f" not in cpu_flags(), reason="needs an AVX-512 host (no avx512f in /proc/cpuinfo)")
+def test_dense_kernels_compile_to_512_bit_code_on_an_avx512_host():
+    assert bench.kernel_vector_width() == 512
+
+
+def test_dense_kernels_compile_to_512_bit_code_for_zen5():
+    # compiled (not run) for LLVM's znver5 target, whatever this host is: the width regression check
+    # runs on every machine, not only on AVX-512 ones
+    assert bench.kernel_vector_width("znver5") == 512
+
+
+# ---- contenders: the same network, initial weights, loss and SGD step -------------------------------
+
+
+@pytest.mark.parametrize("kind", ["numba", "torch", "jax-scan", "jax-step"])
+def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(kind):
+    if kind == "torch":
+        pytest.importorskip("torch")
+    if kind.startswith("jax"):
+        pytest.importorskip("jax")
+    x, y = bench.epoch_data(64)
+    case = bench.Case((16,), "sigmoid", 64)  # one batch of all the data: the shuffle cannot matter
+    start = [w for w, _ in contender("numpy", case, x, y).weights()]
+    ref, other = contender("numpy", case, x, y), contender(kind, case, x, y)
+    ref.epoch()
+    other.epoch()
+    for (w_ref, b_ref), (w, b), w0 in zip(ref.weights(), other.weights(), start):
+        assert np.abs(w_ref - w0).max() > 1e-5  # the step moved the weights
+        np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-6)
+
+
+def test_jax_epoch_jit_handles_a_ragged_last_batch_like_the_step_jit():
+    pytest.importorskip("jax")
+    x, y = bench.epoch_data(100)
+    case = bench.Case((16,), "relu", 32)  # 3 full batches and one of 4, over two epochs
+    scan, step = contender("jax-scan", case, x, y), contender("jax-step", case, x, y)
+    for c in (scan, step):
+        c.epoch()
+        c.epoch()
+        assert c.compile_seconds > 0
+    for (a, _), (b, _) in zip(scan.weights(), step.weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+# ---- interleaving and the summary ---------------------------------------------------------------------
+
+
+class FakeWorker:
+    def __init__(self, name, log, seconds):
+        self.name, self.log, self.seconds = name, log, seconds
+
+    def request(self, **request):
+        self.log.append((self.name, next(iter(request))))
+        if "case" in request:
+            return {"name": self.name, "compile_s": 0.5, "warmup_s": 1.0}
+        return {"seconds": self.seconds}
+
+
+def test_rounds_alternate_between_contenders_with_who_goes_first_rotating():
+    log = []
+    workers = {k: FakeWorker(k, log, 1.0) for k in "abc"}
+    timed = bench.time_case(bench.CASES[0], workers, rounds=3, settle=0)
+    assert log[:3] == [("a", "case"), ("b", "case"), ("c", "case")]  # built, compiled and warmed up first
+    assert [name for name, _ in log[3:]] == list("abc" "bca" "cab")  # one epoch each per round
+    assert all(t["times"] == [1.0] * 3 and t["compile_s"] == 0.5 for t in timed.values())
+
+
+def timed_rows(seconds: dict) -> dict:
+    return {k: {"name": k, "compile_s": None, "warmup_s": 0, "times": [s, s * 1.1, s * 0.9]} for k, s in seconds.items()}
+
+
+def test_summary_divides_fastnet_by_the_faster_numpy_run_jax_and_torch_against_the_targets():
+    case = bench.Case((128,), "sigmoid", 32)  # targets 0.5, 0.75, 0.3
+    row = bench.summarise(case, timed_rows({"numba": 1.0, "numpy-1": 2.5, "numpy-2": 1.8, "jax-scan": 1.25,
+                                            "jax-step": 3.0, "torch": 3.0}), peak=100.0, samples=1000, busy=0)
+    assert row["numpy_best"] == "numpy-2"
+    r = row["ratios"]
+    assert r["numpy"] == {"value": pytest.approx(1 / 1.8), "target": 0.5, "met": False}
+    assert r["jax-scan"] == {"value": pytest.approx(0.8), "target": 0.75, "met": False}
+    assert r["torch"] == {"value": pytest.approx(1 / 3), "target": 0.3, "met": False}
+    assert "numba-1" not in r
+    assert row["contenders"]["numba"]["gflops"] == pytest.approx(case.flops_per_epoch(1000) / 1e9)
+    assert row["contenders"]["numba"]["pct_peak"] == pytest.approx(case.flops_per_epoch(1000) / 1e9)  # of 100
+
+
+def test_summary_under_load_holds_fastnet_to_its_own_one_thread_time():
+    rows = timed_rows({"numba": 1.2, "numba-1": 1.0, "numpy-1": 3.0, "numpy-2": 4.0})
+    row = bench.summarise(bench.Case((128,), "sigmoid", 128), rows, peak=100.0, samples=1000, busy=2)
+    assert row["ratios"]["numba-1"] == {"value": pytest.approx(1.2), "target": 1.25, "met": True}
+    assert row["ratios"]["numpy"]["met"] is True and "torch" not in row["ratios"]
+    other = bench.summarise(bench.Case((128,), "sigmoid", 64), rows, peak=100.0, samples=1000, busy=2)
+    assert other["ratios"]["numba-1"]["target"] is None  # the under-load target is set at B=32 and 128
+
+
+# ---- competing busy processes are always ended ---------------------------------------------------------
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_busy_processes_spin_during_the_block_and_are_gone_after_it_even_after_an_error():
+    with busy_processes(2) as pids:
+        assert len(pids) == 2 and all(running(p) for p in pids)
+    assert not any(running(p) for p in pids)
+    with pytest.raises(RuntimeError, match="boom"):
+        with busy_processes(1) as pids:
+            raise RuntimeError("boom")
+    assert not any(running(p) for p in pids)
+
+
+def test_busy_process_ends_itself_when_the_bench_is_killed():
+    code = ("from fastnet._bench_busy import busy_processes; import time\n"
+            "with busy_processes(1) as pids:\n    print(pids[0], flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert running(pid)
+    parent.kill()  # no finally runs: the busy process must notice on its own
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pid)
+
+
+# ---- the command, on a tiny run -------------------------------------------------------------------------
+
+
+def run_bench(tmp_path, *flags, env=None):
     """Run ``fastnet bench --quick --rounds 1 FLAGS``; returns its output and the JSON it wrote."""
     out = tmp_path / "result"
     result = subprocess.run([sys.executable, "-m", "fastnet", "bench", "--quick", "--rounds", "1", *flags,
-                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+                             "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     return result, json.loads((tmp_path / "result.json").read_text())
 
 
-def test_bench_command_writes_json_and_a_table(tmp_path):
-    result, data = run_bench(tmp_path, "--no-torch", "--samples", "2000")
-    names = [row["contender"] for row in data["cases"][0]]
-    assert names == ["fastnet-numba", "fastnet-numpy (1 BLAS thread)", "fastnet-numpy (2 BLAS threads)"]
-    assert data["samples"] == 2000 and data["peak_gflops"] > 0
-    assert all(row["median_s"] > 0 for row in data["cases"][0])
-    assert "| 784-128-10 sigmoid B=128 | fastnet-numba |" in result.stdout
+def test_bench_command_writes_the_machine_every_contender_and_the_ratios(tmp_path):
+    result, data = run_bench(tmp_path, "--samples", "600")
+    m = data["machine"]
+    assert m["cpu"] and m["llvm_cpu"] and m["cores"] >= 1 and m["numpy"] and m["numba"]
+    assert len(m["load_average"]) == len(m["load_average_end"]) == 3 and data["busy_processes"] == 0
+    expected = ["numba", "numpy-1", "numpy-2", "jax-scan", "jax-step", "torch"]
+    assert sorted([*data["contenders"], *data["skipped"]]) == sorted(expected)
+    for key, c in data["contenders"].items():
+        assert c["threads"] and c["kernels"] and isinstance(c["blas"], list) and not running(c["pid"])
+    assert data["contenders"]["numpy-1"]["threads"] == 1 and data["contenders"]["numpy-2"]["threads"] == 2
+    assert data["sgemm_gflops"]["2"] > 0
+    [row] = data["cases"]
+    assert row["case"] == "784-128-10 sigmoid B=128" and row["numpy_best"] in ("numpy-1", "numpy-2")
+    assert all(len(c["times"]) == 1 and c["median_s"] > 0 for c in row["contenders"].values())
+    assert row["ratios"]["numpy"]["target"] == 0.65 and isinstance(row["ratios"]["numpy"]["met"], bool)
+    assert data["efficiency"]["target_pct"] == 70 and data["efficiency"]["pct"] > 0
+    out = result.stdout
+    assert f"LLVM target {m['llvm_cpu']}" in out and "load average" in out and "0 busy processes" in out
+    assert "| case | fastnet | NumPy (best of 1/2 thr.) |" in out and "| 784-128-10 sigmoid B=128 |" in out
+    assert "(≤ 0.65)" in out and "efficiency at 784-128-10 sigmoid B=128" in out
+    if "jax-scan" in data["contenders"]:
+        assert data["contenders"]["jax-scan"]["name"].endswith("whole epoch in one jit (lax.scan)")
+        assert row["contenders"]["jax-scan"]["compile_s"] > 0 and "(≤ 0.8)" in out
+
+
+def test_bench_skips_a_missing_library_with_the_reason_and_runs_under_load(tmp_path):
+    hidden = tmp_path / "hidden"
+    for name in ("jax", "torch"):
+        (hidden / name).mkdir(parents=True)
+        (hidden / name / "__init__.py").write_text(f"raise ImportError('{name} hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden)}
+    result, data = run_bench(tmp_path, "--samples", "600", "--busy", "1", env=env)
+    assert set(data["skipped"]) == {"jax-scan", "jax-step", "torch"}
+    assert "JAX is not installed (jax hidden by the test): pip install 'fastnet[jax]'" in data["skipped"]["jax-scan"]
+    assert "PyTorch is not installed (torch hidden by the test)" in data["skipped"]["torch"]
+    assert "skipping PyTorch eager: PyTorch is not installed" in result.stdout
+    assert "skipped JAX epoch jit: JAX is not installed" in result.stdout
+    # under load: fastnet on 1 thread too, and the ratio against the under-load target
+    assert data["busy_processes"] == 1 and len(data["busy_pids"]) == 1
+    assert data["contenders"]["numba-1"]["threads"] == 1
+    assert data["cases"][0]["ratios"]["numba-1"]["target"] == 1.25
+    assert "÷ 1 thr. under load" in result.stdout and "(≤ 1.25)" in result.stdout
+    assert not running(data["busy_pids"][0])
+    assert not any(running(c["pid"]) for c in data["contenders"].values())
+
+
+def test_ctrl_c_ends_the_bench_its_workers_and_its_busy_processes(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fastnet", "bench", "--quick", "--no-torch", "--no-jax",
+                             "--busy", "1", "--rounds", "50", "--samples", "600", "--out", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = []
+    for line in proc.stdout:  # wait until the busy process and the first worker run
+        if line.startswith("started"):
+            pids.append(int(line.split("pid ")[1].split(")")[0]))
+        if len(pids) == 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+    assert not any(running(p) for p in pids)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path):
@@ -66,8 +287,8 @@ def test_bench_sklearn_writes_both_contenders_accuracy_and_the_machine(tmp_path)
     machine = data["machine"]
     assert machine["cpu"] and machine["llvm_cpu"] and machine["cores"] >= 1 and len(machine["load_average"]) == 3
     assert set(data["contenders"]) == {"scikit-learn (1 thread)", "fastnet (1 thread)"}
-    for contender in data["contenders"].values():
-        assert contender["blas"][0]["internal_api"] and contender["numba_threads"] >= 1
+    for contender_ in data["contenders"].values():
+        assert contender_["blas"][0]["internal_api"] and contender_["numba_threads"] >= 1
     assert [d["dataset"] for d in data["datasets"]] == ["digits", "breast_cancer", "classification-100k"]
     for d in data["datasets"]:
         for row in d["rows"].values():
