@@ -135,6 +135,10 @@ def build_parser() -> Parser:
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: fastnet-bench, "
                        "or fastnet-bench-sklearn with --sklearn)")
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
+    bench.add_argument("--mpi", action="store_true",
+                       help="data-parallel steps over MPI, run as `mpiexec -n N fastnet bench --mpi`: compute and "
+                            "all-reduce times, the fitted alpha-beta model and predicted scaling (docs/scaling.md); "
+                            "the same as `python -m fastnet.bench_mpi`, which takes more options")
     bench.add_argument("--sklearn", action="store_true",
                        help="instead: fit times and accuracy against scikit-learn's MLPClassifier (each contender "
                        "in its own process; --rounds defaults to 3, --quick shrinks the data and epochs)")
@@ -387,6 +391,10 @@ def cmd_bench(args, out, say) -> int:
 
     if args.sklearn:
         return bench_sklearn(args, say)
+    if args.mpi:
+        from fastnet import bench_mpi
+        given = {"--rounds": args.rounds, "--out": args.out, "--threads": args.threads}
+        return bench_mpi.main([str(a) for flag, value in given.items() if value for a in (flag, value)])
     args.rounds, args.out = args.rounds or 5, args.out or "fastnet-bench"
     if args.threads:
         fn.set_num_threads(args.threads)  # checked here, so a bad count is a one-line error

@@ -190,3 +190,14 @@ def test_main_returns_argparse_exit_codes(capsys):
     assert bench_mpi.main(["--help"]) == 0
     assert bench_mpi.main(["--steps", "0"]) == 2
     assert "give whole numbers ≥ 1" in capsys.readouterr().err
+
+
+def test_fastnet_bench_mpi_runs_bench_mpi_with_the_flags_it_shares(monkeypatch):
+    from fastnet import bench_mpi
+    from fastnet.cli import main
+
+    seen = []
+    monkeypatch.setattr(bench_mpi, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "--mpi"]) == 0
+    assert main(["bench", "--mpi", "--rounds", "2", "--out", "mine", "--threads", "1"]) == 0
+    assert seen == [[], ["--rounds", "2", "--out", "mine", "--threads", "1"]]
