@@ -127,11 +127,14 @@ def main(argv=None) -> None:
     os.dup2(2, 1)
     module, function = job_name.split(":")
     try:
-        info, handle = getattr(importlib.import_module(module), function)(json.loads(spec))
-    except Unavailable as e:
-        print(json.dumps({"unavailable": str(e)}), file=answer, flush=True)
-        return
-    print(json.dumps({**info, "blas": blas_info()}), file=answer, flush=True)
-    for line in sys.stdin:
-        print(json.dumps(handle(json.loads(line))), file=answer, flush=True)
+        try:
+            info, handle = getattr(importlib.import_module(module), function)(json.loads(spec))
+        except Unavailable as e:
+            print(json.dumps({"unavailable": str(e)}), file=answer, flush=True)
+            return
+        print(json.dumps({**info, "blas": blas_info()}), file=answer, flush=True)
+        for line in sys.stdin:
+            print(json.dumps(handle(json.loads(line))), file=answer, flush=True)
+    except BrokenPipeError:  # the parent stopped (e.g. Ctrl-C) while this worker was answering: end quietly
+        os._exit(0)
 
