@@ -69,12 +69,13 @@ def launcher_rank() -> int:
     return 0
 
 
-def threads_per_rank(comm, cores: int) -> int:
-    """numba threads for each rank, so that the ranks on one machine share its ``cores`` without
-    oversubscribing them: cores // (ranks on this machine), at least 1. Collective."""
+def ranks_here(comm) -> int:
+    """How many ranks of ``comm`` run on this machine (1 without ``comm``). Collective."""
+    if comm is None:
+        return 1
     local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
     try:
-        return max(1, cores // local.Get_size())
+        return local.Get_size()
     finally:
         local.Free()
 
