@@ -283,7 +283,8 @@ def cmd_train(args, out, say) -> int:
     else:
         model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
     config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "comm", "ranks_here")}
-    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend)
+    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend,
+                  ranks=1 if args.comm is None else args.comm.Get_size())
     say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
     ranks = "" if args.comm is None else f"{args.comm.Get_size()} ranks × "
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "

@@ -17,9 +17,8 @@ import pytest
 from safetensors.numpy import load_file
 
 import fastnet as fn
-from fastnet.distributed import LAUNCHER_VARS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(fn.__file__).resolve().parents[1]  # the source tree under test: the ranks run `python -m fastnet` there
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
@@ -36,8 +35,9 @@ if MISSING and os.environ.get("CI"):
     raise RuntimeError(f"CI must run the MPI tests, but {MISSING}")
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
-# A plain run's environment: no launcher variables (pytest itself may run under one), 1 numba thread.
-ENV = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS} | {"NUMBA_NUM_THREADS": "1"}
+# A plain run's environment: no MPI launcher's variables (pytest itself may run under one), 1 numba thread.
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "OMPI_", "MV2_", "MPI_LOCAL"))}
+ENV["NUMBA_NUM_THREADS"] = "1"
 SMALL = ["--hidden", "32", "--batch-size", "50", "--schedule", "none", "--seed", "3", "-q"]
 
 
@@ -149,6 +149,7 @@ def test_same_ranks_and_seed_give_bit_identical_runs(tmp_path, two_epochs_on_two
     histories = [[{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(run.stdout)["history"]]
                  for run in (first, again)]
     assert histories[0] == histories[1] and len(histories[0]) == 2
+    assert json.loads(first.stdout)["config"]["ranks"] == 2
 
 
 def test_two_ranks_reach_the_accuracy_of_one_process():
@@ -164,7 +165,7 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path, two_epochs_on
     checkpoint between epochs: each resumed run repeats it.)"""
     _, straight = two_epochs_on_two_ranks
     path = tmp_path / "run.safetensors"
-    train(2, *SMALL, "--epochs", "1", "--save", str(path))
+    assert json.loads(train(2, *SMALL, "--epochs", "1", "--save", str(path), "--json").stdout)["config"]["ranks"] == 2
     epoch_1 = fn.load(path).history.records[0]
     # on the same 2 ranks, a run resumed between epochs is the uninterrupted run, bit for bit
     shutil.copy(path, tmp_path / "again.safetensors")
@@ -229,16 +230,18 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_a_valid_checkpoint(tmp_pat
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "fastnet", "train", *SMALL[:-1],
                              "--epochs", "500", "--save", str(path)],
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
     try:
         for line in proc.stdout:  # wait until training runs
+            seen.append(line)
             if line.startswith("epoch 1 "):
                 break
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out = "".join(seen) + proc.communicate(timeout=60)[0]
     finally:
         proc.kill()
     assert proc.returncode == 130, out
-    assert f"interrupted: checkpoint saved to {path}" in out
+    assert "2 ranks × 1 threads" in out and out.count(f"interrupted: checkpoint saved to {path}") == 1
     model = fn.load(path)
     assert 1 <= len(model.history) < 500
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
