@@ -3,13 +3,14 @@
 Every MPI run is a subprocess with a timeout, so a rank left hanging in a collective fails the test
 instead of hanging the suite. Ranks use 1 numba thread each (2 ranks share this machine's 2 cores).
 """
+import ast
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,10 @@ SMALL = ["--hidden", "32", "--batch-size", "50", "--schedule", "none", "--seed",
 
 
 def mpirun(n: int, *args, timeout: float = 120, cwd=ROOT) -> subprocess.CompletedProcess:
-    """``mpiexec -n n python ARGS`` from the repository root; fails the test if it outlives ``timeout``."""
-    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], cwd=cwd, env=ENV, capture_output=True,
+    """``mpiexec -n n python ARGS`` in ``cwd`` (the source tree: it imports the fastnet under test);
+    fails the test if it outlives ``timeout``."""
+    env = ENV | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), ENV.get("PYTHONPATH")]))}
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -89,7 +92,9 @@ model.fit(train.x[:600], train.y[:600], epochs=2, batch_size=37, optimizer=fn.Ad
           comm=comm, progress=False)
 # batches of 2 and 1 samples: a rank's shard is often empty
 model.fit(train.x[:3], train.y[:3], epochs=2, batch_size=2, callbacks=[hashes], comm=comm, progress=False)
-print(comm.Get_rank(), hashes.steps, hashes.digest.hexdigest(), flush=True)
+everyone = comm.gather((hashes.steps, hashes.digest.hexdigest()))  # rank 0 alone prints: lines never interleave
+if comm.Get_rank() == 0:
+    print(everyone)
 """
 
 
@@ -99,9 +104,8 @@ def test_weights_are_bit_identical_on_every_rank_after_every_step(ranks):
     3 ranks take the Reduce_scatter + Allgatherv path, 2 the in-place Allreduce."""
     done = mpirun(ranks, "-c", HASH_EVERY_STEP)
     assert done.returncode == 0, done.stderr
-    lines = sorted(done.stdout.split("\n")[:-1])
-    assert [line.split()[0] for line in lines] == [str(r) for r in range(ranks)]
-    assert {tuple(line.split()[1:]) for line in lines} == {(str(2 * 17 + 2 * 2), lines[0].split()[2])}
+    everyone = ast.literal_eval(done.stdout)  # (steps, hash chain) of each rank
+    assert len(everyone) == ranks and everyone == [(2 * 17 + 2 * 2, everyone[0][1])] * ranks
 
 
 ONE_STEP_GRADIENT = """
@@ -178,6 +182,64 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path, two_epochs_on
     assert model.history.records[0] == epoch_1
     assert len(model.history) == 3 and model.optimizer.steps == 3 * 160
     assert [r["val_accuracy"] > 0.85 for r in model.history.records[1:]] == [True, True]
+
+
+MID_EPOCH = """
+import os, signal, sys
+import numpy as np
+import fastnet as fn
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+train, _ = fn.datasets.load("mnist-sample")
+x, y = train.x[:400], train.y[:400]
+
+def build():
+    return fn.Sequential(fn.Dense(784, 32), fn.ReLU(), fn.Dropout(0.3), fn.Dense(32, 10),
+                         loss=fn.SoftmaxCrossEntropy(), seed=7)
+
+class CtrlC(fn.Callback):  # Ctrl-C on rank 0 alone, after batch 4 of the first epoch
+    def on_batch_end(self, model, batch, loss):
+        if batch == 4 and not model.history and comm.Get_rank() == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+straight, stopped = build(), build()
+straight.fit(x, y, epochs=2, batch_size=30, optimizer=fn.SGD(0.05, momentum=0.9), comm=comm, progress=False)
+try:
+    stopped.fit(x, y, epochs=2, batch_size=30, optimizer=fn.SGD(0.05, momentum=0.9), callbacks=[CtrlC()],
+                comm=comm, progress=False)
+except fn.TrainingInterrupted:
+    pass
+if comm.Get_rank() == 0:
+    stopped.save(sys.argv[1])
+comm.Barrier()
+resumed = fn.load(sys.argv[1])
+resumed.fit(x, y, epochs=2, batch_size=30, comm=comm, progress=False)
+everyone = comm.gather((stopped.partial_epoch["batch"], np.array_equal(resumed.params, straight.params)))
+if comm.Get_rank() == 0:
+    print(everyone)
+"""
+
+
+def test_ctrl_c_on_one_rank_stops_all_after_the_same_batch_and_resumes_exactly(tmp_path):
+    """Rank 0's Ctrl-C reaches rank 1 through the step's sum: both stop after batch 6 of epoch 1. Resumed from
+    rank 0's checkpoint on 2 ranks, the run ends bit for bit where the uninterrupted one did (rank 1 skips the
+    dropout draws of the batches already done)."""
+    done = mpirun(2, "-c", MID_EPOCH, str(tmp_path / "stopped.safetensors"))
+    assert done.returncode == 0, done.stderr
+    assert ast.literal_eval(done.stdout) == [(6, True), (6, True)]
+
+
+def test_readme_mpi_example_runs_as_written(tmp_path):
+    section = (ROOT / "README.md").read_text().split("## Many processes, many machines", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    (tmp_path / "train.py").write_text(block)
+    done = mpirun(2, "train.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = ast.literal_eval(done.stdout.strip())  # rank 0 alone prints
+    assert result["accuracy"] > 0.93
+    assert fn.load(tmp_path / "mnist.safetensors").history.records[-1]["val_accuracy"] == result["accuracy"]
+    assert done.stderr.count("epoch 5 ") == 1
 
 
 RANK_EXIT = """
