@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
     "DataError", "Dense", "DistributedError", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping",
-    "ExponentialLR", "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential", "ShapeError",
-    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets", "get_num_threads",
-    "gradcheck", "load",
+    "ExponentialLR", "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential",
+    "ShapeError", "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets",
+    "get_num_threads", "gradcheck", "load",
     "set_num_threads",
 ]

@@ -380,13 +380,14 @@ def cmd_evaluate(args, out, say) -> int:
                           f"{type(model.loss).__name__} loss; fastnet evaluate scores classifiers, which need one "
                           f"output per class ({n_classes} for {test.name}). Evaluate other models in Python with "
                           f"model.evaluate(x, y)")
-    predicted = model.predict(test.x).argmax(axis=1)
+    rows = distributed.share(len(test), args.comm)  # under mpiexec each rank predicts its share
+    labels, predicted = test.y[rows], model.predict(test.x[rows]).argmax(axis=1)
+    right = labels[predicted == labels]
+    samples, hits = distributed.total(np.stack([np.bincount(labels, minlength=n_classes),
+                                                np.bincount(right, minlength=n_classes)]), args.comm)
     if not model.loss.integer_targets:  # the class accuracy, not BCE's share of outputs on the right side of 0.5
-        result["accuracy"] = float((predicted == test.y).mean())
-    per_class = {}
-    for label, name in enumerate(test.classes):
-        mask = test.y == label
-        per_class[name] = float((predicted[mask] == label).mean()) if mask.any() else None
+        result["accuracy"] = float(hits.sum() / samples.sum())
+    per_class = {name: float(h / n) if n else None for name, n, h in zip(test.classes, samples, hits)}
     say(f"{args.model} on {test.name} test ({len(test):,} samples)")
     say(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.2%}")
     for name, acc in per_class.items():

@@ -11,7 +11,8 @@ run through ``DataParallel``. One step on N ranks:
 * every rank applies the same update to the same weights.
 
 Failures: every collective sequence opens with ``agree``, where a rank that failed before it (bad data, a
-bad flag) meets the others, and every rank raises the same ``DistributedError``. In training, divergence
+bad flag) meets the others, and every rank raises the same error (a ``DistributedError`` naming the rank
+when the ranks did not all fail alike). In training, divergence
 and Ctrl-C are decided on summed values, so every rank stops at the same batch; any other error on one
 rank prints one line and ends every rank with ``MPI_Abort``, as no rank may be left in a collective.
 
@@ -101,6 +102,26 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
             raise DistributedError(f"ranks 0 and {rank} differ in {', '.join(differ)}: every rank must build the "
                                    "same model (same seed, or the same checkpoint) and pass the same data and "
                                    "settings")
+
+
+def _share(n: int, rank: int, size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``n`` items split between ``size`` ranks. The first ``n % size``
+    ranks take one more, so rank 0's share (which carries the penalties) is empty only when n is 0."""
+    q, extra = divmod(n, size)
+    start = rank * q + min(rank, extra)
+    return slice(start, start + q + (rank < extra))
+
+
+def share(n: int, comm) -> slice:
+    """This rank's contiguous share of ``n`` items: all of them without ``comm``."""
+    return slice(0, n) if comm is None else _share(n, comm.Get_rank(), comm.Get_size())
+
+
+def total(counts: np.ndarray, comm) -> np.ndarray:
+    """Integer ``counts`` summed over the ranks of ``comm`` (as they are without it). Collective."""
+    if comm is not None:
+        comm.Allreduce(_mpi().IN_PLACE, counts, op=_mpi().SUM)
+    return counts
 
 
 def exit_status(comm, code: int, error: str | None) -> tuple[int, str | None]:
@@ -195,11 +216,8 @@ class DataParallel:
     # ---- sharding and sums ------------------------------------------------------------------------
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
-        """This rank's contiguous share of ``idx``; the first ``len(idx) % size`` ranks take one more, so
-        rank 0's share (which carries the penalties) is empty only when ``idx`` is."""
-        q, extra = divmod(len(idx), self.size)
-        start = self.rank * q + min(self.rank, extra)
-        return idx[start:start + q + (self.rank < extra)]
+        """This rank's contiguous share of ``idx`` (see ``share``)."""
+        return idx[_share(len(idx), self.rank, self.size)]
 
     def sum(self, buf: np.ndarray) -> None:
         """Replace ``buf`` by its sum over the ranks, bit-identical on every rank.

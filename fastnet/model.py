@@ -390,7 +390,7 @@ class Sequential:
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         if parallel is not None:
             report, callbacks = parallel.start(report, callbacks, samples=len(x), batch_size=batch_size,
-                                               epochs=epochs, shuffle=shuffle, val=val and len(val[0]))
+                                               epochs=epochs, shuffle=shuffle, val=None if val is None else len(val[0]))
         with kernel_threads(self.backend):
             report.compiling(lambda: self.compile_kernels(x.dtype))
             self.stop_training = False

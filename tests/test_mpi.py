@@ -156,6 +156,18 @@ def test_same_ranks_and_seed_give_bit_identical_runs(tmp_path, two_epochs_on_two
     assert json.loads(first.stdout)["config"]["ranks"] == 2
 
 
+def test_evaluate_on_two_ranks_scores_as_one_process(two_epochs_on_two_ranks):
+    """fastnet evaluate: each rank scores its share, the counts are summed; the loss agrees to rounding."""
+    _, path = two_epochs_on_two_ranks
+    one = json.loads(subprocess.run([sys.executable, "-m", "fastnet", "evaluate", str(path), "--json"], cwd=ROOT,
+                                    env=ENV, capture_output=True, text=True, timeout=60).stdout)
+    done = mpirun(2, "-m", "fastnet", "evaluate", str(path), "--json", "-q", timeout=60)
+    assert done.returncode == 0, done.stderr
+    two = json.loads(done.stdout)  # one object: rank 0 alone prints
+    assert two["accuracy"] == one["accuracy"] and two["per_class"] == one["per_class"]
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
+
+
 def test_two_ranks_reach_the_accuracy_of_one_process():
     """Same global batch, epochs and seed, on the bundled sample: within 0.5 points of test accuracy."""
     flags = ["--hidden", "128", "--epochs", "3", "--json", "-q"]
