@@ -340,6 +340,12 @@ assert [{k: v for k, v in r.items() if k != "seconds"} for r in plain.history.re
        [{k: v for k, v in r.items() if k != "seconds"} for r in one_rank.history.records]
 assert plain.dropout_rng.bit_generator.state == one_rank.dropout_rng.bit_generator.state
 assert plain.evaluate(test.x, test.y) == one_rank.evaluate(test.x, test.y, comm=MPI.COMM_SELF)
+try:
+    plain.fit(train.x[:10], train.y[:10], comm="world", progress=False)
+except fn.ConfigError as e:
+    assert "comm must be an mpi4py communicator such as MPI.COMM_WORLD" in str(e)
+else:
+    raise AssertionError("fit took comm='world'")
 print("same")
 """
 
