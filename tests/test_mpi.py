@@ -299,6 +299,30 @@ def test_divergence_stops_every_rank_with_one_line():
     assert len(lines) == 1 and "training diverged at epoch 1" in lines[0]
 
 
+ONE_RANK_FAILS = """
+import fastnet as fn
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+train, _ = fn.datasets.load("mnist-sample")
+model = fn.Sequential(fn.Dense(784, 16), fn.ReLU(), fn.Dense(16, 10), loss=fn.SoftmaxCrossEntropy(), seed=0)
+
+class Fails(fn.Callback):
+    def on_batch_end(self, model, batch, loss):
+        if batch == 5 and comm.Get_rank() == 1:
+            raise RuntimeError("disk on fire")
+
+model.fit(train.x[:800], train.y[:800], epochs=1, callbacks=[Fails()], comm=comm, progress=False)
+"""
+
+
+def test_an_error_on_one_rank_in_training_ends_every_rank():
+    """Rank 0 is waiting in the next step's sum when rank 1 fails: MPI_Abort ends both, after one line."""
+    done = mpirun(2, "-c", ONE_RANK_FAILS, timeout=60)
+    assert done.returncode == 2
+    assert "fastnet: error on rank 1 of 2, stopping all ranks: disk on fire" in done.stderr.splitlines()
+
+
 def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_a_valid_checkpoint(tmp_path):
     path = tmp_path / "run.safetensors"
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "fastnet", "train", *SMALL[:-1],
