@@ -170,9 +170,9 @@ def test_evaluate_on_two_ranks_scores_as_one_process(two_epochs_on_two_ranks):
 
 def test_two_ranks_reach_the_accuracy_of_one_process():
     """Same global batch, epochs and seed, on the bundled sample: within 0.5 points of test accuracy."""
-    flags = ["--hidden", "128", "--epochs", "3", "--json", "-q"]
+    flags = ["--hidden", "128", "--epochs", "5", "--json", "-q"]
     one, two = (json.loads(train(n, *flags).stdout)["test"]["accuracy"] for n in (1, 2))
-    assert one > 0.92
+    assert one > 0.93
     assert abs(two - one) <= 0.005, (one, two)
 
 
