@@ -8,8 +8,8 @@
 """
 from fastnet import datasets
 from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
-from fastnet.errors import (CheckpointError, ConfigError, DataError, DivergenceError, DTypeError, FastnetError,
-                            InputError, ShapeError)
+from fastnet.errors import (CheckpointError, ConfigError, DataError, DistributedError, DivergenceError, DTypeError,
+                            FastnetError, InputError, ShapeError)
 from fastnet._interrupt import TrainingInterrupted
 from fastnet.gradcheck import gradcheck
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
-    "DataError", "Dense", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping", "ExponentialLR",
-    "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential", "ShapeError",
-    "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets", "get_num_threads",
-    "gradcheck", "load",
+    "DataError", "Dense", "DistributedError", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping",
+    "ExponentialLR", "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential",
+    "ShapeError", "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets",
+    "get_num_threads", "gradcheck", "load",
     "set_num_threads",
 ]

@@ -3,6 +3,10 @@
 Errors a user can fix (bad flag values, missing or corrupt data, unreadable
 models) print one line on stderr and exit with status 2; Ctrl-C during training
 saves a checkpoint when --save was given and exits with status 130.
+
+Under ``mpiexec -n N`` (N > 1), train and evaluate run data-parallel on the N ranks
+(``fastnet.distributed``): rank 0 alone prints and writes files, and every rank exits
+with the same status.
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ import sys
 import numpy as np
 
 import fastnet as fn
+from fastnet import distributed
 from fastnet.checkpoint import unwritable
-from fastnet.errors import ConfigError, FastnetError
+from fastnet.errors import ConfigError, DistributedError, FastnetError
 from fastnet.model import TrainingInterrupted
 from fastnet.progress import Discard, Progress
 
@@ -266,12 +271,13 @@ def check_outputs(*outputs: tuple[str, str | None]) -> None:
 
 
 def cmd_train(args, out, say) -> int:
+    if args.comm is not None and args.comm.Get_rank() != 0:
+        args.save = args.plot = None  # rank 0 alone writes files
     check_outputs(("--save ", args.save), ("--plot ", args.plot))
     if args.plot:
         _require_matplotlib()
     given = fill_defaults(args)
-    if args.threads:
-        fn.set_num_threads(args.threads)
+    use_threads(args.threads, args.ranks_here)
     if args.resume:
         model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
         refuse_conflicts(args, given, model_flags(model, model.optimizer))
@@ -285,18 +291,21 @@ def cmd_train(args, out, say) -> int:
         stretch_cosine(model.optimizer, args.epochs, say)
     else:
         model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
-    config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json")}
-    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend)
+    config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "comm", "ranks_here")}
+    config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend,
+                  ranks=1 if args.comm is None else args.comm.Get_size())
     say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
+    ranks = "" if args.comm is None else f"{args.comm.Get_size()} ranks × "
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "
-        f"{fn.get_num_threads()} threads")
+        f"{ranks}{fn.get_num_threads()} threads")
     say("training: " + " ".join(_flag_text(name, config[name]) for name in
                                 ("optimizer", "lr", "schedule", "batch_size", "epochs", "dropout", "l1", "l2", "seed")))
     callbacks = [fn.Checkpoint(args.save)] if args.save else []
     remaining = max(0, args.epochs - len(model.history))
     try:
         model.fit(train.x, train.y, epochs=remaining, batch_size=args.batch_size, optimizer=optimizer,
-                  validation_data=(test.x, test.y), progress=Progress(stream=out.human), callbacks=callbacks)
+                  validation_data=(test.x, test.y), progress=Progress(stream=out.human), callbacks=callbacks,
+                  comm=args.comm)
     except TrainingInterrupted:  # stopped between batches: the checkpoint resumes exactly
         if args.save:
             model.save(args.save)
@@ -307,7 +316,7 @@ def cmd_train(args, out, say) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
         say("interrupted at once, in the middle of a batch: nothing saved")
         return EXIT_INTERRUPTED
-    result = model.evaluate(test.x, test.y)
+    result = model.evaluate(test.x, test.y, comm=args.comm)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
     if args.save:
         if remaining == 0:  # the Checkpoint callback saved every epoch trained; with none, save the model as loaded
@@ -319,6 +328,15 @@ def cmd_train(args, out, say) -> int:
     if args.json:
         out.json({"config": config, "history": model.history.records, "test": result})
     return 0
+
+
+def use_threads(threads: int | None, ranks_here: int) -> None:
+    """--threads; without it, the ranks that mpiexec started on this machine share its cores:
+    cores // ranks here each (at least 1), so that their numba threads do not oversubscribe the cores."""
+    if threads:
+        fn.set_num_threads(threads)
+    elif ranks_here > 1:
+        fn.set_num_threads(max(1, fn.get_num_threads() // ranks_here))
 
 
 def resume_batch_size(args, given: set, model) -> None:
@@ -358,25 +376,27 @@ def stretch_cosine(optimizer, epochs: int, say) -> None:
 
 
 def cmd_evaluate(args, out, say) -> int:
+    use_threads(None, args.ranks_here)
     model = fn.load(args.model, backend=args.backend)
     _, test = load_data(args)
     n_classes = len(test.classes)
     if model.loss.integer_targets:
-        result = model.evaluate(test.x, test.y)
+        result = model.evaluate(test.x, test.y, comm=args.comm)
     elif model.n_out == n_classes:  # an MSE or BCE classifier, one output per class: scored on one-hot targets
-        result = model.evaluate(test.x, np.eye(n_classes, dtype=model.dtype)[test.y])
+        result = model.evaluate(test.x, np.eye(n_classes, dtype=model.dtype)[test.y], comm=args.comm)
     else:
         raise ConfigError(f"{args.model} has {model.n_out} output{'s' * (model.n_out != 1)} and a "
                           f"{type(model.loss).__name__} loss; fastnet evaluate scores classifiers, which need one "
                           f"output per class ({n_classes} for {test.name}). Evaluate other models in Python with "
                           f"model.evaluate(x, y)")
-    predicted = model.predict(test.x).argmax(axis=1)
+    rows = distributed.share(len(test), args.comm)  # under mpiexec each rank predicts its share
+    labels, predicted = test.y[rows], model.predict(test.x[rows]).argmax(axis=1)
+    right = labels[predicted == labels]
+    samples, hits = distributed.total(np.stack([np.bincount(labels, minlength=n_classes),
+                                                np.bincount(right, minlength=n_classes)]), args.comm)
     if not model.loss.integer_targets:  # the class accuracy, not BCE's share of outputs on the right side of 0.5
-        result["accuracy"] = float((predicted == test.y).mean())
-    per_class = {}
-    for label, name in enumerate(test.classes):
-        mask = test.y == label
-        per_class[name] = float((predicted[mask] == label).mean()) if mask.any() else None
+        result["accuracy"] = float(hits.sum() / samples.sum())
+    per_class = {name: float(h / n) if n else None for name, n, h in zip(test.classes, samples, hits)}
     say(f"{args.model} on {test.name} test ({len(test):,} samples)")
     say(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.2%}")
     for name, acc in per_class.items():
@@ -469,13 +489,15 @@ def plot(model, test, path) -> None:
 
 class Output:
     """Where output goes: with --json, stdout carries only the JSON object and people read stderr;
-    with --quiet, nothing for people is printed at all."""
+    with --quiet, nothing for people is printed at all; with ``silent`` (ranks other than 0), nothing."""
 
-    def __init__(self, as_json: bool, quiet: bool = False):
-        self.human = Discard() if quiet else sys.stderr if as_json else sys.stdout
+    def __init__(self, as_json: bool, quiet: bool = False, silent: bool = False):
+        self.human = Discard() if quiet or silent else sys.stderr if as_json else sys.stdout
+        self.silent = silent
 
     def json(self, obj) -> None:
-        print(json.dumps(obj, default=_jsonable), file=sys.stdout, flush=True)
+        if not self.silent:
+            print(json.dumps(obj, default=_jsonable), file=sys.stdout, flush=True)
 
 
 def _jsonable(value):
@@ -491,32 +513,58 @@ def _error(command: str, message: str) -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    leader = distributed.launcher_rank() == 0  # under mpiexec, rank 0 alone prints
     try:
         args, extras = parser.parse_known_args(argv)
         if extras:
             parser.commands[args.command].unrecognized(extras)
+        args.comm = distributed.launched_comm()  # None in a plain run: mpi4py is not even imported
+        args.ranks_here = distributed.ranks_here(args.comm)  # collective: before anything may fail on one rank
     except UsageError as e:
-        print(e, file=sys.stderr)
+        if leader:
+            print(e, file=sys.stderr)
         return EXIT_USAGE
-    out = Output(getattr(args, "json", False), args.quiet)
+    except ConfigError as e:  # mpiexec without mpi4py
+        if leader:
+            _error(args.command, str(e))
+        return EXIT_USAGE
+    leader = args.comm is None or args.comm.Get_rank() == 0
+    out = Output(getattr(args, "json", False), args.quiet, silent=not leader)
 
     def say(line: str) -> None:
         print(line, file=out.human, flush=True)
 
+    code, error = _run(args, out, say)
+    if args.comm is not None and not isinstance(error, DistributedError):  # a DistributedError is agreed already
+        code, message = distributed.exit_status(args.comm, code, error and _message(error))
+    else:
+        message = error and _message(error)
+    if message and leader:
+        _error(args.command, message)
+    return code
+
+
+def _run(args, out, say) -> tuple[int, BaseException | None]:
+    """Run the command: its exit status, and the error to report in one line (or None)."""
     try:
-        return args.run(args, out, say)
+        return args.run(args, out, say), None
     except FastnetError as e:
-        _error(args.command, str(e))
-        return EXIT_USAGE
+        return EXIT_USAGE, e
     except BrokenPipeError:  # `fastnet evaluate m | head`: the reader has gone; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
-        return EXIT_BROKEN_PIPE
+        return EXIT_BROKEN_PIPE, None
     except OSError as e:
-        _error(args.command, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
-        return EXIT_USAGE
+        return EXIT_USAGE, e
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if not out.silent:
+            print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED, None
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, FastnetError):
+        return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,13 @@ class CheckpointError(FastnetError, ValueError):
     """A saved model cannot be read: wrong format, missing tensors or bad metadata."""
 
 
+class DistributedError(FastnetError, RuntimeError):
+    """A data-parallel run failed on some rank; every rank raises it, with the same message."""
+
+
 class InputError(FastnetError, ValueError):
     """Input values are unusable: NaN or Inf, labels outside the classes, bad targets."""
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "DivergenceError", "DTypeError", "FastnetError",
-           "InputError", "ShapeError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DistributedError", "DivergenceError", "DTypeError",
+           "FastnetError", "InputError", "ShapeError"]

@@ -302,7 +302,7 @@ class Sequential:
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
             validation_data=None, shuffle: bool = True, progress: bool = True,
-            callbacks=()) -> History:
+            callbacks=(), comm=None) -> History:
         """Train for ``epochs`` more epochs and return the model's ``History``.
 
         Parameters
@@ -323,6 +323,12 @@ class Sequential:
         progress : bool
             A compile notice and one line per epoch on stderr, with a progress bar when stderr is a terminal.
         callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
+        comm : mpi4py communicator, optional
+            Train data-parallel on its ranks (``MPI.COMM_WORLD`` under ``mpiexec -n N``), each rank
+            calling ``fit`` with the same model (same seed or checkpoint), data and arguments; see
+            ``fastnet.distributed``. ``batch_size`` is the global batch, split between the ranks, and
+            the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
+            ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
 
         Ctrl-C (in the main thread) stops training after the batch under way and raises
         ``TrainingInterrupted``, a KeyboardInterrupt; a second Ctrl-C stops at once. Stopped
@@ -340,6 +346,15 @@ class Sequential:
         DivergenceError
             If the loss becomes NaN or Inf. The weights are left at the last finite state.
         """
+        if comm is not None:
+            from fastnet.distributed import DataParallel
+            return DataParallel(comm, self).fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle,
+                                                progress, callbacks)
+        return self._fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks)
+
+    def _fit(self, x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks,
+             parallel=None) -> History:
+        """``fit``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
         if not inputs.is_whole(epochs) or epochs < 0:
             raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
         if not inputs.is_whole(batch_size) or batch_size < 1:
@@ -375,21 +390,29 @@ class Sequential:
         self.optimizer.check_lr(len(self.history), len(self.history) + epochs)
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
+        if parallel is not None:
+            report, callbacks = parallel.start(report, callbacks, samples=len(x), batch_size=batch_size,
+                                               epochs=epochs, shuffle=shuffle, val=None if val is None else len(val[0]))
         with kernel_threads(self.backend):
             report.compiling(lambda: self.compile_kernels(x.dtype))
             self.stop_training = False
             for cb in callbacks:
                 cb.on_train_begin(self)
             with DeferredInterrupt() as interrupt:
+                if parallel is not None:
+                    interrupt = parallel.shared(interrupt)
                 for _ in range(epochs):
                     epoch = len(self.history)
-                    record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt)
+                    record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt,
+                                             parallel)
                     if val is not None:
-                        record.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                        record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel=parallel).items()})
                     self.history.append(record)
                     report.epoch(record)
                     for cb in callbacks:
                         cb.on_epoch_end(self, record)
+                    if parallel is not None:
+                        parallel.agree_interrupt(interrupt)
                     if interrupt.requested:
                         raise TrainingInterrupted(f"training stopped after epoch {epoch + 1}")
                     if self.stop_training:
@@ -419,7 +442,8 @@ class Sequential:
         rng.bit_generator.state = part["order"]
         return rng.permutation(n)
 
-    def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt) -> dict:
+    def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt,
+                   parallel=None) -> dict:
         """Train one epoch, or the rest of an interrupted one; raise TrainingInterrupted between
         batches once ``interrupt.requested``, leaving ``partial_epoch`` to resume from."""
         n = len(x)
@@ -432,6 +456,8 @@ class Sequential:
         else:
             order = self._epoch_order(part, n)
         first = part["batch"]
+        if parallel is not None:
+            parallel.start_epoch(epoch, first, batch_size)
         lr = self.optimizer.lr_at(epoch)
         snapshot = self.params.copy()  # the last finite state, should the weights themselves overflow
         total_loss, total_hits, done = part["loss"], part["hits"], first * batch_size
@@ -439,7 +465,10 @@ class Sequential:
         start = time.perf_counter()
         try:
             for j, idx in enumerate(self._batches(n - done, batch_size, order[done:]), first):
-                loss, hits = self._loss_and_grad(x, y, idx, divisor)
+                if parallel is None:
+                    loss, hits = self._loss_and_grad(x, y, idx, divisor)
+                else:  # this rank's shard, then the sums over the ranks
+                    loss, hits = parallel.loss_and_grad(x, y, idx, divisor, interrupt)
                 if not math.isfinite(loss):
                     self._diverged(epoch, j, loss, snapshot)
                 self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
@@ -474,29 +503,41 @@ class Sequential:
         raise DivergenceError(f"training diverged at {where}: the loss is {loss}; {kept}. "
                               "Lower the learning rate or check the inputs' scale.")
 
-    def _evaluate(self, x, y, divisor) -> dict:
+    def _evaluate(self, x, y, divisor, parallel=None) -> dict:
         total_loss, total_hits, n = 0.0, 0, len(x)
-        order = np.arange(n)
-        for idx in self._batches(n, EVAL_BATCH, order):
+        order = np.arange(n) if parallel is None else parallel.shard(np.arange(n))
+        for idx in self._batches(len(order), EVAL_BATCH, order):
             steps = self._plan.steps(len(idx))
             self._load_batch(steps, x, y, idx, divisor)
             loss, hits = self._eval_batch(steps)
             total_loss += loss * len(idx)
             total_hits += hits
+        if parallel is not None:
+            total_loss, total_hits = parallel.sum_scores(total_loss, total_hits)
         out = {"loss": total_loss / n if n else math.nan}
         if self.loss.hits:
             out["accuracy"] = total_hits / (n * (1 if self.loss.integer_targets else self.n_out)) if n else math.nan
         return out
 
-    def evaluate(self, x, y) -> dict:
+    def evaluate(self, x, y, comm=None) -> dict:
         """Mean loss (without weight penalties) and, for classification, accuracy: ``{"loss", "accuracy"}``.
 
-        Dropout is off; the result is deterministic.
+        Dropout is off; the result is deterministic. With ``comm`` (an mpi4py communicator, see ``fit``)
+        each rank evaluates its share of the samples and every rank gets the totals.
         """
+        if comm is not None:
+            from fastnet.distributed import DataParallel
+            return DataParallel(comm, self).evaluate(x, y)
+        return self._evaluate_data(x, y)
+
+    def _evaluate_data(self, x, y, parallel=None) -> dict:
+        """``evaluate``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
+        if parallel is not None:
+            parallel.start_evaluation(samples=len(x))
         with kernel_threads(self.backend):
-            return self._evaluate(x, y, divisor)
+            return self._evaluate(x, y, divisor, parallel)
 
     def predict(self, x) -> np.ndarray:
         """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,

@@ -1,0 +1,296 @@
+"""Data-parallel training over MPI: every rank holds the whole model and computes a shard of each batch.
+
+``model.fit(..., comm=MPI.COMM_WORLD)``, ``model.evaluate(..., comm=...)`` and ``mpiexec -n N fastnet train``
+run through ``DataParallel``. One step on N ranks:
+
+* every rank draws the same shuffled order (the model's shuffle generator, from the same seed) and
+  takes the same global batch of ``batch_size`` samples; rank r computes its contiguous share of it
+  with ``loss_and_grad(scale=n_shard / n_batch, penalties=rank == 0)``;
+* the shards' gradients are summed into ``model.grads`` on every rank, bit-identically (``sum``), with
+  the loss, the accuracy hits and a Ctrl-C flag in a second, tiny sum;
+* every rank applies the same update to the same weights.
+
+Failures: every collective sequence opens with ``agree``, where a rank that failed before it (bad data, a
+bad flag) meets the others, and every rank raises the same error (a ``DistributedError`` naming the rank
+when the ranks did not all fail alike). In training, divergence
+and Ctrl-C are decided on summed values, so every rank stops at the same batch; any other error on one
+rank prints one line and ends every rank with ``MPI_Abort``, as no rank may be left in a collective.
+
+mpi4py is imported here only, and only when a communicator is given or an MPI launcher started the process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+import numpy as np
+
+from fastnet._interrupt import TrainingInterrupted
+from fastnet.callbacks import Checkpoint
+from fastnet.errors import ConfigError, DistributedError, DivergenceError
+from fastnet.progress import Progress
+
+# What MPI launchers put in each process's environment: MPICH's and Intel's hydra (PMI_*), Open MPI
+# (OMPI_*), MVAPICH (MV2_*), PMIx launchers such as Slurm's srun --mpi=pmix (PMIX_RANK).
+LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK")
+RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+DROPOUT_KEY = 3  # the spawn key of the ranks' dropout streams: past the 3 children Sequential spawns
+INSTALL = "pip install 'fastnet[mpi]'"
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ConfigError(f"data-parallel training needs mpi4py and an MPI library: {INSTALL}") from None
+    return MPI
+
+
+def launched_comm():
+    """``MPI.COMM_WORLD`` when an MPI launcher (``mpiexec -n N``, N > 1) started this process, else None.
+
+    A plain run never imports mpi4py (which would start MPI). Raises ConfigError when a launcher
+    started the process but mpi4py is not installed.
+    """
+    if not any(name in os.environ for name in LAUNCHER_VARS):
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ConfigError(f"mpiexec started this process, but mpi4py is not installed: {INSTALL}") from None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher's environment gives it (0 when none does), without MPI."""
+    for name in RANK_VARS:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def ranks_here(comm) -> int:
+    """How many ranks of ``comm`` run on this machine (1 without ``comm``). Collective."""
+    if comm is None:
+        return 1
+    local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
+    try:
+        return local.Get_size()
+    finally:
+        local.Free()
+
+
+def agree(comm, error: BaseException | str | None = None, **settings) -> None:
+    """Collective: each rank says whether it failed (``error``) and what it is about to run (``settings``).
+
+    If any rank failed, every rank raises: the error itself when all ranks failed alike, else a
+    DistributedError with the first failing rank's message, naming that rank. Settings that differ
+    between ranks are a DistributedError on every rank too. A rank that fails before a collective
+    sequence calls this (or ``exit_status``) where the others call the sequence's opening ``agree``.
+    """
+    message = None if error is None else error if isinstance(error, str) else _one_line(error)
+    everyone = comm.allgather((message, settings))
+    common = _first_failure(everyone)
+    if common is not None:
+        if isinstance(error, BaseException) and all(m == message for m, _ in everyone):
+            raise error
+        raise DistributedError(common)
+    for rank, (_, theirs) in enumerate(everyone):
+        differ = [key for key in settings if theirs.get(key) != settings[key]]
+        if differ:
+            raise DistributedError(f"ranks 0 and {rank} differ in {', '.join(differ)}: every rank must build the "
+                                   "same model (same seed, or the same checkpoint) and pass the same data and "
+                                   "settings")
+
+
+def _share(n: int, rank: int, size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``n`` items split between ``size`` ranks. The first ``n % size``
+    ranks take one more, so rank 0's share (which carries the penalties) is empty only when n is 0."""
+    q, extra = divmod(n, size)
+    start = rank * q + min(rank, extra)
+    return slice(start, start + q + (rank < extra))
+
+
+def share(n: int, comm) -> slice:
+    """This rank's contiguous share of ``n`` items: all of them without ``comm``."""
+    return slice(0, n) if comm is None else _share(n, comm.Get_rank(), comm.Get_size())
+
+
+def total(counts: np.ndarray, comm) -> np.ndarray:
+    """Integer ``counts`` summed over the ranks of ``comm`` (as they are without it). Collective."""
+    if comm is not None:
+        comm.Allreduce(_mpi().IN_PLACE, counts, op=_mpi().SUM)
+    return counts
+
+
+def exit_status(comm, code: int, error: str | None) -> tuple[int, str | None]:
+    """Collective, where a command ends on every rank (or fails on some before ``agree``): the exit
+    status and the error line all ranks report, the first failing rank's (else the highest status)."""
+    everyone = comm.allgather((error, {"exit": code}))
+    common = _first_failure(everyone)
+    if common is not None:
+        return next(s["exit"] for m, s in everyone if m is not None and "exit" in s), common
+    return max(s["exit"] for _, s in everyone), None
+
+
+def _first_failure(everyone: list) -> str | None:
+    """The message all ranks report for the (message, settings) pairs ``everyone`` sent: the first
+    failing rank's, naming it unless every rank failed alike; None if none failed."""
+    failed = [(rank, message) for rank, (message, _) in enumerate(everyone) if message is not None]
+    if not failed:
+        return None
+    rank, message = failed[0]
+    if len(failed) < len(everyone) or any(m != message for _, m in failed):
+        message = f"on rank {rank} of {len(everyone)}: {message}"
+    return message
+
+
+class SharedInterrupt:
+    """Ctrl-C as all ranks see it: ``requested`` turns True only through a sum over the ranks, so every
+    rank stops after the same batch; ``local`` is this rank's own ``DeferredInterrupt``."""
+
+    def __init__(self, local):
+        self.local, self.requested = local, False
+
+
+class DataParallel:
+    """One model trained (``fit``) or evaluated (``evaluate``) on the ranks of ``comm``, an mpi4py
+    intracommunicator. ``Sequential.fit`` and ``evaluate`` build it when given ``comm``."""
+
+    def __init__(self, comm, model):
+        MPI = _mpi()
+        if not isinstance(comm, MPI.Intracomm):
+            raise ConfigError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {comm!r}")
+        self.MPI, self.comm, self.model = MPI, comm, model
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.stats = np.zeros(3)  # a step's loss, accuracy hits and Ctrl-C requests, summed over the ranks
+        self.agreed = False
+
+    # ---- the collective sequences, guarded -------------------------------------------------------
+
+    def fit(self, *args, **kwargs):
+        """``model._fit`` on every rank; errors as the module docstring says."""
+        return self._guarded(self.model._fit, *args, parallel=self, **kwargs)
+
+    def evaluate(self, x, y) -> dict:
+        """``model.evaluate`` on every rank, each evaluating its share of the samples."""
+        return self._guarded(self.model._evaluate_data, x, y, parallel=self)
+
+    def _guarded(self, run, *args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except (DistributedError, DivergenceError, TrainingInterrupted):
+            raise  # decided together: every rank raises it at the same point
+        except BaseException as e:
+            if not self.agreed:  # failed before the opening agreement, where the other ranks wait
+                self.agree(error=e)
+            self.abort(e)
+
+    def agree(self, error: str | None = None, **settings) -> None:
+        """The opening agreement (see ``agree``), once per sequence."""
+        self.agreed = True
+        agree(self.comm, error, **settings)
+
+    def abort(self, error: BaseException) -> None:
+        """Print ``error`` as one line and end every rank: other ranks may be waiting in a collective."""
+        print(f"fastnet: error on rank {self.rank} of {self.size}, stopping all ranks: {_one_line(error)}",
+              file=sys.stderr, flush=True)
+        self.comm.Abort(2)
+
+    def fingerprint(self) -> int:
+        return zlib.crc32(self.model.params.view(np.uint8))
+
+    def start_evaluation(self, samples: int) -> None:
+        self.agree(samples=samples, weights=self.fingerprint())
+
+    def start(self, report, callbacks: list, **settings):
+        """Check that every rank runs the same training; rank 0 alone reports and writes checkpoints."""
+        model = self.model
+        self.agree(weights=self.fingerprint(), epochs_done=len(model.history), optimizer=model.optimizer.config(),
+                   steps=model.optimizer.steps, shuffle_state=str(model.shuffle_rng.bit_generator.state), **settings)
+        if self.rank == 0:
+            return report, callbacks
+        return Progress(enabled=False), [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
+
+    # ---- sharding and sums ------------------------------------------------------------------------
+
+    def shard(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's contiguous share of ``idx`` (see ``share``)."""
+        return idx[_share(len(idx), self.rank, self.size)]
+
+    def sum(self, buf: np.ndarray) -> None:
+        """Replace ``buf`` by its sum over the ranks, bit-identical on every rank.
+
+        MPI does not promise that every rank of an Allreduce gets the same bits: an algorithm may add
+        the ranks' values in a different order on different ranks. On 2 ranks each element is one sum
+        a + b, which is commutative in IEEE arithmetic, so the in-place Allreduce is exact everywhere.
+        On more, Reduce_scatter sums each slice once, on the rank that owns it, and Allgatherv copies
+        those bits to every rank: the same traffic as a ring Allreduce, in two collectives.
+        """
+        MPI = self.MPI
+        if self.size <= 2:
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            return
+        counts = [len(s) for s in np.array_split(np.arange(len(buf)), self.size)]
+        starts = np.cumsum([0] + counts[:-1]).tolist()
+        mine = np.empty(counts[self.rank], buf.dtype)
+        self.comm.Reduce_scatter(buf, mine, recvcounts=counts, op=MPI.SUM)
+        self.comm.Allgatherv(mine, [buf, (counts, starts)])
+
+    def sum_scores(self, loss: float, hits: int) -> tuple[float, int]:
+        self.stats[:] = loss, hits, 0
+        self.sum(self.stats)
+        return float(self.stats[0]), int(self.stats[1])
+
+    # ---- the step -----------------------------------------------------------------------------------
+
+    def shared(self, interrupt) -> SharedInterrupt:
+        return SharedInterrupt(interrupt)
+
+    def agree_interrupt(self, interrupt: SharedInterrupt) -> None:
+        """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here."""
+        self.stats[:] = 0, 0, interrupt.local.requested
+        self.sum(self.stats)
+        interrupt.requested = interrupt.requested or bool(self.stats[2])
+
+    def start_epoch(self, epoch: int, first_batch: int, batch_size: int) -> None:
+        """Point this rank's dropout masks for ``epoch`` at a stream of its own.
+
+        Rank 0 draws from the model's own generator, so one rank is exactly a plain ``fit`` and the
+        checkpoints it writes continue as any other. Rank r > 0 draws from a stream derived from the seed,
+        the epoch and r; an epoch resumed at ``first_batch`` skips the draws of the batches before it.
+        """
+        widths = sum(op.width for op in self.model._plan.ops if op.kind == "dropout")
+        if self.rank == 0 or not widths:
+            return
+        model = self.model
+        seq = np.random.SeedSequence(model.seed, spawn_key=(DROPOUT_KEY, epoch, self.rank))
+        rng = model.dropout_rng
+        rng.bit_generator.state = type(rng.bit_generator)(seq).state
+        skip = first_batch * len(self.shard(np.arange(batch_size))) * widths
+        while skip:  # float32 draws, as the masks are drawn; in pieces, to bound the memory
+            n = min(skip, 1 << 22)
+            rng.random(n, dtype=np.float32)
+            skip -= n
+
+    def loss_and_grad(self, x, y, idx, divisor, interrupt: SharedInterrupt) -> tuple[float, int]:
+        """The global batch ``idx``: its gradient in ``model.grads`` on every rank; its loss and hits."""
+        model, rows = self.model, self.shard(idx)
+        if len(rows):
+            loss, hits = model._loss_and_grad(x, y, rows, divisor, len(rows) / len(idx), self.rank == 0)
+        else:  # a batch smaller than the rank count leaves this rank nothing: it adds zeros
+            model.grads[...] = 0
+            loss, hits = 0.0, 0
+        self.sum(model.grads)
+        self.stats[:] = loss, hits, interrupt.local.requested
+        self.sum(self.stats)
+        interrupt.requested = interrupt.requested or bool(self.stats[2])
+        return float(self.stats[0]), int(self.stats[1])
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {error.filename or ''}".rstrip(": ")
+    return text or type(error).__name__
