@@ -319,8 +319,9 @@ model.fit(train.x[:800], train.y[:800], epochs=1, callbacks=[Fails()], comm=comm
 def test_an_error_on_one_rank_in_training_ends_every_rank():
     """Rank 0 is waiting in the next step's sum when rank 1 fails: MPI_Abort ends both, after one line."""
     done = mpirun(2, "-c", ONE_RANK_FAILS, timeout=60)
-    assert done.returncode == 2
-    assert "fastnet: error on rank 1 of 2, stopping all ranks: disk on fire" in done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr
+    # a substring: MPICH's own abort notice, written by the launcher, may land in the middle of the line
+    assert "fastnet: error on rank 1 of 2, stopping all ranks: disk on fire" in done.stderr, done.stderr
 
 
 def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_a_valid_checkpoint(tmp_path):
