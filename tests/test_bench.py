@@ -304,3 +304,13 @@ def test_bench_sklearn_without_scikit_learn_says_what_to_install():
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == ("fastnet bench: error: fastnet bench --sklearn needs scikit-learn: "
                                      "pip install 'fastnet[sklearn]'")
+
+
+def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch):
+    monkeypatch.setattr(bench, "SET_WAIT_POLICY", True)
+    given = {"OMP_WAIT_POLICY": "PASSIVE", "PATH": "/bin"}
+    for key in ("jax-scan", "jax-step", "torch"):
+        assert bench.worker_env(key, given) == ({"PATH": "/bin"}, {})
+    assert bench.worker_env("numba", given) == (None, {})
+    monkeypatch.setattr(bench, "SET_WAIT_POLICY", False)  # the user's own setting reaches every contender
+    assert bench.worker_env("torch", given) == (None, {})
