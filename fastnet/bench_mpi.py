@@ -32,14 +32,12 @@ import math
 import os
 import sys
 import time
-from unittest import mock
 
 import numba
 import numpy as np
 
 import fastnet as fn
 from fastnet import bench
-from fastnet import model as fn_model
 from fastnet.errors import ConfigError, FastnetError
 from fastnet.threads import kernel_threads
 
@@ -169,8 +167,8 @@ def _slowest(comm, rows: list) -> np.ndarray:
 
 
 def blas_cap_seconds() -> float:
-    """The time of one ``kernel_threads`` block: the public step enters one per call to cap BLAS (and
-    threadpoolctl looks through every loaded library each time), while ``fit`` enters one per fit."""
+    """The time of one ``kernel_threads`` block, which ``fit`` enters once per fit to cap BLAS (the
+    public step does not enter it; a loop of one's own can, around the loop)."""
     t0 = time.perf_counter()
     with kernel_threads("numba"):
         pass
@@ -179,14 +177,13 @@ def blas_cap_seconds() -> float:
 
 @contextlib.contextmanager
 def steps_as_fit_runs_them():
-    """Within this block the public step caps BLAS once, as ``fit`` does, and not on every call.
+    """Within this block BLAS is capped once, as ``fit`` caps it around its whole run.
 
-    ``loss_and_grad`` enters ``kernel_threads`` on every call, and threadpoolctl then looks through every
-    loaded library: 1–2 ms on an idle machine, tens of ms on a busy one, which would swamp the step it
-    wraps. ``fit`` (and the data-parallel ``fit``) pay it once per fit, so the step is timed that way here;
-    ``blas_cap_seconds`` is measured beside each step and reported on its own.
+    Before 2026-11-30 20:00 the public step entered ``kernel_threads`` on every call, and threadpoolctl
+    looked through every loaded library each time (1–8 ms); ``blas_cap_seconds``, measured beside each
+    step, is what such a block costs now.
     """
-    with kernel_threads("numba"), mock.patch.object(fn_model, "kernel_threads", lambda _: contextlib.nullcontext()):
+    with kernel_threads("numba"):
         yield
 
 
@@ -287,8 +284,8 @@ def summarise_case(batch: int, alone, plain, split, q: float) -> dict:
 
 def measure_compute(comm, net: bench.Case, local_batches, steps: int, rounds: int) -> dict:
     """Rank 0 alone on one thread: compute (loss_and_grad + update) per local batch size, and its fit to
-    overhead + per-sample time, for each of STATISTICS. ``overhead_public_step_s`` adds the BLAS cap that
-    the public step pays on every call (see ``steps_as_fit_runs_them``)."""
+    overhead + per-sample time, for each of STATISTICS. ``overhead_public_step_s`` adds a BLAS cap per
+    step, what a loop that capped BLAS around every step would pay (see ``steps_as_fit_runs_them``)."""
     # one model per size: a model keeps buffers for a few batch sizes only, and would rebuild them in the loop
     models = {b: bench.fastnet_model(bench.Case(net.hidden, net.activation, b), "numba") for b in local_batches}
     opts = {b: fn.SGD(lr=bench.LR) for b in local_batches}  # an optimizer trains one model
@@ -405,11 +402,7 @@ def machine_info(comm) -> dict:
     """bench's machine description, plus MPI's library and the ranks' hosts."""
     from mpi4py import MPI
 
-    try:
-        info = bench.machine_info()
-    except ImportError:  # bench's description names scikit-learn's version; without it, say less
-        import llvmlite.binding as llvm
-        info = {"llvm_cpu": llvm.get_host_cpu_name(), "cores": os.cpu_count()}
+    info = bench.machine_record(vector_width=False)
     hosts = comm.allgather(MPI.Get_processor_name())
     return {**info, "mpi": " ".join(MPI.Get_library_version().splitlines()[0].split()),
             "mpi4py": __import__("mpi4py").__version__, "hosts": sorted(set(hosts)), "ranks": comm.size}
