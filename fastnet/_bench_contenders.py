@@ -308,8 +308,8 @@ def _set_threads(kind: str, threads: int | None) -> int | str:
 
 def epoch_job(spec: dict):
     """Worker job: one contender, spec {"kind", "threads", "samples"}. Requests: {"case": Case.to_json()}
-    builds it (answers its name, compile and warm-up seconds), {"epoch": 1} times one epoch,
-    {"sgemm": threads} measures NumPy's BLAS (GFLOP/s)."""
+    builds it and trains a first epoch (answers its name, compile and warm-up seconds), {"epoch": 1} times
+    one epoch, {"weights": 1} gives its parameters, {"sgemm": threads} measures NumPy's BLAS (GFLOP/s)."""
     kind = spec["kind"]
     versions = _library(kind)
     threads = _set_threads(kind, spec.get("threads"))
@@ -326,6 +326,8 @@ def epoch_job(spec: dict):
             start = time.perf_counter()
             current["c"].epoch()
             return {"seconds": time.perf_counter() - start}
+        if "weights" in request:  # to check that the contenders train alike
+            return {"weights": [[w.tolist(), b.tolist()] for w, b in current["c"].weights()]}
         if "sgemm" in request:
             return {"gflops": sgemm_peak(threads=request["sgemm"], n=request.get("n", 2048))}
         raise ValueError(f"unknown request {request!r}")

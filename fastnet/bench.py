@@ -280,7 +280,7 @@ def format_machine(results: dict) -> str:
     lines.append(f"sgemm peak (NumPy's BLAS, 2048² float32): {peak['2']:.0f} GFLOP/s on 2 threads, "
                  f"{peak['1']:.0f} on 1")
     for key, c in results["contenders"].items():
-        lines.append(f"  {c['title']} = {c.get('name', '')}: {_describe(c)}")
+        lines.append(f"  {c['title']} ({c.get('name', 'no case run')}): {_describe(c)}")
     for key, why in results["skipped"].items():
         lines.append(f"  skipped {CONTENDERS[key][2]}: {why}")
     lines.append(f"{results['samples']:,} samples per epoch, median of {results['rounds']} interleaved epochs "

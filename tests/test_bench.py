@@ -90,34 +90,36 @@ def test_dense_kernels_compile_to_512_bit_code_for_zen5():
 # ---- contenders: the same network, initial weights, loss and SGD step -------------------------------
 
 
-@pytest.mark.parametrize("kind", ["numba", "torch", "jax-scan", "jax-step"])
-def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(kind):
-    if kind == "torch":
-        pytest.importorskip("torch")
-    if kind.startswith("jax"):
-        pytest.importorskip("jax")
-    x, y = bench.epoch_data(64)
+def trained_weights(key: str, case, samples: int, epochs: int) -> list:
+    """[(weight, bias)] of contender ``key`` after ``epochs`` epochs, trained in its worker process (JAX and
+    torch stay out of the test process), or a skip when its library is missing."""
+    worker = bench.start_worker(key, samples)
+    if not worker.available:
+        pytest.skip(worker.info["unavailable"])
+    try:
+        worker.request(case=case.to_json())  # builds the contender and trains one epoch
+        for _ in range(epochs - 1):
+            worker.request(epoch=1)
+        return [(np.array(w, np.float32), np.array(b, np.float32)) for w, b in worker.request(weights=1)["weights"]]
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("key", ["numba", "torch", "jax-scan", "jax-step"])
+def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(key):
     case = bench.Case((16,), "sigmoid", 64)  # one batch of all the data: the shuffle cannot matter
-    start = [w for w, _ in contender("numpy", case, x, y).weights()]
-    ref, other = contender("numpy", case, x, y), contender(kind, case, x, y)
-    ref.epoch()
-    other.epoch()
-    for (w_ref, b_ref), (w, b), w0 in zip(ref.weights(), other.weights(), start):
+    start = [w for w, _ in contender("numpy", case, *bench.epoch_data(64)).weights()]
+    ref, other = trained_weights("numpy-1", case, 64, 1), trained_weights(key, case, 64, 1)
+    for (w_ref, b_ref), (w, b), w0 in zip(ref, other, start):
         assert np.abs(w_ref - w0).max() > 1e-5  # the step moved the weights
         np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
         np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-6)
 
 
 def test_jax_epoch_jit_handles_a_ragged_last_batch_like_the_step_jit():
-    pytest.importorskip("jax")
-    x, y = bench.epoch_data(100)
     case = bench.Case((16,), "relu", 32)  # 3 full batches and one of 4, over two epochs
-    scan, step = contender("jax-scan", case, x, y), contender("jax-step", case, x, y)
-    for c in (scan, step):
-        c.epoch()
-        c.epoch()
-        assert c.compile_seconds > 0
-    for (a, _), (b, _) in zip(scan.weights(), step.weights()):
+    scan, step = (trained_weights(key, case, 100, 2) for key in ("jax-scan", "jax-step"))
+    for (a, _), (b, _) in zip(scan, step):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
