@@ -205,6 +205,8 @@ class Sequential:
         """
         if not inputs.is_number(scale):
             raise ConfigError(f"scale must be a finite number, got {scale!r}")
+        if not isinstance(penalties, (bool, np.bool_)):
+            raise ConfigError(f"penalties must be True or False, got {penalties!r}")
         x, divisor, y = self._check_batch(x, y)
         return self._loss_and_grad(x, y, np.arange(len(x)), divisor, scale, penalties)[0]
 

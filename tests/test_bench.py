@@ -12,7 +12,6 @@ import pytest
 from fastnet import bench
 from fastnet._bench_busy import busy_processes
 from fastnet._bench_contenders import contender
-from fastnet._bench_machine import cpu_flags
 
 FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_CORETYPE": "Haswell",
           "MKL_DEBUG_CPU_TYPE": "5", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
@@ -76,9 +75,8 @@ def test_register_counts_read_the_width_of_the_multiply_adds():
     assert bench.vector_bits(bench.register_counts("\tvaddps\t%zmm1, %zmm2, %zmm3\n")) == 512  # no FMA at all
 
 
-@pytest.mark.skipif("avx512f" not in cpu_flags(), reason="needs an AVX-512 host (no avx512f in /proc/cpuinfo)")
-def test_dense_kernels_compile_to_512_bit_code_on_an_avx512_host():
-    assert bench.kernel_vector_width() == 512
+# On the host itself, tests/test_kernels_compile.py checks the full vector width wherever LLVM
+# vectorises plain loops to 512 bits (not on every AVX-512 host: LLVM prefers 256 bits on rocketlake).
 
 
 def test_dense_kernels_compile_to_512_bit_code_for_zen5():

@@ -85,6 +85,7 @@ def test_a_diverging_step_raises_and_leaves_the_weights(batch):
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda m, x, y: m.loss_and_grad(x, y, scale=float("nan")), fn.errors.ConfigError, "scale"),
+    (lambda m, x, y: m.loss_and_grad(x, y, penalties="no"), fn.errors.ConfigError, "penalties"),
     (lambda m, x, y: m.loss_and_grad(x[:0], y[:0]), fn.errors.InputError, "empty"),
     (lambda m, x, y: m.loss_and_grad(x[:, :4], y), fn.errors.ShapeError, "5"),
     (lambda m, x, y: m.train_step(x, y, optimizer="sgd"), fn.errors.ConfigError, "optimizer"),
