@@ -12,6 +12,7 @@ import pytest
 from fastnet import bench
 from fastnet._bench_busy import busy_processes
 from fastnet._bench_contenders import contender
+from test_cli import sigint_as_usual  # Ctrl-C reaches the child even when this process ignores it
 
 FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_CORETYPE": "Haswell",
           "MKL_DEBUG_CPU_TYPE": "5", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
@@ -268,7 +269,7 @@ def test_bench_skips_a_missing_library_with_the_reason_and_runs_under_load(tmp_p
 def test_ctrl_c_ends_the_bench_its_workers_and_its_busy_processes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fastnet", "bench", "--quick", "--no-torch", "--no-jax",
                              "--busy", "1", "--rounds", "50", "--samples", "600", "--out", str(tmp_path / "r")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_usual)
     pids = []
     for line in proc.stdout:  # wait until the busy process and the first worker run
         if line.startswith("started"):
