@@ -238,10 +238,14 @@ class DataParallel:
         self.comm.Reduce_scatter(buf, mine, recvcounts=counts, op=MPI.SUM)
         self.comm.Allgatherv(mine, [buf, (counts, starts)])
 
-    def sum_scores(self, loss: float, hits: int) -> tuple[float, int]:
-        self.stats[:] = loss, hits, 0
+    def _summed(self, loss: float, hits: int, requested: bool = False) -> tuple[float, int, bool]:
+        """A step's loss, hits and Ctrl-C request, each summed over the ranks in one small collective."""
+        self.stats[:] = loss, hits, requested
         self.sum(self.stats)
-        return float(self.stats[0]), int(self.stats[1])
+        return float(self.stats[0]), int(self.stats[1]), bool(self.stats[2])
+
+    def sum_scores(self, loss: float, hits: int) -> tuple[float, int]:
+        return self._summed(loss, hits)[:2]
 
     # ---- the step -----------------------------------------------------------------------------------
 
@@ -250,9 +254,7 @@ class DataParallel:
 
     def agree_interrupt(self, interrupt: SharedInterrupt) -> None:
         """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here."""
-        self.stats[:] = 0, 0, interrupt.local.requested
-        self.sum(self.stats)
-        interrupt.requested = interrupt.requested or bool(self.stats[2])
+        interrupt.requested = self._summed(0.0, 0, interrupt.local.requested)[2] or interrupt.requested
 
     def start_epoch(self, epoch: int, first_batch: int, batch_size: int) -> None:
         """Point this rank's dropout masks for ``epoch`` at a stream of its own.
@@ -283,10 +285,9 @@ class DataParallel:
             model.grads[...] = 0
             loss, hits = 0.0, 0
         self.sum(model.grads)
-        self.stats[:] = loss, hits, interrupt.local.requested
-        self.sum(self.stats)
-        interrupt.requested = interrupt.requested or bool(self.stats[2])
-        return float(self.stats[0]), int(self.stats[1])
+        loss, hits, stop = self._summed(loss, hits, interrupt.local.requested)
+        interrupt.requested = stop or interrupt.requested
+        return loss, hits
 
 
 def _one_line(error: BaseException) -> str:

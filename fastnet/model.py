@@ -218,14 +218,13 @@ class Sequential:
 
         Raises DivergenceError, leaving the weights untouched, if the loss is NaN or Inf.
         """
-        optimizer = self._use_optimizer(optimizer)
+        self._use_optimizer(optimizer)  # checked before any work; update() then binds it
         x, divisor, y = self._check_batch(x, y)
-        optimizer.bind(self.params.size, self.dtype, owner=self)
         loss = self._loss_and_grad(x, y, np.arange(len(x)), divisor)[0]
         if not math.isfinite(loss):
             raise DivergenceError(f"the loss is {loss}; the weights are left as they were. "
                                   "Lower the learning rate or check the inputs' scale.")
-        self.update(optimizer)
+        self.update()
         return loss
 
     def update(self, optimizer: Optimizer | None = None) -> None:
