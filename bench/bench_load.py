@@ -39,6 +39,7 @@ CONFIGS = {
     "spin 300k (libgomp default)": (None, {"GOMP_SPINCOUNT": "300000"}),
     "passive": (None, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "spin 10k": (None, {"GOMP_SPINCOUNT": "10000"}),
+    "spin 1k": (None, {"GOMP_SPINCOUNT": "1000"}),
     "active": (None, {"OMP_WAIT_POLICY": "ACTIVE"}),
     "workqueue": (None, {"NUMBA_THREADING_LAYER": "workqueue"}),
     "tbb": (None, {"NUMBA_THREADING_LAYER": "tbb"}),

@@ -9,7 +9,9 @@
 * dropout runs as its own pass, and evaluation skips it.
 
 ``Plan.steps(B)`` returns the buffers for batch size B and the kernel calls bound
-to them, so a training step is a loop over ready calls that allocates nothing.
+to them, so a training step is a loop over ready calls that allocates nothing. With
+the numba backend, a ``StepTuner`` chooses by measurement which of a training step's
+calls run on all threads (see ``_thread_tuning``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from fastnet._memory import aligned_zeros
+from fastnet._thread_tuning import StepTuner
 from fastnet.kernels import ACT
 from fastnet.layers import Activation, Dense, Dropout
 
@@ -63,6 +66,9 @@ class Steps:
     target: np.ndarray  # (B,) int64 labels or (B, M) targets
     out: np.ndarray  # (B, M) network output (logits)
     grad_out: np.ndarray  # (B, M) d loss / d output
+    gather: object  # gather_rows(x, data, idx, divisor): fills x with a batch
+    update: object  # update(optimizer, lr): the optimizer's step on the model's parameters
+    tuner: StepTuner | None  # which training calls run on all threads; None: leave it to the kernels
     forward_train: list = field(default_factory=list)
     forward_eval: list = field(default_factory=list)
     backward: list = field(default_factory=list)
@@ -71,9 +77,11 @@ class Steps:
 
 
 class Plan:
-    def __init__(self, layers, loss, kernels, dtype, n_in: int, rng: np.random.Generator):
+    def __init__(self, layers, loss, kernels, dtype, n_in: int, rng: np.random.Generator, update, tune: bool):
         self.ops = build_ops(layers, n_in)
         self.loss, self.k, self.dtype, self.n_in = loss, kernels, np.dtype(dtype), n_in
+        self.update = update  # the model's update(optimizer, lr)
+        self.tune = tune  # measure which training calls to run on all threads (numba backend)
         self.rng = rng  # draws the dropout masks
         self._cache: dict[int, Steps] = {}
 
@@ -94,7 +102,9 @@ class Plan:
             if ops[i].kind == "act" and ops[i].grad_is_pre_act:
                 grads[i - 1] = grads[i]  # the Dense above applied f' already: the gradient passes through
         target = np.zeros(B, np.int64) if self.loss.integer_targets else np.zeros((B, ops[-1].width), dt)
-        steps = Steps(x, target, outs[-1], grads[-1])
+        tuner = StepTuner() if self.tune else None
+        site = tuner.site if tuner else (lambda call: call)
+        steps = Steps(x, target, outs[-1], grads[-1], site(k.gather_rows), site(self.update), tuner)
 
         inputs, masks = [], {}
         a_train = a_eval = x  # evaluation skips dropout: its input passes on
@@ -135,6 +145,8 @@ class Plan:
                     steps.backward.append(partial(k.activation_backward, grads[i - 1], g, y, *op.act))
             else:
                 steps.backward.append(partial(k.dropout, grads[i - 1], g, masks[i], 1.0 / (1.0 - op.layer.p)))
+        steps.forward_train[:] = map(site, steps.forward_train)
+        steps.backward[:] = map(site, steps.backward)
         return steps
 
 

@@ -98,7 +98,9 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         self.history = History()
         self.stop_training = False
-        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self.dropout_rng)
+        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self.dropout_rng,
+                          self._apply_update, tune=backend == "numba")
+        self._steps = None  # the last training step's buffers and calls: update() runs its update call
         self._penalty_terms = self._penalties()
         self._loss_kernel = getattr(self.kernels.raw, loss.kernel)
         self._hits_kernel = getattr(self.kernels.raw, loss.hits) if loss.hits else None
@@ -232,7 +234,13 @@ class Sequential:
         at the learning rate its schedule gives for epoch ``len(model.history)``."""
         optimizer = self._use_optimizer(optimizer)
         optimizer.bind(self.params.size, self.dtype, owner=self)
-        optimizer.update(self.kernels.raw, self.params, self.grads, optimizer.lr_at(len(self.history)))
+        self._update(optimizer, optimizer.lr_at(len(self.history)))
+
+    def _update(self, optimizer: Optimizer, lr: float) -> None:
+        (self._steps.update if self._steps else self._apply_update)(optimizer, lr)
+
+    def _apply_update(self, optimizer: Optimizer, lr: float) -> None:
+        optimizer.update(self.kernels.raw, self.params, self.grads, lr)
 
     def _use_optimizer(self, optimizer: Optimizer | None) -> Optimizer:
         """The optimizer passed (which becomes the model's), else the model's own, else SGD(lr=0.1)."""
@@ -254,7 +262,9 @@ class Sequential:
     def _loss_and_grad(self, x, y, rows, divisor, scale: float = 1.0, penalties: bool = True) -> tuple[float, int]:
         """``loss_and_grad`` on ``x[rows]``, already checked (gathered, and scaled by ``divisor``, into
         the batch buffers without a copy of ``x``). Returns (loss, accuracy hits)."""
-        steps = self._plan.steps(len(rows))
+        steps = self._steps = self._plan.steps(len(rows))
+        if steps.tuner:
+            steps.tuner.step()
         self._load_batch(steps, x, y, rows, divisor)
         for draw in steps.draw_masks:
             draw()
@@ -272,7 +282,7 @@ class Sequential:
         return float(loss), hits
 
     def _load_batch(self, steps, x, y, idx, divisor) -> None:
-        self.kernels.raw.gather_rows(steps.x, x, idx, divisor)
+        steps.gather(steps.x, x, idx, divisor)
         if y.dtype == steps.target.dtype:
             np.take(y, idx, axis=0, out=steps.target)
         else:  # e.g. uint8 labels, widened to int64 one batch at a time
@@ -472,7 +482,7 @@ class Sequential:
                     loss, hits = parallel.loss_and_grad(x, y, idx, divisor, interrupt)
                 if not math.isfinite(loss):
                     self._diverged(epoch, j, loss, snapshot)
-                self.optimizer.update(self.kernels.raw, self.params, self.grads, lr)
+                self._update(self.optimizer, lr)
                 total_loss += loss * len(idx)
                 total_hits += hits
                 done += len(idx)
@@ -549,7 +559,7 @@ class Sequential:
         with kernel_threads(self.backend):
             for idx in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
                 steps = self._plan.steps(len(idx))
-                k.gather_rows(steps.x, x, idx, divisor)
+                steps.gather(steps.x, x, idx, divisor)
                 for call in steps.forward_eval:
                     call()
                 rows = out[idx[0]:idx[-1] + 1]

@@ -1,0 +1,125 @@
+"""Which parallel kernel calls of a training step run on all threads, and which on one: measured.
+
+numba's threads sleep between kernels (fastnet sets OMP_WAIT_POLICY=PASSIVE so that they hold
+no core another process needs; see threads.py), and each parallel kernel wakes them. What a
+wake costs depends on the machine and its load: on the 2-vCPU cloud VM fastnet is benchmarked
+on, 100-160 µs when idle (``python bench/region_cost.py``), as long as the forward of a 784x128
+layer on 32 samples takes on one thread; on other machines a few µs. No fixed size threshold
+fits them all, so a ``StepTuner`` measures, for each batch size:
+
+1. ``SAMPLES`` steps with every call on one thread, timing each call: its time T;
+2. ``SAMPLES`` steps with the slowest call on all n threads: its time P, which gives the cost
+   of waking the threads, W = P - T/n;
+3. each call then runs on all threads if T/n + W is under ``MARGIN`` of T (for the slowest,
+   if P is), else on one; and every ``RETUNE_EVERY`` steps it measures again, as the load changes.
+
+Calls are timed in place with ``time.perf_counter``, and medians are compared, since a shared
+machine's timings have long tails. Results do not depend on the choice: every kernel gives the
+same bits on any number of threads, so switching mid-training changes only the time.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numba
+from numba.np.ufunc import parallel
+
+SAMPLES = 5
+"""Steps timed in each of the two phases of a measurement."""
+
+RETUNE_EVERY = 1000
+"""Steps between measurements (about two per 60,000-sample epoch at B=32)."""
+
+MARGIN = 0.9
+"""A call runs on all threads only if that takes under this fraction of its one-thread time:
+one thread also leaves the other cores to other work, and the estimate of the others is rough."""
+
+
+class Site:
+    """One kernel call of the step (``fn``), on all threads or, as ``StepTuner`` says, on one."""
+
+    __slots__ = ("fn", "parallel", "timed", "times")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.parallel = True  # before any measurement: as the kernel itself decides
+        self.timed = False  # record this call's times in ``times``
+        self.times: list[float] = []
+
+    def __call__(self, *args):
+        if self.timed:
+            start = time.perf_counter()
+            self._run(args)
+            self.times.append(time.perf_counter() - start)
+        else:
+            self._run(args)
+
+    def _run(self, args) -> None:
+        if self.parallel:
+            self.fn(*args)
+        else:  # numba's own C setters, as numba.set_num_threads calls them after its checks (2.7 µs
+            # a call there, 0.7 here; a jitted setter is faster still, but it cannot be cached and
+            # takes 0.9 s to compile). They exist once numba's threads have started (StepTuner.step).
+            threads = parallel._get_num_threads()
+            parallel._set_num_threads(1)
+            try:
+                self.fn(*args)
+            finally:
+                parallel._set_num_threads(threads)
+
+    def median(self) -> float:
+        """The median of ``times``; 0 if the call was not made (``loss_and_grad`` without ``update``)."""
+        return statistics.median(self.times) if self.times else 0.0
+
+
+class StepTuner:
+    """Chooses, for one batch size's step, which ``sites`` run on all threads. Call ``step()``
+    as each step begins: it counts steps and moves the measurement on."""
+
+    def __init__(self):
+        self.sites: list[Site] = []
+        self.wake_seconds: float | None = None  # W, as last measured
+        self._left = 0  # steps before the next measurement
+        self._phase = 0  # 0: not measuring; 1: all on one thread; 2: the slowest on all threads
+        self._steps = 0  # steps into the phase
+        self._slowest: Site | None = None
+
+    def site(self, fn) -> Site:
+        """``fn`` as one of the step's calls, run as this tuner chooses."""
+        self.sites.append(Site(fn))
+        return self.sites[-1]
+
+    def step(self) -> None:
+        if self._left:
+            self._left -= 1
+            return
+        if self._phase == 0:
+            self._threads = numba.get_num_threads()  # this also starts numba's threads, if no kernel has
+            if self._threads == 1:  # nothing to choose
+                self._choose(lambda site: True)
+                return
+            self._begin(1, lambda site: False)
+        elif self._steps + 1 < SAMPLES:
+            self._steps += 1
+        elif self._phase == 1:
+            self._slowest = max(self.sites, key=Site.median)
+            self._serial = {site: site.median() for site in self.sites}
+            self._begin(2, lambda site: site is self._slowest)
+        else:
+            serial, split = self._serial[self._slowest], self._slowest.median()
+            self.wake_seconds = max(split - serial / self._threads, 0.0)
+            # for the slowest call this is: split < MARGIN * serial
+            self._choose(lambda site: self._serial[site] / self._threads + self.wake_seconds
+                         < MARGIN * self._serial[site])
+
+    def _begin(self, phase: int, on_all) -> None:
+        """Start timing a phase: each call timed, on all threads where ``on_all(site)``."""
+        self._phase, self._steps = phase, 0
+        for site in self.sites:
+            site.parallel, site.timed, site.times = on_all(site), True, []
+
+    def _choose(self, on_all) -> None:
+        for site in self.sites:
+            site.parallel, site.timed, site.times = on_all(site), False, []
+        self._phase, self._left = 0, RETUNE_EVERY

@@ -1,0 +1,145 @@
+"""The step tuner: which calls of a training step run on all threads is measured, and changes only the time.
+
+The decision logic runs on a fake clock and fake kernels whose time depends on how many
+threads they are given; the real thing is checked for what must never change: the bits of
+the weights, and the thread count the user set.
+"""
+import numpy as np
+import pytest
+
+import fastnet as fn
+from fastnet import _thread_tuning as tuning
+
+
+class FakeMachine:
+    """A clock, numba's per-thread count, and kernels that take t on one thread, t/n + wake on n."""
+
+    def __init__(self, monkeypatch, threads: int, wake: float):
+        self.now, self.threads, self.top, self.wake = 0.0, threads, threads, wake
+        monkeypatch.setattr(tuning.time, "perf_counter", lambda: self.now)
+        monkeypatch.setattr(tuning.numba, "get_num_threads", lambda: self.threads)
+        monkeypatch.setattr(tuning.parallel, "_get_num_threads", lambda: self.threads, raising=False)
+        monkeypatch.setattr(tuning.parallel, "_set_num_threads", self._set, raising=False)
+
+    def _set(self, n):
+        self.threads = n
+
+    def kernel(self, seconds: float):
+        def run(*args):
+            self.now += seconds if self.threads == 1 else seconds / self.threads + self.wake
+        return run
+
+
+def run_steps(tuner, sites, n):
+    for _ in range(n):
+        tuner.step()
+        for site in sites:
+            site()
+
+
+def choices(sites):
+    return [site.parallel for site in sites]
+
+
+@pytest.mark.parametrize("wake, expect", [
+    (2e-6, [True, True, True, False]),  # cheap wakes: all but the 4 µs call are worth splitting
+    (150e-6, [True, False, False, False]),  # a VM's idle wake: only the 1 ms call
+    (5e-3, [False, False, False, False]),  # a loaded machine: nothing
+])
+def test_calls_split_only_where_waking_the_threads_pays(monkeypatch, wake, expect):
+    machine = FakeMachine(monkeypatch, threads=2, wake=wake)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 200e-6, 50e-6, 4e-6)]
+    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    assert choices(sites) == expect
+    assert tuner.wake_seconds == pytest.approx(wake)
+    assert machine.threads == 2
+
+
+def test_it_measures_again_when_the_load_changes(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
+    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    assert choices(sites) == [True, True]
+    machine.wake = 5e-3  # other processes now hold the cores
+    run_steps(tuner, sites, tuning.RETUNE_EVERY)
+    assert choices(sites) == [True, True]  # not measured yet
+    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    assert choices(sites) == [False, False]
+
+
+def test_with_one_thread_nothing_is_timed_or_switched(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=1, wake=0.0)
+    monkeypatch.setattr(tuning.parallel, "_set_num_threads", lambda n: pytest.fail("switched threads"))
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(1e-3))]
+    run_steps(tuner, sites, 3)
+    assert choices(sites) == [True] and not sites[0].timed
+
+
+def test_a_call_the_steps_did_not_make_is_left_alone(monkeypatch):
+    # loss_and_grad without update: the update site is never called while measuring
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
+    tuner = tuning.StepTuner()
+    used, unused = tuner.site(machine.kernel(1e-3)), tuner.site(machine.kernel(1e-3))
+    run_steps(tuner, [used], 2 * tuning.SAMPLES + 1)
+    assert choices([used, unused]) == [True, False]
+
+
+def test_a_call_on_one_thread_gives_the_threads_back_even_if_it_raises(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=2, wake=0.0)
+
+    def broken():
+        assert machine.threads == 1
+        raise KeyboardInterrupt
+
+    site = tuning.StepTuner().site(broken)
+    site.parallel = False
+    with pytest.raises(KeyboardInterrupt):
+        site()
+    assert machine.threads == 2
+
+
+def two_threads():
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here (one core, or NUMBA_NUM_THREADS=1): nothing to switch")
+    fn.set_num_threads(2)
+
+
+def mnist_like(n=512, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 784), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def model(backend="numba"):
+    return fn.Sequential(fn.Dense(784, 200), fn.ReLU(), fn.Dropout(0.2), fn.Dense(200, 10),
+                         loss=fn.SoftmaxCrossEntropy(), backend=backend, seed=3)
+
+
+def test_switching_threads_on_every_step_gives_the_same_weights_as_one_thread(monkeypatch):
+    two_threads()
+    monkeypatch.setattr(tuning, "SAMPLES", 1)
+    monkeypatch.setattr(tuning, "RETUNE_EVERY", 1)  # measure all the time: the choices keep changing
+    x, y = mnist_like()
+    tuned = model()
+    tuned.fit(x, y, epochs=2, batch_size=64, optimizer=fn.SGD(lr=0.05, momentum=0.9), progress=False)
+    assert fn.get_num_threads() == 2, "the tuner must give the user's thread count back"
+    steps = tuned._plan.steps(64)
+    assert steps.tuner.wake_seconds is not None, "the tuner never finished a measurement"
+    fn.set_num_threads(1)
+    try:
+        plain = model()
+        plain.fit(x, y, epochs=2, batch_size=64, optimizer=fn.SGD(lr=0.05, momentum=0.9), progress=False)
+    finally:
+        fn.set_num_threads(2)
+    assert np.array_equal(tuned.params, plain.params)
+
+
+def test_the_numpy_backend_has_nothing_to_tune():
+    x, y = mnist_like(64)
+    m = model("numpy")
+    m.train_step(x[:32], y[:32])
+    assert m._plan.steps(32).tuner is None
