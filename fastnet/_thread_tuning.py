@@ -25,7 +25,7 @@ import time
 import numba
 from numba.np.ufunc import parallel
 
-SAMPLES = 5
+SAMPLES = 9
 """Steps timed in each of the two phases of a measurement."""
 
 RETUNE_EVERY = 1000
