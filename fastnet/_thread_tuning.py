@@ -3,7 +3,7 @@
 numba's threads sleep between kernels (fastnet sets OMP_WAIT_POLICY=PASSIVE so that they hold
 no core another process needs; see threads.py), and each parallel kernel wakes them. What a
 wake costs depends on the machine and its load: on the 2-vCPU cloud VM fastnet is benchmarked
-on, 100-160 µs when idle (``python bench/region_cost.py``), as long as the forward of a 784x128
+on, 90-160 µs when idle (``python bench/region_cost.py``), as long as the forward of a 784x128
 layer on 32 samples takes on one thread; on other machines a few µs. No fixed size threshold
 fits them all, so a ``StepTuner`` measures, for each batch size:
 

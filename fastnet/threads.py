@@ -12,7 +12,7 @@ already set: a setting of the user's wins. It is set in the process environment,
 child processes, and other OpenMP libraries loaded later in the process, see it too.
 
 Which calls use the threads: waking a sleeping thread is not free. On the 2-vCPU cloud VM
-fastnet is benchmarked on it took 100-160 µs when the machine was idle (``python
+fastnet is benchmarked on it took 90-160 µs when the machine was idle (``python
 bench/region_cost.py``), longer than most kernels of a small-batch step. So during training a
 ``StepTuner`` (fastnet/_thread_tuning.py) times each parallel call of the step on one thread,
 and the wake, and runs a call on all threads only where that pays, measuring again every 1000
@@ -26,15 +26,16 @@ bench/results/bench-load-*.json):
 * next to 1 or 2 busy processes, libgomp's default of spinning about 300,000 times before
   sleeping made 2-thread epochs 1.9-28x the 1-thread time: a waiting thread holds a core that
   a busy process, or the other numba thread, needs. Waiting passively: 0.28-0.91x (before the
-  tuner), 0.86-1.17x with it (2026-11-30, 12,000 samples, load 0.7-1.2);
+  tuner), 0.98-1.15x with it (2026-11-30, 60,000 samples, load 0.7-1.8);
 * on an idle machine, passive waits without the tuner took 1.1-2.9x the 1-thread time, as each
-  of about four parallel kernels per step paid a wake; with the tuner, 1.01x at B=32 and B=128
-  (load 0.4-0.7), where spinning took 0.68-0.81x. That gap is the price of robustness under
-  load: a 2-vCPU VM wakes threads slowly, and no spinning setting measured held under load;
+  of about four parallel kernels per step paid a wake; with the tuner, 1.10-1.12x at 60,000
+  samples and 1.01x at 12,000 (load 0.4-0.7; the 1-thread figure itself moves by 10% between runs
+  here), where spinning took 0.68-0.96x. That gap is the price of robustness under load: a
+  2-vCPU VM wakes threads slowly, and no spinning setting measured held under load;
 * the other candidates, next to 1 or 2 busy processes: shorter spins (GOMP_SPINCOUNT=10000)
   0.88-2.3x, OMP_WAIT_POLICY=ACTIVE 0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x
-  (and TBB is not a dependency); with the tuner, GOMP_SPINCOUNT=1000 and 10000 still took
-  up to 1.41x and 1.49x next to 2 busy processes.
+  (and TBB is not a dependency); with the tuner, GOMP_SPINCOUNT=10000 took 0.65-0.70x on the
+  idle machine but 2.09x next to one busy process (bench-load-tuned-spin-2026-11-30.txt).
 
 On a machine you have to yourself, ``GOMP_SPINCOUNT=300000`` (libgomp's default) makes the
 threads spin again; the tuner then finds wakes cheap and splits more calls.
