@@ -8,7 +8,7 @@ Each policy runs in its own process, since OpenMP reads it once, at start:
     python bench/region_cost.py --json bench/results/region-cost.json
 
 fastnet's default is passive waits (fastnet/threads.py). On a 2-vCPU cloud VM (AMD EPYC Zen 3,
-idle) a passive wake cost 90-160 µs, against 3-13 µs for libgomp's spinning default: this is
+idle) a passive wake cost 90-160 µs, against 2-13 µs for libgomp's spinning default: this is
 the figure fastnet/_thread_tuning.py weighs a call's time against. Not a pytest-benchmark
 suite: it runs as a script only.
 """
