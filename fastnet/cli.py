@@ -409,6 +409,9 @@ def cmd_evaluate(args, out, say) -> int:
 def cmd_bench(args, out, say) -> int:
     from fastnet import bench
 
+    if args.comm is not None and not args.mpi:  # every rank would start its own contenders on the same cores
+        raise ConfigError("fastnet bench starts its contenders as processes of its own: run it without mpiexec, "
+                          "or add --mpi to time data-parallel training over these ranks")
     if args.sklearn:
         return bench_sklearn(args, say)
     if args.mpi:
@@ -455,6 +458,8 @@ def cmd_export(args, out, say) -> int:
 
     check_outputs(("", args.out))
     model = fn.load(args.model)
+    if args.comm is not None and args.comm.Get_rank() != 0:  # under mpiexec, rank 0 alone writes the file
+        return 0
     model.to_onnx(args.out)
     say(f"exported {args.model} ({_describe(model)}, {model.dtype}) to {args.out}: ONNX opset {OPSET}, "
         f"input x (batch, {model.n_in}), output y (batch, {model.n_out})")

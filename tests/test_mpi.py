@@ -400,3 +400,21 @@ def test_mpiexec_without_mpi4py_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["fastnet train: error: mpiexec started this process, but mpi4py is not "
                                         "installed: pip install 'fastnet[mpi]'"]
+
+
+def test_bench_under_mpiexec_without_mpi_is_one_line_on_every_rank():
+    done = mpirun(2, "-m", "fastnet", "bench", "--quick", "--rounds", "1", timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("fastnet bench: error: fastnet bench starts its contenders") == 1, done.stderr
+    assert "--mpi" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_under_mpiexec_writes_the_file_once(tmp_path):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install -e '.[test]' brings it")
+    m = fn.Sequential(fn.Dense(784, 16), fn.ReLU(), fn.Dense(16, 10), loss=fn.SoftmaxCrossEntropy(), seed=0)
+    m.save(tmp_path / "m.safetensors")
+    done = mpirun(2, "-m", "fastnet", "export", str(tmp_path / "m.safetensors"), str(tmp_path / "m.onnx"), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("exported") == 1, done.stdout
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.safetensors"]  # no temporary files left
