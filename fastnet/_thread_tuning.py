@@ -31,9 +31,10 @@ SAMPLES = 9
 RETUNE_EVERY = 1000
 """Steps between measurements (about two per 60,000-sample epoch at B=32)."""
 
-MARGIN = 0.9
+MARGIN = 0.8
 """A call runs on all threads only if that takes under this fraction of its one-thread time:
-one thread also leaves the other cores to other work, and the estimate of the others is rough."""
+one thread also leaves the other cores to other work, and the estimate is rough (on the 2-vCPU VM,
+one call's time on 2 threads ranged over 2x within 9 steps)."""
 
 
 class Site:
