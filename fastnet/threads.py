@@ -26,12 +26,12 @@ bench/results/bench-load-*.json):
 * next to 1 or 2 busy processes, libgomp's default of spinning about 300,000 times before
   sleeping made 2-thread epochs 1.9-28x the 1-thread time: a waiting thread holds a core that
   a busy process, or the other numba thread, needs. Waiting passively: 0.28-0.91x (before the
-  tuner), 0.98-1.15x with it (2026-11-30, 60,000 samples, load 0.7-1.8);
+  tuner), 0.93-1.04x with it (2026-11-30, 60,000 samples, load 1.3-2.0);
 * on an idle machine, passive waits without the tuner took 1.1-2.9x the 1-thread time, as each
-  of about four parallel kernels per step paid a wake; with the tuner, 1.10-1.12x at 60,000
-  samples and 1.01x at 12,000 (load 0.4-0.7; the 1-thread figure itself moves by 10% between runs
-  here), where spinning took 0.68-0.96x. That gap is the price of robustness under load: a
-  2-vCPU VM wakes threads slowly, and no spinning setting measured held under load;
+  of about four parallel kernels per step paid a wake; with the tuner, 0.99x at B=32 and 1.01x
+  at B=128 (60,000 samples, load 1.3; with a 10% margin instead of 20% it split more calls and
+  took 1.10-1.12x), where spinning took 0.67-0.72x. That gap is the price of robustness under
+  load: a 2-vCPU VM wakes threads slowly, and no spinning setting measured held under load;
 * the other candidates, next to 1 or 2 busy processes: shorter spins (GOMP_SPINCOUNT=10000)
   0.88-2.3x, OMP_WAIT_POLICY=ACTIVE 0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x
   (and TBB is not a dependency); with the tuner, GOMP_SPINCOUNT=10000 took 0.65-0.70x on the
