@@ -10,6 +10,7 @@ import numpy as np
 from fastnet import _memory, checkpoint, inputs
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
+from fastnet._parallel_compile import helper_compiles
 from fastnet._plan import Plan
 from fastnet.callbacks import Callback, History
 from fastnet.errors import ConfigError, DivergenceError
@@ -579,10 +580,11 @@ class Sequential:
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
         zeros = np.zeros((2, self.n_in), x_dtype)
         target = np.zeros(2, np.int64) if self.loss.integer_targets else np.zeros((2, self.n_out), self.dtype)
-        self._loss_and_grad(zeros, target, np.arange(2), 1.0)
-        self._eval_batch(self._plan.steps(2))
-        if self.optimizer is not None:
-            self.optimizer.compile_kernels(self.kernels.raw, self.dtype)
+        with helper_compiles(self, x_dtype):  # a cold cache: a second process compiles half
+            self._loss_and_grad(zeros, target, np.arange(2), 1.0)
+            self._eval_batch(self._plan.steps(2))
+            if self.optimizer is not None:
+                self.optimizer.compile_kernels(self.kernels.raw, self.dtype)
         self.grads[...] = saved_grads
         self.dropout_rng.bit_generator.state = saved_rng
         return time.perf_counter() - start

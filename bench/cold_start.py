@@ -1,0 +1,81 @@
+"""The cold start with and without the compile helper (fastnet/_parallel_compile.py).
+
+Each round runs, in fresh processes with an empty NUMBA_CACHE_DIR each, the first batch of
+two networks with the helper and without it, alternating, and times process start to the
+end of that batch, as ``fastnet bench`` does:
+
+* the benchmark's first case, 784-128-10 sigmoid, B=32, plain SGD (``fastnet bench``'s "compile" line);
+* the default ``fastnet train`` network, 784-512-10 ReLU with dropout 0.5, B=32, SGD with momentum.
+
+    python bench/cold_start.py --rounds 3 --json bench/results/cold-start.json
+
+Not a pytest-benchmark suite: it runs as a script only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # run the fastnet beside this script
+NETWORKS = {
+    "784-128-10 sigmoid, SGD": "fn.Sequential(fn.Dense(784, 128), fn.Sigmoid(), fn.Dense(128, 10), "
+                               "loss=fn.SoftmaxCrossEntropy(), seed=0), fn.SGD(lr=0.01)",
+    "784-512-10 relu, dropout, momentum": "fn.Sequential(fn.Dense(784, 512, init='he'), fn.ReLU(), fn.Dropout(0.5), "
+                                          "fn.Dense(512, 10), loss=fn.SoftmaxCrossEntropy(), seed=0), "
+                                          "fn.SGD(lr=0.05, momentum=0.9)",
+}
+FIRST_BATCH = ("import sys, time; t0 = float(sys.argv[1]); import numpy as np; import fastnet as fn; "
+               "from fastnet import _parallel_compile as pc; pc.ENABLED = {helper}; model, opt = {network}; "
+               "x = np.zeros((32, 784), np.uint8); y = np.arange(32) % 10; "
+               "model.fit(x, y, batch_size=32, optimizer=opt, progress=False); "
+               "print(time.time() - t0, pc.last.from_helper if pc.last else 0)")
+
+
+def first_batch(network: str, helper: bool) -> tuple[float, int]:
+    """(seconds from process start to the end of the first batch, calls the helper compiled)."""
+    with tempfile.TemporaryDirectory() as cache:
+        code = FIRST_BATCH.format(helper=helper, network=NETWORKS[network])
+        out = subprocess.run([sys.executable, "-c", code, repr(time.time())], cwd=ROOT, capture_output=True,
+                             env={**os.environ, "NUMBA_CACHE_DIR": cache}, text=True, check=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from fastnet._bench_machine import machine_record
+
+    results = {"machine": machine_record(vector_width=False), "load_before": os.getloadavg(), "runs": {}}
+    for _ in range(args.rounds):
+        for network in NETWORKS:
+            for helper in (True, False):
+                seconds, by_helper = first_batch(network, helper)
+                results["runs"].setdefault(f"{network} | {'helper' if helper else 'alone'}", []).append(
+                    {"seconds": seconds, "helper_compiled": by_helper})
+    results["load_after"] = os.getloadavg()
+    m = results["machine"]
+    print(f"{m.get('cpu')}, LLVM {m.get('llvm_cpu')}, {os.cpu_count()} cpus; "
+          f"load average {results['load_before'][0]:.2f} -> {results['load_after'][0]:.2f}")
+    for network in NETWORKS:
+        alone = statistics.median(r["seconds"] for r in results["runs"][f"{network} | alone"])
+        runs = results["runs"][f"{network} | helper"]
+        helped = statistics.median(r["seconds"] for r in runs)
+        print(f"{network:38} alone {alone:5.2f} s  with the helper {helped:5.2f} s ({helped / alone:.2f}x; "
+              f"it compiled {'/'.join(str(r['helper_compiled']) for r in runs)} calls)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
