@@ -65,8 +65,9 @@ def epoch_ms(batch: int, rounds: int) -> dict:
     model.fit(x[:batch], y[:batch], batch_size=batch, optimizer=fn.SGD(lr=0.01), progress=False)
     steps = model._plan.steps(batch)  # the same buffers the fit loop uses
     d0, d1 = model.dense
-    h, g_h = steps.forward_train[0].args[0], steps.backward[1].args[0]
-    act = steps.forward_train[0].args[4:]
+    forward, backward = steps.forward_train[0].fn, steps.backward[1].fn  # partials, inside the step tuner's Sites
+    h, g_h = forward.args[0], backward.args[0]
+    act = forward.args[4:]
     order = np.random.default_rng(0).permutation(len(x))
     args = (order, np.asarray(x), np.asarray(y), batch, steps.x, steps.target, h, steps.out, steps.grad_out, g_h,
             d0.weight, d0.bias, d1.weight, d1.bias, d0.dw, d0.db, d1.dw, d1.db, model.params, model.grads,
