@@ -7,6 +7,10 @@ end of that batch, as ``fastnet bench`` does:
 * the benchmark's first case, 784-128-10 sigmoid, B=32, plain SGD (``fastnet bench``'s "compile" line);
 * the default ``fastnet train`` network, 784-512-10 ReLU with dropout 0.5, B=32, SGD with momentum.
 
+It also times the floor under a cached start, which no fastnet code is in: importing numpy and
+numba, and numba's first use (its target's registries, which import scipy.linalg, when SciPy is
+installed, to look for a BLAS), with SciPy importable and with it hidden.
+
     python bench/cold_start.py --rounds 3 --json bench/results/cold-start.json
 
 Not a pytest-benchmark suite: it runs as a script only.
@@ -38,6 +42,18 @@ FIRST_BATCH = ("import sys, time; t0 = float(sys.argv[1]); import numpy as np; i
                "print(time.time() - t0, pc.last.from_helper if pc.last else 0)")
 
 
+FLOOR = ("import sys, time; {hide}t0 = time.perf_counter(); import numpy; t1 = time.perf_counter(); import numba; "
+         "t2 = time.perf_counter(); from numba.core.registry import cpu_target; cpu_target.target_context.refresh(); "
+         "print(t1 - t0, t2 - t1, time.perf_counter() - t2)")
+
+
+def floor(scipy: bool) -> list[float]:
+    """Seconds to import numpy, to import numba, and for numba's first use, in a fresh process."""
+    code = FLOOR.format(hide="" if scipy else "sys.modules['scipy'] = None; ")
+    return [float(t) for t in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                             check=True).stdout.split()]
+
+
 def first_batch(network: str, helper: bool) -> tuple[float, int]:
     """(seconds from process start to the end of the first batch, calls the helper compiled)."""
     with tempfile.TemporaryDirectory() as cache:
@@ -62,6 +78,8 @@ def main() -> None:
                 seconds, by_helper = first_batch(network, helper)
                 results["runs"].setdefault(f"{network} | {'helper' if helper else 'alone'}", []).append(
                     {"seconds": seconds, "helper_compiled": by_helper})
+        for scipy in (True, False):
+            results["runs"].setdefault(f"floor | scipy {'importable' if scipy else 'hidden'}", []).append(floor(scipy))
     results["load_after"] = os.getloadavg()
     m = results["machine"]
     print(f"{m.get('cpu')}, LLVM {m.get('llvm_cpu')}, {os.cpu_count()} cpus; "
@@ -72,6 +90,11 @@ def main() -> None:
         helped = statistics.median(r["seconds"] for r in runs)
         print(f"{network:38} alone {alone:5.2f} s  with the helper {helped:5.2f} s ({helped / alone:.2f}x; "
               f"it compiled {'/'.join(str(r['helper_compiled']) for r in runs)} calls)")
+    for scipy in ("importable", "hidden"):
+        parts = zip(*results["runs"][f"floor | scipy {scipy}"])
+        numpy_s, numba_s, first_use = (statistics.median(p) for p in parts)
+        print(f"floor, SciPy {scipy:10}  import numpy {numpy_s:.2f} s, numba {numba_s:.2f} s, "
+              f"numba's first use {first_use:.2f} s: {numpy_s + numba_s + first_use:.2f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

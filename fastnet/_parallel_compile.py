@@ -1,10 +1,10 @@
 """A cold start on two cores: a helper process compiles half of a model's kernels.
 
 numba compiles one kernel at a time, on one core, under a global lock, and a first run
-compiles seven or eight of them (13 s on the 2-core benchmark VM). So when
+compiles seven or eight of them (13-18 s on the 2-core benchmark VM). So when
 ``Sequential.compile_kernels`` finds a kernel missing from the cache, and the run has
-more than one thread, it starts a helper process (``_helper`` below)
-on a copy of the model. The helper records the kernel calls of the same step without
+more than one thread, it starts a helper process (``_helper`` below) on a copy of the
+model. The helper records the kernel calls of the same step without
 running them, then compiles them from the last one backwards, each into numba's cache,
 while this process compiles from the first one forwards. Before compiling a call, each
 side claims it, by creating a file named after it (``O_EXCL``); this process waits for a
@@ -14,6 +14,10 @@ call this process claimed. They meet in the middle.
 What is computed does not change: a kernel loaded from the cache is the code this process
 would have compiled (see ORDERED in kernels/_jit.py; a test trains through both paths).
 If the helper cannot start or dies, this process compiles what is left itself.
+
+It costs a second process (about 210 MB at its peak) on cold starts only, and took the first
+batch of the default ``fastnet train`` from 17.7 s to 11.0 s on the 2-core VM
+(``python bench/cold_start.py``).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import time
 
 import numba
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 ENABLED = True
 """Whether a cold ``compile_kernels`` may start a helper (tests compare both ways)."""
@@ -44,8 +49,13 @@ _lock = threading.Lock()  # one split at a time: the hook below is installed on 
 
 
 def _kernels() -> dict:
+    """The numba backend's kernels by name (a namespace tests may patch: only dispatchers are hooked)."""
     from fastnet.kernels import BACKENDS
     return vars(BACKENDS["numba"].raw)
+
+
+def _dispatchers() -> list:
+    return [kernel for kernel in _kernels().values() if isinstance(kernel, Dispatcher)]
 
 
 def _key(dispatcher, sig) -> str:
@@ -76,11 +86,13 @@ def _cached(dispatcher, sig) -> bool:
 def helper_compiles(model, x_dtype):
     """Around ``model.compile_kernels``: a helper process compiles part of a cold start."""
     global last
-    if not ENABLED or model.backend != "numba" or numba.get_num_threads() < 2 or not _lock.acquire(blocking=False):
+    if (not ENABLED or model.backend != "numba" or numba.get_num_threads() < 2
+            or getattr(sys, "frozen", False)  # a bundled app's executable is not a Python that runs -c
+            or not _lock.acquire(blocking=False)):
         yield
         return
     last = split = _Split(model, np.dtype(x_dtype))
-    kernels = _kernels().values()
+    kernels = _dispatchers()
     for dispatcher in kernels:
         dispatcher.compile = split.hook(dispatcher)
     try:

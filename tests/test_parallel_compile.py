@@ -76,4 +76,4 @@ def test_no_helper_where_it_cannot_help(how, monkeypatch):
         monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
     train_small("numpy" if how == "numpy backend" else "numba")
     assert _parallel_compile.last is None
-    assert not any("compile" in vars(d) for d in _parallel_compile._kernels().values())  # no hook left behind
+    assert not any("compile" in vars(d) for d in _parallel_compile._dispatchers())  # no hook left behind
