@@ -67,7 +67,7 @@ def _key(dispatcher, sig) -> str:
 def _take(folder: str, key: str) -> bool:
     """Claim a call; False if the other side has."""
     try:
-        os.close(os.open(os.path.join(folder, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(os.path.join(folder, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         return True
     except FileExistsError:
         return False
@@ -145,10 +145,10 @@ class _Split:
                     json.dump({"kind": type(model.optimizer).__name__, "config": model.optimizer.config()}, f)
             package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+            command = [sys.executable, "-c", HELPER, folder, self.x_dtype.str, str(os.getpid())]
             with open(os.path.join(folder, "helper.log"), "wb") as log:
-                self.helper = subprocess.Popen([sys.executable, "-c", HELPER, folder, self.x_dtype.str],
-                                               env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL,
-                                               stdout=log, stderr=subprocess.STDOUT)
+                self.helper = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": path},
+                                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except Exception as error:  # no helper: everything compiles here, as without one
             self.helper_error = f"{type(error).__name__}: {error}"
 
@@ -167,8 +167,9 @@ class _Split:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _helper(folder: str, x_dtype: str) -> None:
-    """The helper process: record the step's calls, then compile them from the last, while unclaimed."""
+def _helper(folder: str, x_dtype: str, parent: str) -> None:
+    """The helper process: record the step's calls, then compile them from the last, while unclaimed
+    and while the process that started it (pid ``parent``) lives."""
     global ENABLED
     import fastnet
     from fastnet.optimizers import optimizer_from_config
@@ -197,7 +198,10 @@ def _helper(folder: str, x_dtype: str) -> None:
     for name, sig in reversed(calls):
         dispatcher = real[name]
         key = _key(dispatcher, sig)
-        if not _take(folder, key):
+        if os.getppid() != int(parent):  # the run was killed: nobody needs the rest, or the claims
+            shutil.rmtree(folder, ignore_errors=True)
+            break
+        if not _take(folder, key):  # met the run
             break
         dispatcher.compile(sig)
         with open(os.path.join(folder, key + ".done"), "wb"):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numba
@@ -77,3 +78,58 @@ def test_no_helper_where_it_cannot_help(how, monkeypatch):
     train_small("numpy" if how == "numpy backend" else "numba")
     assert _parallel_compile.last is None
     assert not any("compile" in vars(d) for d in _parallel_compile._dispatchers())  # no hook left behind
+
+
+def helper_of(parent: int) -> tuple[int, str] | None:
+    """(pid, claims folder) of the compile helper ``parent`` started, found in /proc; None if there is none."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode().split("\0")[:-1]
+        except OSError:  # it exited meanwhile
+            continue
+        if any("_parallel_compile" in a for a in args) and args[-1] == str(parent):
+            return int(pid), args[-3]
+    return None
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def claims(folder: str) -> set[str]:
+    try:
+        return {name for name in os.listdir(folder) if len(name) == 40}  # a call's sha1, not its ".done"
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the helper through /proc (Linux)")
+def test_a_helper_whose_run_is_killed_claims_nothing_more(tmp_path):
+    run = subprocess.Popen([sys.executable, "-m", "fastnet", "train", "--epochs", "1", "--quiet"],
+                           cwd=Path(fn.__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+                                                           "NUMBA_NUM_THREADS": "2"})
+    deadline = time.monotonic() + 120
+    helper = None
+    while run.poll() is None and time.monotonic() < deadline:  # until the helper compiles its first call
+        helper = helper or helper_of(run.pid)
+        if helper and len(claims(helper[1])) >= 2:  # the run's first call, the helper's first
+            break
+        time.sleep(0.02)
+    run.kill()
+    run.wait()
+    assert helper, "the cold start started no helper"
+    pid, folder = helper
+    at_kill, seen = claims(folder), set()
+    deadline = time.monotonic() + 120
+    while running(pid) and time.monotonic() < deadline:
+        seen |= claims(folder)
+        time.sleep(0.02)
+    assert not running(pid)  # it stopped
+    assert seen <= at_kill  # after the call it was compiling, it took no other
+    assert not os.path.exists(folder)  # and removed the claims the run could not
