@@ -574,7 +574,9 @@ class Sequential:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
 
         Runs one step on a scratch batch of 2 rows and leaves the model untouched.
-        ``x_dtype`` is the dtype of the data the batches will be gathered from.
+        ``x_dtype`` is the dtype of the data the batches will be gathered from. When a kernel is
+        missing from the cache and the run has 2 or more threads, a helper process compiles part of
+        them at the same time (``fastnet._parallel_compile``).
         """
         start = time.perf_counter()
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
