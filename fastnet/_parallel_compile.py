@@ -36,6 +36,8 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
+from fastnet import checkpoint
+
 ENABLED = True
 """Whether a cold ``compile_kernels`` may start a helper (tests compare both ways)."""
 
@@ -142,7 +144,7 @@ class _Split:
             model.save(os.path.join(folder, "model.safetensors"), include_optimizer=False)  # its state may be unbound
             if model.optimizer is not None:
                 with open(os.path.join(folder, "optimizer.json"), "w") as f:
-                    json.dump({"kind": type(model.optimizer).__name__, "config": model.optimizer.config()}, f)
+                    json.dump(checkpoint.optimizer_spec(model.optimizer), f)
             package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
             command = [sys.executable, "-c", HELPER, folder, self.x_dtype.str, str(os.getpid())]
@@ -172,7 +174,6 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
     and while the process that started it (pid ``parent``) lives."""
     global ENABLED
     import fastnet
-    from fastnet.optimizers import optimizer_from_config
 
     ENABLED = False  # its own compile_kernels below must not start a helper of its own
     kernels = _kernels()
@@ -190,8 +191,7 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
         model = fastnet.load(os.path.join(folder, "model.safetensors"))
         if os.path.exists(os.path.join(folder, "optimizer.json")):
             with open(os.path.join(folder, "optimizer.json")) as f:
-                spec = json.load(f)
-            model.optimizer = optimizer_from_config(spec["kind"], spec["config"])
+                model.optimizer = checkpoint.optimizer_from_spec(json.load(f))
         model.compile_kernels(np.dtype(x_dtype))
     finally:
         kernels.update(real)

@@ -35,6 +35,16 @@ FORMAT = 1
 RESUME_KEYS = ("epoch", "batch", "batch_size", "samples", "order", "loss", "hits", "seconds")
 
 
+def optimizer_spec(opt) -> dict:
+    """An optimizer's kind and configuration, as JSON (not its state); ``optimizer_from_spec`` rebuilds it."""
+    return {"kind": type(opt).__name__, "config": opt.config()}
+
+
+def optimizer_from_spec(spec: dict):
+    """A new optimizer, unbound, from ``optimizer_spec``'s dict."""
+    return optimizer_from_config(spec["kind"], spec["config"])
+
+
 def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     """Everything needed to rebuild ``model``: (JSON-able metadata, named tensors)."""
     tensors = model.get_weights()
@@ -51,7 +61,7 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     }
     opt = model.optimizer
     if include_optimizer and opt is not None:
-        meta["optimizer"] = {"kind": type(opt).__name__, "config": opt.config(), "steps": opt.steps}
+        meta["optimizer"] = {**optimizer_spec(opt), "steps": opt.steps}
         tensors.update({f"optimizer.{name}": state for name, state in opt.state.items()})
     if model.partial_epoch is not None:
         meta["resume"] = model.partial_epoch
@@ -74,7 +84,7 @@ def rebuild(meta: dict, tensors: dict, into, backend: str | None = None, dtype: 
     model.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
     if meta["optimizer"] is not None:
         spec = meta["optimizer"]
-        opt = optimizer_from_config(spec["kind"], spec["config"])
+        opt = optimizer_from_spec(spec)
         opt.bind(model.params.size, model.dtype, owner=model)
         for name in opt.state_names:
             opt.state[name][...] = tensors[f"optimizer.{name}"]

@@ -20,6 +20,7 @@ import pytest
 import fastnet as fn
 from fastnet import _parallel_compile
 
+
 def train_small(backend="numba"):
     train, _ = fn.datasets.load("mnist-sample")
     model = fn.Sequential(fn.Dense(784, 16), fn.Sigmoid(), fn.Dense(16, 10), loss=fn.SoftmaxCrossEntropy(),
