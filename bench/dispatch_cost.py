@@ -38,22 +38,24 @@ def machinery_us_per_step(batch: int = 32, samples: int = 8000, rounds: int = 7)
 
 
 @numba.njit
-def _epoch_as_one_call(order, x, y, batch, xb, tb, h, out, g_out, g_h, w0, b0, w1, b1, dw0, db0, dw1, db1,
+def _epoch_as_one_call(blocks, order, x, y, batch, xb, tb, h, out, g_out, g_h, w0, b0, w1, b1, dw0, db0, dw1, db1,
                        params, grads, lr, act, p0, p1):
-    # 784-128-10 with a fused activation: what Plan's calls do for one batch, looped over the epoch
+    # 784-128-10 with a fused activation: what Plan's calls do for one batch, looped over the epoch;
+    # blocks: the addresses of the dense kernels' blocks (kernels/_blocks.py)
+    forward, dx, dw = blocks
     total = 0.0
     for start in range(0, order.shape[0] - batch + 1, batch):
         idx = order[start:start + batch]
         batching.gather_rows(xb, x, idx, 1 / 255)
         for r in range(batch):
             tb[r] = y[idx[r]]
-        dense.dense_forward(h, xb, w0, b0, act, p0, p1)
-        dense.dense_forward(out, h, w1, b1, 0, 0.0, 0.0)
+        dense._dense_forward(forward, h, xb, w0, b0, act, p0, p1)
+        dense._dense_forward(forward, out, h, w1, b1, 0, 0.0, 0.0)
         total += losses.softmax_ce(g_out, out, tb)
         batching.argmax_hits(out, tb)
-        dense.dense_backward_dw(dw1, db1, g_out, h)
-        dense.dense_backward_dx(g_h, g_out, w1, h, act, p0, p1)
-        dense.dense_backward_dw(dw0, db0, g_h, xb)
+        dense._dense_backward_dw(dw, dw1, db1, g_out, h)
+        dense._dense_backward_dx(dx, g_h, g_out, w1, h, act, p0, p1)
+        dense._dense_backward_dw(dw, dw0, db0, g_h, xb)
         optimizers.sgd(params, grads, lr)
     return total
 
@@ -66,10 +68,11 @@ def epoch_ms(batch: int, rounds: int) -> dict:
     steps = model._plan.steps(batch)  # the same buffers the fit loop uses
     d0, d1 = model.dense
     forward, backward = steps.forward_train[0].fn, steps.backward[1].fn  # partials, inside the step tuner's Sites
-    h, g_h = forward.args[0], backward.args[0]
-    act = forward.args[4:]
+    h, g_h = forward.args[1], backward.args[1]  # after the block's address
+    act = forward.args[5:]
+    blocks = (forward.args[0], backward.args[0], steps.backward[0].fn.args[0])
     order = np.random.default_rng(0).permutation(len(x))
-    args = (order, np.asarray(x), np.asarray(y), batch, steps.x, steps.target, h, steps.out, steps.grad_out, g_h,
+    args = (blocks, order, np.asarray(x), np.asarray(y), batch, steps.x, steps.target, h, steps.out, steps.grad_out, g_h,
             d0.weight, d0.bias, d1.weight, d1.bias, d0.dw, d0.db, d1.dw, d1.db, model.params, model.grads,
             np.float32(0.01), *act)
     start = time.perf_counter()

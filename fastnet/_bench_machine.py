@@ -18,7 +18,7 @@ DENSE_KERNELS = ("dense_forward", "dense_backward_dx", "dense_backward_dw")
 REGISTER_BITS = {"zmm": 512, "ymm": 256, "xmm": 128}
 
 # Run in a fresh process with an empty numba cache: code loaded from the cache keeps no assembly.
-# It compiles the dense kernels for float32 without running them (so any NUMBA_CPU_NAME works).
+# It compiles the dense kernels' blocks for float32 without running them (so any NUMBA_CPU_NAME works).
 _ASM_PROBE = """
 import json, sys
 import numba, numpy as np
@@ -30,10 +30,10 @@ sigs = {"dense_forward": (mat, mat, mat, vec, act, f64, f64),
         "dense_backward_dx": (mat, mat, mat, mat, act, f64, f64), "dense_backward_dw": (mat, vec, mat, mat)}
 twins = get_backend("numba").twins
 out = {}
-for name in DENSE_KERNELS:
-    kernel = twins[name].numba
-    kernel.compile(sigs[name])
-    out[name] = register_counts(kernel.inspect_asm(sigs[name]))
+for name in DENSE_KERNELS:  # the GEMM is in the block each kernel's loop calls (kernels/_blocks.py)
+    block, sig = twins[name].numba.block, sigs[name] + (numba.int64,)
+    block.compile(sig)
+    out[name] = register_counts(block.inspect_asm(sig))
 print(json.dumps(out))
 """
 

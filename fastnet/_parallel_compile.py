@@ -8,8 +8,9 @@ model. The helper records the kernel calls of the same step without
 running them, then compiles them from the last one backwards, each into numba's cache,
 while this process compiles from the first one forwards. Before compiling a call, each
 side claims it, by creating a file named after it (``O_EXCL``); this process waits for a
-call the helper claimed, then loads it from the cache, and the helper stops at the first
-call this process claimed. They meet in the middle.
+call the helper claimed, then loads it from the cache, and the helper passes over the
+calls this process claimed. They meet in the middle. (A ``Blocked`` dense kernel is two
+compiles, its block and its loop; this process compiles the blocks as the step is built.)
 
 What is computed does not change: a kernel loaded from the cache is the code this process
 would have compiled (see ORDERED in kernels/_jit.py; a test trains through both paths).
@@ -35,6 +36,7 @@ import time
 import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
+from numba.core.typing.typeof import Purpose, typeof
 
 from fastnet import checkpoint
 
@@ -57,7 +59,21 @@ def _kernels() -> dict:
 
 
 def _dispatchers() -> list:
-    return [kernel for kernel in _kernels().values() if isinstance(kernel, Dispatcher)]
+    """Every numba dispatcher a step may compile: the kernels, and a Blocked kernel's loop and block."""
+    from fastnet.kernels import Blocked
+    found = []
+    for kernel in _kernels().values():
+        if isinstance(kernel, Dispatcher):
+            found.append(kernel)
+        elif isinstance(kernel, Blocked):
+            found += [kernel.kernel, kernel.block]
+    return found
+
+
+def _compile_units(kernel, arg_types: tuple) -> list[tuple]:
+    """(dispatcher, argument types) for each compile a call of ``kernel`` with ``arg_types`` needs."""
+    from fastnet.kernels import Blocked
+    return kernel.compile_units(arg_types) if isinstance(kernel, Blocked) else [(kernel, arg_types)]
 
 
 def _key(dispatcher, sig) -> str:
@@ -170,8 +186,8 @@ class _Split:
 
 
 def _helper(folder: str, x_dtype: str, parent: str) -> None:
-    """The helper process: record the step's calls, then compile them from the last, while unclaimed
-    and while the process that started it (pid ``parent``) lives."""
+    """The helper process: record the step's calls, then compile those unclaimed, from the last,
+    while the process that started it (pid ``parent``) lives."""
     global ENABLED
     import fastnet
 
@@ -180,13 +196,13 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
     real = dict(kernels)
     calls: dict[tuple[str, tuple], None] = {}  # (kernel name, argument types), in call order
 
-    def recorder(name, dispatcher):
+    def recorder(name):
         def record(*args):
-            calls[name, tuple(dispatcher.typeof_pyval(a) for a in args)] = None
+            calls[name, tuple(typeof(a, Purpose.argument) for a in args)] = None  # typed as a dispatcher types them
             return 0  # what a loss or hit count would return; nothing reads it here
         return record
 
-    kernels.update({name: recorder(name, dispatcher) for name, dispatcher in real.items()})
+    kernels.update({name: recorder(name) for name in real})
     try:  # the model is built on the recording kernels, so its step records instead of running
         model = fastnet.load(os.path.join(folder, "model.safetensors"))
         if os.path.exists(os.path.join(folder, "optimizer.json")):
@@ -195,14 +211,14 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
         model.compile_kernels(np.dtype(x_dtype))
     finally:
         kernels.update(real)
-    for name, sig in reversed(calls):
-        dispatcher = real[name]
+    units = [unit for name, arg_types in calls for unit in _compile_units(real[name], arg_types)]
+    for dispatcher, sig in reversed(units):
         key = _key(dispatcher, sig)
         if os.getppid() != int(parent):  # the run was killed: nobody needs the rest, or the claims
             shutil.rmtree(folder, ignore_errors=True)
             break
-        if not _take(folder, key):  # met the run
-            break
+        if not _take(folder, key):  # the run has it (a Blocked kernel's blocks come first there)
+            continue
         dispatcher.compile(sig)
         with open(os.path.join(folder, key + ".done"), "wb"):
             pass

@@ -22,7 +22,7 @@ import numpy as np
 
 from fastnet._memory import aligned_zeros
 from fastnet._thread_tuning import StepTuner
-from fastnet.kernels import ACT
+from fastnet.kernels import ACT, bind
 from fastnet.layers import Activation, Dense, Dropout
 
 IDENTITY = (ACT["identity"], 0.0, 0.0)
@@ -115,16 +115,16 @@ class Plan:
                 keep = np.zeros((B, op.width), np.bool_)
                 masks[i] = keep.view(np.uint8)
                 steps.draw_masks.append(partial(_draw_mask, self.rng, uniform, keep, op.layer.p))
-                steps.forward_train.append(partial(k.dropout, y, a_train, masks[i], 1.0 / (1.0 - op.layer.p)))
+                steps.forward_train.append(bind(k.dropout, y, a_train, masks[i], 1.0 / (1.0 - op.layer.p)))
                 a_train = y
                 continue
             if op.kind == "dense":
                 w, b = op.layer.weight, op.layer.bias
-                steps.forward_train.append(partial(k.dense_forward, y, a_train, w, b, *op.act))
-                steps.forward_eval.append(partial(k.dense_forward, y, a_eval, w, b, *op.act))
+                steps.forward_train.append(bind(k.dense_forward, y, a_train, w, b, *op.act))
+                steps.forward_eval.append(bind(k.dense_forward, y, a_eval, w, b, *op.act))
             else:
-                steps.forward_train.append(partial(k.activation_forward, y, a_train, *op.act))
-                steps.forward_eval.append(partial(k.activation_forward, y, a_eval, *op.act))
+                steps.forward_train.append(bind(k.activation_forward, y, a_train, *op.act))
+                steps.forward_eval.append(bind(k.activation_forward, y, a_eval, *op.act))
             a_train = a_eval = y
         steps.eval_out = a_eval
 
@@ -134,17 +134,17 @@ class Plan:
             op, g, y, a = ops[i], grads[i], outs[i], inputs[i]
             if op.kind == "dense":
                 if op.act != IDENTITY and not op.grad_is_pre_act:
-                    steps.backward.append(partial(k.activation_backward, g, g, y, *op.act))
-                steps.backward.append(partial(k.dense_backward_dw, op.layer.dw, op.layer.db, g, a))
+                    steps.backward.append(bind(k.activation_backward, g, g, y, *op.act))
+                steps.backward.append(bind(k.dense_backward_dw, op.layer.dw, op.layer.db, g, a))
                 if i > first:
                     below = ops[i - 1]
                     in_act = below.act if below.grad_is_pre_act else IDENTITY
-                    steps.backward.append(partial(k.dense_backward_dx, grads[i - 1], g, op.layer.weight, a, *in_act))
+                    steps.backward.append(bind(k.dense_backward_dx, grads[i - 1], g, op.layer.weight, a, *in_act))
             elif op.kind == "act":
                 if not op.grad_is_pre_act:
-                    steps.backward.append(partial(k.activation_backward, grads[i - 1], g, y, *op.act))
+                    steps.backward.append(bind(k.activation_backward, grads[i - 1], g, y, *op.act))
             else:
-                steps.backward.append(partial(k.dropout, grads[i - 1], g, masks[i], 1.0 / (1.0 - op.layer.p)))
+                steps.backward.append(bind(k.dropout, grads[i - 1], g, masks[i], 1.0 / (1.0 - op.layer.p)))
         steps.forward_train[:] = map(site, steps.forward_train)
         steps.backward[:] = map(site, steps.backward)
         return steps

@@ -15,6 +15,7 @@ are cached in ``cache_dir()``, a per-user folder (or $NUMBA_CACHE_DIR), never in
 """
 from ._env import check_numba_env  # first, keep it so: it reads numba's settings before numba does
 from . import activations, batching, dense, losses, optimizers, regularization
+from ._blocks import Blocked, bind
 from ._cache import cache_dir, caching
 from .activations import ACT
 from .backend import Backend, Twin, lookup, make_backends
@@ -34,4 +35,5 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-__all__ = ["ACT", "BACKENDS", "Backend", "TWINS", "cache_dir", "caching", "check_numba_env", "get_backend"]
+__all__ = ["ACT", "BACKENDS", "Backend", "Blocked", "TWINS", "bind", "cache_dir", "caching", "check_numba_env",
+           "get_backend"]

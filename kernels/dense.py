@@ -21,6 +21,7 @@ whatever the thread count. Timings are in bench/KERNELS.md.
 import numpy as np
 from numba import prange
 
+from ._blocks import Blocked, block_at
 from ._gemm import MR, nn_rows, nt_rows
 from ._jit import ORDERED, jit, pjit
 from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, act_grad, act_value, check_act
@@ -31,14 +32,13 @@ from .backend import twin
 PARALLEL_MIN_MACS = 1 << 20
 
 
-# The block functions are compiled once and called from both the serial and the
-# parallel loop; inlining them into both doubled the compile time (cold start 12.2 s
-# against 10.4 s) for no measurable speed. Being called, not inlined, they exist twice
-# (see ORDERED in _jit.py). The dx and dW blocks need no 'reassoc' (their vector loops
-# are not reductions; db's strided column sums do not vectorise) and compile with ORDERED;
-# the forward block keeps it, as its dot products need it to vectorise. prange hands its
-# body a uint64 index and range an int64, so the parallel loops cast it: one compiled block
-# serves both loops (two took a quarter of the default run's cold compile time).
+# Each kernel is a loop over blocks of rows that calls its block function by address
+# (_blocks.py): numba compiles the block once, not again into every layer its parallel loop
+# is lowered to, and the serial and the parallel loop share it. prange hands its body a
+# uint64 index and range an int64; the block takes an int64. The dx and dW blocks need no
+# 'reassoc' (their vector loops are not reductions; db's strided column sums do not
+# vectorise) and compile with ORDERED; the forward block keeps it, as its dot products
+# need it to vectorise.
 @jit
 def _forward_block(y, x, w, b, act, p0, p1, rb):
     # rows r0:r1 of y (B, O) = f(x[r0:r1] @ w.T + b), the bias and activation applied while the rows are in cache
@@ -53,15 +53,19 @@ def _forward_block(y, x, w, b, act, p0, p1, rb):
 
 
 @pjit
-def dense_forward(y, x, w, b, act, p0, p1):
-    # x (B, I), w (O, I), b (O,) -> y (B, O) = f(x @ w.T + b)
+def _dense_forward(block, y, x, w, b, act, p0, p1):
+    # x (B, I), w (O, I), b (O,) -> y (B, O) = f(x @ w.T + b); block: _forward_block's address
+    run = block_at(block, (y, x, w, b, act, p0, p1))
     n_blocks = (x.shape[0] + MR - 1) // MR  # blocks of 4 rows of y, the last maybe partial
     if x.shape[0] * x.shape[1] * w.shape[0] < PARALLEL_MIN_MACS:
         for rb in range(n_blocks):
-            _forward_block(y, x, w, b, act, p0, p1, rb)
+            run(y, x, w, b, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _forward_block(y, x, w, b, act, p0, p1, np.int64(rb))
+            run(y, x, w, b, act, p0, p1, np.int64(rb))
+
+
+dense_forward = Blocked("dense_forward", _dense_forward, _forward_block)
 
 
 @jit(fastmath=ORDERED)
@@ -79,15 +83,19 @@ def _dx_block(dx, dy, w, a, act, p0, p1, rb):
 
 
 @pjit
-def dense_backward_dx(dx, dy, w, a, act, p0, p1):
-    # dy (B, O), w (O, I), a (B, I) -> dx (B, I) = (dy @ w) * f'(a)
+def _dense_backward_dx(block, dx, dy, w, a, act, p0, p1):
+    # dy (B, O), w (O, I), a (B, I) -> dx (B, I) = (dy @ w) * f'(a); block: _dx_block's address
+    run = block_at(block, (dx, dy, w, a, act, p0, p1))
     n_blocks = (dy.shape[0] + MR - 1) // MR  # blocks of 4 rows of dx
     if dy.shape[0] * w.shape[0] * w.shape[1] < PARALLEL_MIN_MACS:
         for rb in range(n_blocks):
-            _dx_block(dx, dy, w, a, act, p0, p1, rb)
+            run(dx, dy, w, a, act, p0, p1, rb)
     else:
         for rb in prange(n_blocks):
-            _dx_block(dx, dy, w, a, act, p0, p1, np.int64(rb))
+            run(dx, dy, w, a, act, p0, p1, np.int64(rb))
+
+
+dense_backward_dx = Blocked("dense_backward_dx", _dense_backward_dx, _dx_block)
 
 
 @jit(fastmath=ORDERED)
@@ -105,15 +113,19 @@ def _dw_block(dw, db, dy, x, ob):
 
 
 @pjit
-def dense_backward_dw(dw, db, dy, x):
-    # dy (B, O), x (B, I) -> dw (O, I) = dy.T @ x, db (O,) = sum over rows of dy
+def _dense_backward_dw(block, dw, db, dy, x):
+    # dy (B, O), x (B, I) -> dw (O, I) = dy.T @ x, db (O,) = sum over rows of dy; block: _dw_block's address
+    run = block_at(block, (dw, db, dy, x))
     n_blocks = (dw.shape[0] + MR - 1) // MR  # blocks of 4 rows of dw: one thread owns each, no shared reduction
     if x.shape[0] * x.shape[1] * dw.shape[0] < PARALLEL_MIN_MACS:
         for ob in range(n_blocks):
-            _dw_block(dw, db, dy, x, ob)
+            run(dw, db, dy, x, ob)
     else:
         for ob in prange(n_blocks):
-            _dw_block(dw, db, dy, x, np.int64(ob))
+            run(dw, db, dy, x, np.int64(ob))
+
+
+dense_backward_dw = Blocked("dense_backward_dw", _dense_backward_dw, _dw_block)
 
 
 # ---- NumPy twins -----------------------------------------------------------------

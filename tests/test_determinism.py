@@ -22,7 +22,7 @@ TRAIN_AND_HASH = textwrap.dedent("""
     import numpy as np
     import fastnet as fn
     from fastnet import _parallel_compile
-    from fastnet.kernels import ACT, TWINS, get_backend
+    from fastnet.kernels import ACT, TWINS, Blocked, get_backend
 
     _parallel_compile.ENABLED = sys.argv[1] == "helper"
 
@@ -59,8 +59,9 @@ TRAIN_AND_HASH = textwrap.dedent("""
         k.dense_backward_dw(dw, db, dy, xb)
         out[f"dense_backward_dw {B}x{I}x{O}"] = digest(dw, db)
 
-    hits = sum(sum(t.numba.stats.cache_hits.values()) for t in TWINS)
-    misses = sum(sum(t.numba.stats.cache_misses.values()) for t in TWINS)
+    dispatchers = [d for t in TWINS for d in ((t.numba.kernel, t.numba.block) if isinstance(t.numba, Blocked) else (t.numba,))]
+    hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers)
+    misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
     print(json.dumps({"hashes": out, "cache_hits": hits, "cache_misses": misses, "from_helper": from_helper}))
 """)
 

@@ -1,5 +1,5 @@
-"""What the dense kernels compile to: one copy of each helper, the host's full vector width,
-and a GEMM tile that fits the host's vector registers (both tile shapes are checked here).
+"""What the dense kernels compile to: one copy of each helper, called by address from the
+loops, the host's full vector width, and a GEMM tile that fits the host's vector registers (both tile shapes are checked here).
 
 Cold start is mostly numba compiling the dense kernels (README, "Compiled kernels"), so a kernel
 must not compile its helpers more often than it needs. And the GEMMs are only fast when LLVM
@@ -45,14 +45,15 @@ def compile_report() -> dict:
     run_dense_kernels(SERIAL)
     run_dense_kernels(PARALLEL)
     helpers = {name: f for name, f in vars(dense).items() if isinstance(f, CPUDispatcher) and name.endswith("_block")}
-    asm = {k.__name__: "\n".join(k.inspect_asm().values())
-           for k in (dense.dense_forward, dense.dense_backward_dx, dense.dense_backward_dw)}
+    kernels = (dense.dense_forward, dense.dense_backward_dx, dense.dense_backward_dw)
+    asm = {k.__name__: "\n".join(k.block.inspect_asm().values()) for k in kernels}  # the GEMM is in the block
     bits = host_vector_width()
     return {
         "helper_signatures": {name: [str(s) for s in f.signatures] for name, f in helpers.items()},
         "host_bits": bits,
         "kernel_fma_bits": {name: widest_packed_fma(text) for name, text in asm.items()},
         "kernel_fmas_per_block": {name: densest_block(text, bits) for name, text in asm.items()},
+        "loop_fmas": {k.__name__: len(PACKED_FMA.findall("\n".join(k.kernel.inspect_asm().values()))) for k in kernels},
     }
 
 
@@ -75,6 +76,12 @@ def test_the_serial_and_the_parallel_loop_share_one_compiled_block(report):
     helpers = report["helper_signatures"]
     assert sorted(helpers) == ["_dw_block", "_dx_block", "_forward_block"]
     assert all(len(sigs) == 1 for sigs in helpers.values()), helpers
+
+
+def test_the_loops_call_their_block_rather_than_compile_it_in(report):
+    # linked in, a block was optimised and emitted again in each layer of the parallel loop
+    # (kernels/_blocks.py): the loops' own code must hold none of its FMAs
+    assert report["loop_fmas"] == {name: 0 for name in report["loop_fmas"]}
 
 
 def widest_packed_fma(asm: str) -> int:
