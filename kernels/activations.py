@@ -20,6 +20,7 @@ Every derivative is computed from the saved output y, never from z:
 import numpy as np
 from numba import prange
 
+from ._blocks import Blocked, block_at
 from ._jit import ELEMENTWISE, PARALLEL_MIN_ACTIVATIONS, jit, pjit
 from ._vexp import vexp
 from .backend import twin
@@ -57,42 +58,54 @@ def act_grad(y, act, p0, p1):
     return one
 
 
-@jit(inline="always", fastmath=ELEMENTWISE)
-def _forward_row(r, y, z, act, c0, c1):
+# Each kernel is a loop over rows that calls its row function by address (_blocks.py), so
+# numba compiles the row once, not again into each layer of the parallel loop.
+@jit(fastmath=ELEMENTWISE)
+def _forward_row(y, z, act, p0, p1, r):
+    # row r of y (N, M) = f(z)
+    t = z.dtype.type
+    c0, c1 = t(p0), t(p1)
     for c in range(z.shape[1]):
         y[r, c] = act_value(z[r, c], act, c0, c1)
 
 
 @pjit(fastmath=ELEMENTWISE)
-def activation_forward(y, z, act, p0, p1):
-    # z (N, M) -> y (N, M) = f(z)
-    t = z.dtype.type
-    c0, c1 = t(p0), t(p1)
+def _activation_forward(block, y, z, act, p0, p1):
+    # z (N, M) -> y (N, M) = f(z); block: _forward_row's address
+    run = block_at(block, (y, z, act, p0, p1))
     if z.size < PARALLEL_MIN_ACTIVATIONS:
         for r in range(z.shape[0]):
-            _forward_row(r, y, z, act, c0, c1)
+            run(y, z, act, p0, p1, r)
     else:
         for r in prange(z.shape[0]):
-            _forward_row(r, y, z, act, c0, c1)
+            run(y, z, act, p0, p1, np.int64(r))  # prange's index is a uint64
 
 
-@jit(inline="always", fastmath=ELEMENTWISE)
-def _backward_row(r, dz, dy, y, act, c0, c1):
+activation_forward = Blocked("activation_forward", _activation_forward, _forward_row)
+
+
+@jit(fastmath=ELEMENTWISE)
+def _backward_row(dz, dy, y, act, p0, p1, r):
+    # row r of dz (N, M) = dy * f'(z), computed from the saved output y
+    t = y.dtype.type
+    c0, c1 = t(p0), t(p1)
     for c in range(y.shape[1]):
         dz[r, c] = dy[r, c] * act_grad(y[r, c], act, c0, c1)
 
 
 @pjit(fastmath=ELEMENTWISE)
-def activation_backward(dz, dy, y, act, p0, p1):
-    # dy (N, M), y (N, M) saved output -> dz (N, M) = dy * f'(z), computed from y
-    t = y.dtype.type
-    c0, c1 = t(p0), t(p1)
+def _activation_backward(block, dz, dy, y, act, p0, p1):
+    # dy (N, M), y (N, M) saved output -> dz (N, M) = dy * f'(z); block: _backward_row's address
+    run = block_at(block, (dz, dy, y, act, p0, p1))
     if y.size < PARALLEL_MIN_ACTIVATIONS:
         for r in range(y.shape[0]):
-            _backward_row(r, dz, dy, y, act, c0, c1)
+            run(dz, dy, y, act, p0, p1, r)
     else:
         for r in prange(y.shape[0]):
-            _backward_row(r, dz, dy, y, act, c0, c1)
+            run(dz, dy, y, act, p0, p1, np.int64(r))
+
+
+activation_backward = Blocked("activation_backward", _activation_backward, _backward_row)
 
 
 # ---- NumPy twins: the same math, vectorised, in place ----------------------------
