@@ -2,7 +2,8 @@
 
 Each round runs, in fresh processes with an empty NUMBA_CACHE_DIR each, the first batch of
 two networks with the helper and without it, alternating, and times process start to the
-end of that batch, as ``fastnet bench`` does:
+end of that batch, as ``fastnet bench`` does; then it runs the same twice more on the cache the
+first one filled (the cached start), with SciPy importable and hidden:
 
 * the benchmark's first case, 784-128-10 sigmoid, B=32, plain SGD (``fastnet bench``'s "compile" line);
 * the default ``fastnet train`` network, 784-512-10 ReLU with dropout 0.5, B=32, SGD with momentum.
@@ -35,13 +36,14 @@ NETWORKS = {
                                           "fn.Dense(512, 10), loss=fn.SoftmaxCrossEntropy(), seed=0), "
                                           "fn.SGD(lr=0.05, momentum=0.9)",
 }
-FIRST_BATCH = ("import sys, time; t0 = float(sys.argv[1]); import numpy as np; import fastnet as fn; "
+FIRST_BATCH = ("import sys, time; t0 = float(sys.argv[1]); {hide}import numpy as np; import fastnet as fn; "
                "from fastnet import _parallel_compile as pc; pc.ENABLED = {helper}; model, opt = {network}; "
                "x = np.zeros((32, 784), np.uint8); y = np.arange(32) % 10; "
                "model.fit(x, y, batch_size=32, optimizer=opt, progress=False); "
                "print(time.time() - t0, pc.last.from_helper if pc.last else 0)")
 
 
+HIDE_SCIPY = "sys.modules['scipy'] = None; "  # numba then finds no BLAS to look at
 FLOOR = ("import sys, time; {hide}t0 = time.perf_counter(); import numpy; t1 = time.perf_counter(); import numba; "
          "t2 = time.perf_counter(); from numba.core.registry import cpu_target; cpu_target.target_context.refresh(); "
          "print(t1 - t0, t2 - t1, time.perf_counter() - t2)")
@@ -49,18 +51,22 @@ FLOOR = ("import sys, time; {hide}t0 = time.perf_counter(); import numpy; t1 = t
 
 def floor(scipy: bool) -> list[float]:
     """Seconds to import numpy, to import numba, and for numba's first use, in a fresh process."""
-    code = FLOOR.format(hide="" if scipy else "sys.modules['scipy'] = None; ")
+    code = FLOOR.format(hide="" if scipy else HIDE_SCIPY)
     return [float(t) for t in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                              check=True).stdout.split()]
 
 
-def first_batch(network: str, helper: bool) -> tuple[float, int]:
-    """(seconds from process start to the end of the first batch, calls the helper compiled)."""
+def first_batch(network: str, helper: bool) -> tuple[float, int, float, float]:
+    """(seconds from process start to the end of the first batch, calls the helper compiled), then the
+    same seconds for later processes on the cache the first one filled, with SciPy importable and hidden
+    (fastnet's own install has no SciPy; its test extra brings it)."""
     with tempfile.TemporaryDirectory() as cache:
-        code = FIRST_BATCH.format(helper=helper, network=NETWORKS[network])
-        out = subprocess.run([sys.executable, "-c", code, repr(time.time())], cwd=ROOT, capture_output=True,
-                             env={**os.environ, "NUMBA_CACHE_DIR": cache}, text=True, check=True).stdout.split()
-    return float(out[0]), int(out[1])
+        runs = [subprocess.run([sys.executable, "-c", FIRST_BATCH.format(helper=helper, network=NETWORKS[network],
+                                                                         hide=hide), repr(time.time())],
+                               cwd=ROOT, capture_output=True, env={**os.environ, "NUMBA_CACHE_DIR": cache}, text=True,
+                               check=True).stdout.split()
+                for hide in ("", "", HIDE_SCIPY)]
+    return float(runs[0][0]), int(runs[0][1]), float(runs[1][0]), float(runs[2][0])
 
 
 def main() -> None:
@@ -75,9 +81,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for network in NETWORKS:
             for helper in (True, False):
-                seconds, by_helper = first_batch(network, helper)
+                seconds, by_helper, cached, cached_no_scipy = first_batch(network, helper)
                 results["runs"].setdefault(f"{network} | {'helper' if helper else 'alone'}", []).append(
-                    {"seconds": seconds, "helper_compiled": by_helper})
+                    {"seconds": seconds, "helper_compiled": by_helper, "cached_seconds": cached,
+                     "cached_seconds_scipy_hidden": cached_no_scipy})
         for scipy in (True, False):
             results["runs"].setdefault(f"floor | scipy {'importable' if scipy else 'hidden'}", []).append(floor(scipy))
     results["load_after"] = os.getloadavg()
@@ -88,8 +95,12 @@ def main() -> None:
         alone = statistics.median(r["seconds"] for r in results["runs"][f"{network} | alone"])
         runs = results["runs"][f"{network} | helper"]
         helped = statistics.median(r["seconds"] for r in runs)
+        both = [r for key in ("alone", "helper") for r in results["runs"][f"{network} | {key}"]]
+        cached, no_scipy = (statistics.median(r[k] for r in both)
+                            for k in ("cached_seconds", "cached_seconds_scipy_hidden"))
         print(f"{network:38} alone {alone:5.2f} s  with the helper {helped:5.2f} s ({helped / alone:.2f}x; "
-              f"it compiled {'/'.join(str(r['helper_compiled']) for r in runs)} calls)")
+              f"it compiled {'/'.join(str(r['helper_compiled']) for r in runs)} calls)\n"
+              f"{'':38} cached {cached:4.2f} s, {no_scipy:4.2f} s with SciPy hidden")
     for scipy in ("importable", "hidden"):
         parts = zip(*results["runs"][f"floor | scipy {scipy}"])
         numpy_s, numba_s, first_use = (statistics.median(p) for p in parts)

@@ -20,8 +20,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
-import pooch
-import requests
+import platformdirs
 
 from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
@@ -224,7 +223,7 @@ def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, nam
 def default_root() -> Path:
     """The folder datasets live in: ``$FASTNET_DATA`` if set, else a per-user cache."""
     env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path(pooch.os_cache("fastnet"))
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("fastnet"))  # pooch.os_cache's folder
 
 
 def _idx_paths(directory: Path):
@@ -300,6 +299,9 @@ def _download(name: str, directory: Path) -> None:
 
 def _fetch(name: str, filename: str, directory: Path) -> None:
     """Download one file, trying each mirror in turn."""
+    import pooch  # here, not at the top: with requests they add 0.1-0.15 s to every start, and few runs download
+    import requests
+
     errors = []
     for mirror in MIRRORS[name]:
         url = mirror.rstrip("/") + "/" + filename
@@ -323,6 +325,8 @@ def _download_at_most(url: str, output_file: str, pooch_instance=None, max_bytes
     The bytes are saved as sent, never decoded: the pinned hashes are of the .gz
     files themselves, and a gzip content-encoding could inflate without bound.
     """
+    import requests
+
     with requests.get(url, stream=True, timeout=TIMEOUT, headers={"Accept-Encoding": "identity"}) as response:
         response.raise_for_status()
         too_much = DataError(f"the mirror sends more than the {max_bytes:,} bytes this file has; stopped there")
