@@ -17,7 +17,7 @@ would have compiled (see ORDERED in kernels/_jit.py; a test trains through both 
 If the helper cannot start or dies, this process compiles what is left itself.
 
 It costs a second process (about 210 MB at its peak) on cold starts only, and took the first
-batch of the default ``fastnet train`` from 17.7 s to 11.0 s on the 2-core VM
+batch of the default ``fastnet train`` from 12.2 s to 7.4 s on the 2-core VM
 (``python bench/cold_start.py``).
 """
 from __future__ import annotations
