@@ -24,8 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # run the fastnet beside this script
@@ -60,12 +58,10 @@ def first_batch(network: str, helper: bool) -> tuple[float, int, float, float]:
     """(seconds from process start to the end of the first batch, calls the helper compiled), then the
     same seconds for later processes on the cache the first one filled, with SciPy importable and hidden
     (fastnet's own install has no SciPy; its test extra brings it)."""
-    with tempfile.TemporaryDirectory() as cache:
-        runs = [subprocess.run([sys.executable, "-c", FIRST_BATCH.format(helper=helper, network=NETWORKS[network],
-                                                                         hide=hide), repr(time.time())],
-                               cwd=ROOT, capture_output=True, env={**os.environ, "NUMBA_CACHE_DIR": cache}, text=True,
-                               check=True).stdout.split()
-                for hide in ("", "", HIDE_SCIPY)]
+    from fastnet.bench import first_batches
+
+    runs = first_batches([FIRST_BATCH.format(helper=helper, network=NETWORKS[network], hide=hide)
+                          for hide in ("", "", HIDE_SCIPY)], cwd=ROOT)
     return float(runs[0][0]), int(runs[0][1]), float(runs[1][0]), float(runs[2][0])
 
 

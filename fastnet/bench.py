@@ -213,18 +213,23 @@ _FIRST_BATCH = ("import time, sys; t0 = float(sys.argv[1]); import fastnet as fn
 
 def compile_times(case: Case) -> dict:
     """Seconds from process start to the end of the first batch of ``case``, with numba's cache empty
-    (cold) and filled (cached). Each is a fresh Python process; the cold run uses an empty NUMBA_CACHE_DIR."""
+    (cold) and filled (cached)."""
+    code = _FIRST_BATCH.format(hidden=case.hidden, act=case.activation, batch=case.batch, samples=case.batch)
+    cold, cached = (float(out[0]) for out in first_batches([code, code]))
+    return {"cold": cold, "cached": cached}
+
+
+def first_batches(codes: list[str], cwd=None) -> list[list[str]]:
+    """Run each of ``codes`` in a fresh Python process, one after the other, on one numba cache folder
+    that starts empty (so the first run is cold); each gets the start time (``time.time()``) as its
+    first argument. Returns the words of each one's last line of output."""
     import tempfile
 
-    code = _FIRST_BATCH.format(hidden=case.hidden, act=case.activation, batch=case.batch, samples=case.batch)
-    out = {}
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        for label in ("cold", "cached"):
-            result = subprocess.run([sys.executable, "-c", code, repr(time.time())], env=env,
-                                    capture_output=True, text=True, check=True)
-            out[label] = float(result.stdout.strip().splitlines()[-1])
-    return out
+        return [subprocess.run([sys.executable, "-c", code, repr(time.time())], env=env, cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1].split()
+                for code in codes]
 
 
 def peak_rss_mb(case: Case, samples: int = SAMPLES) -> float:
