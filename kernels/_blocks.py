@@ -3,8 +3,8 @@
 A dense kernel is a loop over blocks of rows (``prange`` above a size, ``range`` below) that
 calls a block function holding the GEMM. Called the usual way, numba links the block's code
 into every layer the parallel loop is lowered to (the loop body, two gufunc wrappers, the
-kernel) and LLVM optimises and emits it again in each: 2.0-2.5 s of a dense kernel's 3.7-4.4 s
-cold compile, four times the block's own 0.45 s.
+kernel) and LLVM optimises and emits it again in each: about 2 s of a dense kernel's 3.7-4.4 s
+cold compile (0.45-0.55 s a copy), against 0.4 s of LLVM work for the block itself.
 
 Here the kernel takes the address of the block's compiled code as an argument and calls it
 through numba's first-class function type, so the loop is compiled without the block. The
