@@ -31,7 +31,7 @@ sigs = {"dense_forward": (mat, mat, mat, vec, act, f64, f64),
 twins = get_backend("numba").twins
 out = {}
 for name in DENSE_KERNELS:  # the GEMM is in the block each kernel's loop calls (kernels/_blocks.py)
-    block, sig = twins[name].numba.block, sigs[name] + (numba.int64,)
+    block, sig = twins[name].numba.compile_units(sigs[name])[0]
     block.compile(sig)
     out[name] = register_counts(block.inspect_asm(sig))
 print(json.dumps(out))

@@ -36,9 +36,9 @@ import time
 import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
-from numba.core.typing.typeof import Purpose, typeof
 
 from fastnet import checkpoint
+from fastnet.kernels._blocks import Blocked, argument_types
 
 ENABLED = True
 """Whether a cold ``compile_kernels`` may start a helper (tests compare both ways)."""
@@ -60,7 +60,6 @@ def _kernels() -> dict:
 
 def _dispatchers() -> list:
     """Every numba dispatcher a step may compile: the kernels, and a Blocked kernel's loop and block."""
-    from fastnet.kernels import Blocked
     found = []
     for kernel in _kernels().values():
         if isinstance(kernel, Dispatcher):
@@ -72,7 +71,6 @@ def _dispatchers() -> list:
 
 def _compile_units(kernel, arg_types: tuple) -> list[tuple]:
     """(dispatcher, argument types) for each compile a call of ``kernel`` with ``arg_types`` needs."""
-    from fastnet.kernels import Blocked
     return kernel.compile_units(arg_types) if isinstance(kernel, Blocked) else [(kernel, arg_types)]
 
 
@@ -198,7 +196,7 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
 
     def recorder(name):
         def record(*args):
-            calls[name, tuple(typeof(a, Purpose.argument) for a in args)] = None  # typed as a dispatcher types them
+            calls[name, argument_types(args)] = None
             return 0  # what a loss or hit count would return; nothing reads it here
         return record
 

@@ -18,7 +18,13 @@ from functools import partial
 
 from numba import types
 from numba.core import cgutils
+from numba.core.typing.typeof import Purpose, typeof
 from numba.extending import intrinsic
+
+
+def argument_types(args) -> tuple:
+    """The numba types of ``args`` as a dispatcher types a call's arguments (without touching any dispatcher)."""
+    return tuple(typeof(a, Purpose.argument) for a in args)
 
 
 @intrinsic
@@ -52,7 +58,7 @@ class Blocked:
 
     def address(self, args) -> int:
         """The entry point of the block compiled for ``args`` (compiled or loaded from the cache)."""
-        arg_types = tuple(map(self.kernel.typeof_pyval, args))
+        arg_types = argument_types(args)
         found = self._addresses.get(arg_types)
         if found is None:
             signature = self.compile_units(arg_types)[0][1]
