@@ -38,7 +38,9 @@ CONFIGS = {
     # libgomp's own default when no wait policy is set, and fastnet's before passive waits: spin 300,000 times
     "spin 300k (libgomp default)": (None, {"GOMP_SPINCOUNT": "300000"}),
     "passive": (None, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "spin 30k": (None, {"GOMP_SPINCOUNT": "30000"}),
     "spin 10k": (None, {"GOMP_SPINCOUNT": "10000"}),
+    "spin 3k": (None, {"GOMP_SPINCOUNT": "3000"}),
     "spin 1k": (None, {"GOMP_SPINCOUNT": "1000"}),
     "active": (None, {"OMP_WAIT_POLICY": "ACTIVE"}),
     "workqueue": (None, {"NUMBA_THREADING_LAYER": "workqueue"}),

@@ -7,10 +7,10 @@ Each policy runs in its own process, since OpenMP reads it once, at start:
     python bench/region_cost.py
     python bench/region_cost.py --json bench/results/region-cost.json
 
-fastnet's default is passive waits (fastnet/threads.py). On a 2-vCPU cloud VM (AMD EPYC Zen 3,
-idle) a passive wake cost 90-160 µs, against 2-13 µs for libgomp's spinning default: this is
-the figure fastnet/_thread_tuning.py weighs a call's time against. Not a pytest-benchmark
-suite: it runs as a script only.
+fastnet's default is a short spin, then sleep (GOMP_SPINCOUNT=10000; fastnet/threads.py). On a
+2-vCPU cloud VM (AMD EPYC Zen 3, idle) a passive wake cost 90-160 µs, against 2-13 µs for
+libgomp's spinning default: this is the figure fastnet/_thread_tuning.py weighs a call's time
+against. Not a pytest-benchmark suite: it runs as a script only.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import subprocess
 import sys
 
 POLICIES = {  # name -> environment; "1 thread" is the floor: a parallel kernel run on one thread
-    "passive (fastnet's default)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin 10k (fastnet's default)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "spin 300k (libgomp's default)": {"GOMP_SPINCOUNT": "300000"},
     "1 thread": {"OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": "1"},
 }

@@ -11,7 +11,13 @@ fits them all, so a ``StepTuner`` measures, for each batch size:
 2. ``SAMPLES`` steps with the slowest call on all n threads: its time P, which gives the cost
    of waking the threads, W = P - T/n;
 3. each call then runs on all threads if T/n + W is under ``MARGIN`` of T (for the slowest,
-   if P is), else on one; and every ``RETUNE_EVERY`` steps it measures again, as the load changes.
+   if P is), else on one;
+4. if that splits any call, ``SAMPLES`` whole steps with that choice: it stands only if a whole
+   step (from one ``step()`` to the next) is faster than in phase 1, else every call runs on one
+   thread. Threads that spin after a call (``GOMP_SPINCOUNT``) take a core that the rest of the
+   step, or another process, needed: a cost no call's own time shows, which the step's does.
+
+Every ``RETUNE_EVERY`` steps it measures again, as the load changes.
 
 Calls are timed in place with ``time.perf_counter``, and medians are compared, since a shared
 machine's timings have long tails. Results do not depend on the choice: every kernel gives the
@@ -82,9 +88,12 @@ class StepTuner:
         self.sites: list[Site] = []
         self.wake_seconds: float | None = None  # W, as last measured
         self._left = 0  # steps before the next measurement
-        self._phase = 0  # 0: not measuring; 1: all on one thread; 2: the slowest on all threads
+        self._phase = 0  # 0: not measuring; 1: all on one thread; 2: the slowest on all threads; 3: the choice
         self._steps = 0  # steps into the phase
         self._slowest: Site | None = None
+        self._step_start = 0.0  # when the step being timed began
+        self._step_times: list[float] = []  # the phase's whole steps
+        self._serial_step = 0.0  # a whole step's median time in phase 1
 
     def site(self, fn) -> Site:
         """``fn`` as one of the step's calls, run as this tuner chooses."""
@@ -95,6 +104,10 @@ class StepTuner:
         if self._left:
             self._left -= 1
             return
+        now = time.perf_counter()
+        if self._phase:
+            self._step_times.append(now - self._step_start)
+        self._step_start = now
         if self._phase == 0:
             self._threads = numba.get_num_threads()  # this also starts numba's threads, if no kernel has
             if self._threads == 1:  # nothing to choose
@@ -106,19 +119,29 @@ class StepTuner:
         elif self._phase == 1:
             self._slowest = max(self.sites, key=Site.median)
             self._serial = {site: site.median() for site in self.sites}
+            self._serial_step = statistics.median(self._step_times)
             self._begin(2, lambda site: site is self._slowest)
-        else:
+        elif self._phase == 2:
             serial, split = self._serial[self._slowest], self._slowest.median()
             self.wake_seconds = max(split - serial / self._threads, 0.0)
             # for the slowest call this is: split < MARGIN * serial
-            self._choose(lambda site: self._serial[site] / self._threads + self.wake_seconds
-                         < MARGIN * self._serial[site])
+            chosen = {site for site in self.sites
+                      if self._serial[site] / self._threads + self.wake_seconds < MARGIN * self._serial[site]}
+            if chosen:
+                self._begin(3, lambda site: site in chosen, timed=False)
+            else:
+                self._choose(lambda site: False)
+        else:  # the choice, timed as whole steps: it stands if they beat phase 1's
+            if statistics.median(self._step_times) < self._serial_step:
+                self._choose(lambda site: site.parallel)
+            else:
+                self._choose(lambda site: False)
 
-    def _begin(self, phase: int, on_all) -> None:
-        """Start timing a phase: each call timed, on all threads where ``on_all(site)``."""
-        self._phase, self._steps = phase, 0
+    def _begin(self, phase: int, on_all, timed: bool = True) -> None:
+        """Start timing a phase: on all threads where ``on_all(site)``, each call timed if ``timed``."""
+        self._phase, self._steps, self._step_times = phase, 0, []
         for site in self.sites:
-            site.parallel, site.timed, site.times = on_all(site), True, []
+            site.parallel, site.timed, site.times = on_all(site), timed, []
 
     def _choose(self, on_all) -> None:
         for site in self.sites:

@@ -27,7 +27,7 @@ from fastnet._bench_machine import (cpu_model, kernel_vector_width, llvm_cpu, ma
 from fastnet._bench_sklearn import (SKLEARN_DATASETS, SKLEARN_EPOCHS, format_sklearn_table,  # noqa: F401
                                     run_sklearn, sklearn_worker)
 from fastnet._bench_workers import FORCED_BLAS_VARS, Worker, native_blas_env, rotation, worker_pool  # noqa: F401
-from fastnet.kernels._env import SET_WAIT_POLICY
+from fastnet.kernels._env import SET_WAIT_POLICY, WAIT_SETTINGS
 
 # The cases of issue 9's targets: 784-128-10 sigmoid at B = 32, 64 and B = 128, 256; 784-512-256-10 ReLU, B = 128
 CASES = [Case((128,), "sigmoid", b) for b in (32, 64, 128, 256)] + [Case((512, 256), "relu", 128)]
@@ -79,12 +79,12 @@ def contender_keys(busy: int = 0, with_torch: bool = True, with_jax: bool = True
 def worker_env(key: str, environ) -> tuple[dict | None, dict]:
     """The environment contender ``key``'s process runs in (None: this one's) and the variables left out
     of it: the NumPy baseline's runs without those that force BLAS kernels, the others as they are,
-    except that JAX and PyTorch do not inherit the OMP_WAIT_POLICY fastnet set for its own threads."""
+    except that JAX and PyTorch do not inherit the wait settings fastnet chose for its own threads."""
     kind = CONTENDERS[key][0]
     if kind == "numpy":
         return native_blas_env(environ)
-    if kind != "numba" and SET_WAIT_POLICY and "OMP_WAIT_POLICY" in environ:
-        return {k: v for k, v in environ.items() if k != "OMP_WAIT_POLICY"}, {}
+    if kind != "numba" and SET_WAIT_POLICY and any(name in environ for name in WAIT_SETTINGS):
+        return {k: v for k, v in environ.items() if k not in WAIT_SETTINGS}, {}
     return None, {}
 
 

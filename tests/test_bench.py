@@ -309,7 +309,7 @@ def test_bench_sklearn_without_scikit_learn_says_what_to_install():
 
 def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch):
     monkeypatch.setattr(bench, "SET_WAIT_POLICY", True)
-    given = {"OMP_WAIT_POLICY": "PASSIVE", "PATH": "/bin"}
+    given = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", "PATH": "/bin"}
     for key in ("jax-scan", "jax-step", "torch"):
         assert bench.worker_env(key, given) == ({"PATH": "/bin"}, {})
     assert bench.worker_env("numba", given) == (None, {})

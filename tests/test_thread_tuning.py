@@ -14,8 +14,10 @@ from fastnet import _thread_tuning as tuning
 class FakeMachine:
     """A clock, numba's per-thread count, and kernels that take t on one thread, t/n + wake on n."""
 
-    def __init__(self, monkeypatch, threads: int, wake: float):
+    def __init__(self, monkeypatch, threads: int, wake: float, spin_tax: float = 0.0):
         self.now, self.threads, self.top, self.wake = 0.0, threads, threads, wake
+        self.spin_tax = spin_tax  # added to a step that split a call: what spinning threads cost the rest of it
+        self.split = False  # whether the step so far split a call
         monkeypatch.setattr(tuning.time, "perf_counter", lambda: self.now)
         monkeypatch.setattr(tuning.numba, "get_num_threads", lambda: self.threads)
         monkeypatch.setattr(tuning.parallel, "_get_num_threads", lambda: self.threads, raising=False)
@@ -27,14 +29,24 @@ class FakeMachine:
     def kernel(self, seconds: float):
         def run(*args):
             self.now += seconds if self.threads == 1 else seconds / self.threads + self.wake
+            self.split |= self.threads > 1
         return run
 
+    def end_step(self):
+        self.now += self.spin_tax if self.split else 0.0
+        self.split = False
 
-def run_steps(tuner, sites, n):
+
+MEASURE = 3 * tuning.SAMPLES + 1  # steps until a measurement's choice is final
+
+
+def run_steps(tuner, sites, n, machine=None):
     for _ in range(n):
         tuner.step()
         for site in sites:
             site()
+        if machine:
+            machine.end_step()
 
 
 def choices(sites):
@@ -50,22 +62,43 @@ def test_calls_split_only_where_waking_the_threads_pays(monkeypatch, wake, expec
     machine = FakeMachine(monkeypatch, threads=2, wake=wake)
     tuner = tuning.StepTuner()
     sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 200e-6, 50e-6, 4e-6)]
-    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    run_steps(tuner, sites, MEASURE)
     assert choices(sites) == expect
     assert tuner.wake_seconds == pytest.approx(wake)
     assert machine.threads == 2
+
+
+def test_a_split_that_slows_the_whole_step_is_dropped(monkeypatch):
+    # each call is faster split, but threads that spin afterwards slow the rest of the step more
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6, spin_tax=2e-3)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 200e-6)]
+    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1, machine)
+    assert choices(sites) == [True, True]  # the calls' own times chose this; the whole steps are timed next
+    run_steps(tuner, sites, tuning.SAMPLES, machine)
+    assert choices(sites) == [False, False]
+    run_steps(tuner, sites, 5, machine)
+    assert choices(sites) == [False, False] and not any(site.timed for site in sites)
+
+
+def test_a_split_that_speeds_the_whole_step_stands(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6, spin_tax=100e-6)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 200e-6)]
+    run_steps(tuner, sites, MEASURE + 5, machine)
+    assert choices(sites) == [True, True] and not any(site.timed for site in sites)
 
 
 def test_it_measures_again_when_the_load_changes(monkeypatch):
     machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
     tuner = tuning.StepTuner()
     sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
-    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    run_steps(tuner, sites, MEASURE)
     assert choices(sites) == [True, True]
     machine.wake = 5e-3  # other processes now hold the cores
     run_steps(tuner, sites, tuning.RETUNE_EVERY)
     assert choices(sites) == [True, True]  # not measured yet
-    run_steps(tuner, sites, 2 * tuning.SAMPLES + 1)
+    run_steps(tuner, sites, MEASURE)
     assert choices(sites) == [False, False]
 
 
@@ -83,7 +116,7 @@ def test_a_call_the_steps_did_not_make_is_left_alone(monkeypatch):
     machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
     tuner = tuning.StepTuner()
     used, unused = tuner.site(machine.kernel(1e-3)), tuner.site(machine.kernel(1e-3))
-    run_steps(tuner, [used], 2 * tuning.SAMPLES + 1)
+    run_steps(tuner, [used], MEASURE)
     assert choices([used, unused]) == [True, False]
 
 
