@@ -1,21 +1,23 @@
 """Which parallel kernel calls of a training step run on all threads, and which on one: measured.
 
-numba's threads sleep between kernels (fastnet sets OMP_WAIT_POLICY=PASSIVE so that they hold
-no core another process needs; see threads.py), and each parallel kernel wakes them. What a
-wake costs depends on the machine and its load: on the 2-vCPU cloud VM fastnet is benchmarked
-on, 90-160 µs when idle (``python bench/region_cost.py``), as long as the forward of a 784x128
-layer on 32 samples takes on one thread; on other machines a few µs. No fixed size threshold
-fits them all, so a ``StepTuner`` measures, for each batch size:
+numba's threads spin for about 0.1 ms after a parallel kernel, then sleep (fastnet sets
+GOMP_SPINCOUNT=10000, so that they soon hold no core another process needs; see threads.py),
+and a parallel kernel must wake them if they sleep. What a wake costs depends on the machine
+and its load: on the 2-vCPU cloud VM fastnet is benchmarked on, 90-160 µs when idle (``python
+bench/region_cost.py``), as long as the forward of a 784x128 layer on 32 samples takes on one
+thread; on other machines a few µs. No fixed size threshold fits them all, so a ``StepTuner``
+measures, for each batch size:
 
 1. ``SAMPLES`` steps with every call on one thread, timing each call: its time T;
-2. ``SAMPLES`` steps with the slowest call on all n threads: its time P, which gives the cost
-   of waking the threads, W = P - T/n;
-3. each call then runs on all threads if T/n + W is under ``MARGIN`` of T (for the slowest,
-   if P is), else on one;
-4. if that splits any call, ``SAMPLES`` whole steps with that choice: it stands only if a whole
+2. ``SAMPLES`` steps with every call on all n threads, timing each: its time P. A call is
+   chosen to run on all threads if P is under ``MARGIN`` of T. (P - T/n is what waking the
+   threads cost it: little where the previous call left them spinning, a whole wake where
+   they had gone to sleep.)
+3. if that chose any call, ``SAMPLES`` whole steps with that choice: it stands only if a whole
    step (from one ``step()`` to the next) is faster than in phase 1, else every call runs on one
    thread. Threads that spin after a call (``GOMP_SPINCOUNT``) take a core that the rest of the
-   step, or another process, needed: a cost no call's own time shows, which the step's does.
+   step, or another process, needed: a cost no call's own time shows, which the step's does;
+   and a call that ran after a split one in phase 2 may find the threads asleep now.
 
 Every ``RETUNE_EVERY`` steps it measures again, as the load changes.
 
@@ -86,11 +88,10 @@ class StepTuner:
 
     def __init__(self):
         self.sites: list[Site] = []
-        self.wake_seconds: float | None = None  # W, as last measured
+        self.wake_seconds: float | None = None  # what waking the threads cost the slowest call, as last measured
         self._left = 0  # steps before the next measurement
-        self._phase = 0  # 0: not measuring; 1: all on one thread; 2: the slowest on all threads; 3: the choice
+        self._phase = 0  # 0: not measuring; 1: all on one thread; 2: all on all threads; 3: the choice
         self._steps = 0  # steps into the phase
-        self._slowest: Site | None = None
         self._step_start = 0.0  # when the step being timed began
         self._step_times: list[float] = []  # the phase's whole steps
         self._serial_step = 0.0  # a whole step's median time in phase 1
@@ -117,16 +118,13 @@ class StepTuner:
         elif self._steps + 1 < SAMPLES:
             self._steps += 1
         elif self._phase == 1:
-            self._slowest = max(self.sites, key=Site.median)
             self._serial = {site: site.median() for site in self.sites}
             self._serial_step = statistics.median(self._step_times)
-            self._begin(2, lambda site: site is self._slowest)
+            self._begin(2, lambda site: True)
         elif self._phase == 2:
-            serial, split = self._serial[self._slowest], self._slowest.median()
-            self.wake_seconds = max(split - serial / self._threads, 0.0)
-            # for the slowest call this is: split < MARGIN * serial
-            chosen = {site for site in self.sites
-                      if self._serial[site] / self._threads + self.wake_seconds < MARGIN * self._serial[site]}
+            slowest = max(self.sites, key=self._serial.get)
+            self.wake_seconds = max(slowest.median() - self._serial[slowest] / self._threads, 0.0)
+            chosen = {site for site in self.sites if site.median() < MARGIN * self._serial[site]}
             if chosen:
                 self._begin(3, lambda site: site in chosen, timed=False)
             else:

@@ -5,40 +5,44 @@ cores (OpenBLAS threads spin after each call), so while the numba backend trains
 BLAS is capped at 1 thread. The NumPy backend is left to BLAS's own threading.
 
 Waiting: numba's kernels use every core (``set_num_threads`` or ``fastnet train
---threads`` choose fewer), and between parallel kernels its OpenMP threads sleep
-rather than spin. ``import fastnet`` sets OMP_WAIT_POLICY=PASSIVE, before numba's OpenMP
-runtime starts and reads it, unless OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is
-already set: a setting of the user's wins. It is set in the process environment, so
-child processes, and other OpenMP libraries loaded later in the process, see it too.
+--threads`` choose fewer). After a parallel kernel its OpenMP threads spin briefly, about
+0.1 ms, then sleep: ``import fastnet`` sets GOMP_SPINCOUNT=10000 for GNU OpenMP (numba's
+runtime on Linux) and OMP_WAIT_POLICY=PASSIVE for any other runtime, before numba's OpenMP
+runtime starts and reads them, unless OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is
+already set: a setting of the user's wins. They are set in the process environment, so child
+processes, and other OpenMP libraries loaded later in the process, see them too.
 
 Which calls use the threads: waking a sleeping thread is not free. On the 2-vCPU cloud VM
 fastnet is benchmarked on it took 90-160 µs when the machine was idle (``python
-bench/region_cost.py``), longer than most kernels of a small-batch step. So during training a
-``StepTuner`` (fastnet/_thread_tuning.py) times each parallel call of the step on one thread,
-and the wake, and runs a call on all threads only where that pays, measuring again every 1000
-steps as the load changes. None of this changes results: each thread owns whole output rows,
-so they are bitwise the same at any thread count.
+bench/region_cost.py``), longer than most kernels of a small-batch step; a thread still
+spinning took 2 µs. So during training a ``StepTuner`` (fastnet/_thread_tuning.py) times each
+parallel call of the step on one thread and on all threads, and runs a call on all threads
+only where that pays; then it times whole steps with that choice, and keeps it only if they are
+faster than on one thread, since spinning threads cost the rest of the step (and other
+processes) time that no call's own time shows. It measures again every 1000 steps, as the
+load changes. None of this changes results: each thread owns whole output rows, so they are
+bitwise the same at any thread count.
 
 Measured with ``python bench/bench_load.py`` (784-128-10 sigmoid, SGD, B=32 and 128, 2 cores,
 medians of interleaved rounds, each setting in its own process; raw runs in
-bench/results/bench-load-*.json):
+bench/results/bench-load-*.json), as the epoch time ÷ 1 thread's under the same load:
 
-* next to 1 or 2 busy processes, libgomp's default of spinning about 300,000 times before
-  sleeping made 2-thread epochs 1.9-28x the 1-thread time: a waiting thread holds a core that
-  a busy process, or the other numba thread, needs. Waiting passively: 0.28-0.91x (before the
-  tuner), 0.93-1.04x with it (2026-11-30, 60,000 samples, load 1.3-2.0);
-* on an idle machine, passive waits without the tuner took 1.1-2.9x the 1-thread time, as each
-  of about four parallel kernels per step paid a wake; with the tuner, 0.99x at B=32 and 1.01x
-  at B=128 (60,000 samples, load 1.3; with a 10% margin instead of 20% it split more calls and
-  took 1.10-1.12x), where spinning took 0.67-0.72x. That gap is the price of robustness under
-  load: a 2-vCPU VM wakes threads slowly, and no spinning setting measured held under load;
-* the other candidates, next to 1 or 2 busy processes: shorter spins (GOMP_SPINCOUNT=10000)
-  0.88-2.3x, OMP_WAIT_POLICY=ACTIVE 0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x
-  (and TBB is not a dependency); with the tuner, GOMP_SPINCOUNT=10000 took 0.65-0.70x on the
-  idle machine but 2.09x next to one busy process (bench-load-tuned-spin-2026-11-30.txt).
+* libgomp's default, spinning about 300,000 times before sleeping: 1.9-28x next to 1 or 2 busy
+  processes, as a waiting thread holds a core that a busy process, or the other numba thread,
+  needs (2026-11-30);
+* sleeping at once (OMP_WAIT_POLICY=PASSIVE, fastnet's default until 2026-12-01): 0.93-1.04x
+  next to busy processes with the tuner, but 0.99-1.01x on an idle machine too: every split call
+  paid a wake, so the tuner split almost none (2026-11-30);
+* the default, with the whole-step check (2026-12-01, 5 rounds, bench-load-spin-guard-2026-12-01):
+  0.96x (B=32) and 0.74x (B=128) idle, 0.97x and 0.94x next to one busy process, 1.16x and 0.95x
+  next to two. 30,000 spins took 2.34x next to one busy process at B=128, 3,000 gained nothing
+  idle at B=128; before the whole-step check, 10,000 took 2.09x next to one busy process
+  (bench-load-tuned-spin-2026-11-30.txt);
+* the other candidates, next to 1 or 2 busy processes, before the tuner: OMP_WAIT_POLICY=ACTIVE
+  0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x (and TBB is not a dependency).
 
-On a machine you have to yourself, ``GOMP_SPINCOUNT=300000`` (libgomp's default) makes the
-threads spin again; the tuner then finds wakes cheap and splits more calls.
+On a machine you have to yourself, ``GOMP_SPINCOUNT=300000`` (libgomp's default) keeps the
+threads spinning longer; the tuner then finds wakes cheap and splits more calls.
 """
 from __future__ import annotations
 
