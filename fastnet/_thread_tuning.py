@@ -19,7 +19,10 @@ measures, for each batch size:
    step, or another process, needed: a cost no call's own time shows, which the step's does;
    and a call that ran after a split one in phase 2 may find the threads asleep now.
 
-Every ``RETUNE_EVERY`` steps it measures again, as the load changes.
+Every ``RETUNE_EVERY`` steps it measures again, as the load changes; and sooner while a split
+stands, as soon as the median of ``SAMPLES`` steps is ``WATCH`` times what phase 3 measured:
+another process has taken a core, and threads that wait for it (or spin) can make a step
+several times slower than one thread would.
 
 Calls are timed in place with ``time.perf_counter``, and medians are compared, since a shared
 machine's timings have long tails. Results do not depend on the choice: every kernel gives the
@@ -34,10 +37,13 @@ import numba
 from numba.np.ufunc import parallel
 
 SAMPLES = 9
-"""Steps timed in each of the two phases of a measurement."""
+"""Steps timed in each phase of a measurement."""
 
 RETUNE_EVERY = 1000
 """Steps between measurements (about two per 60,000-sample epoch at B=32)."""
+
+WATCH = 1.25
+"""A split that stands is measured again once a median step takes this many times phase 3's."""
 
 MARGIN = 0.8
 """A call runs on all threads only if that takes under this fraction of its one-thread time:
@@ -92,9 +98,10 @@ class StepTuner:
         self._left = 0  # steps before the next measurement
         self._phase = 0  # 0: not measuring; 1: all on one thread; 2: all on all threads; 3: the choice
         self._steps = 0  # steps into the phase
-        self._step_start = 0.0  # when the step being timed began
-        self._step_times: list[float] = []  # the phase's whole steps
+        self._step_start = 0.0  # when the last step began
+        self._step_times: list[float] = []  # the phase's whole steps, or (not measuring) the latest ones
         self._serial_step = 0.0  # a whole step's median time in phase 1
+        self._split_step = 0.0  # the same in phase 3, if that split stands; else 0: nothing to watch
 
     def site(self, fn) -> Site:
         """``fn`` as one of the step's calls, run as this tuner chooses."""
@@ -102,13 +109,15 @@ class StepTuner:
         return self.sites[-1]
 
     def step(self) -> None:
-        if self._left:
-            self._left -= 1
-            return
         now = time.perf_counter()
-        if self._phase:
+        if self._phase or self._split_step:
             self._step_times.append(now - self._step_start)
         self._step_start = now
+        if self._left:
+            self._left -= 1
+            if not self._split_slowed():
+                return
+            self._left = 0  # the load changed: measure again now
         if self._phase == 0:
             self._threads = numba.get_num_threads()  # this also starts numba's threads, if no kernel has
             if self._threads == 1:  # nothing to choose
@@ -130,10 +139,19 @@ class StepTuner:
             else:
                 self._choose(lambda site: False)
         else:  # the choice, timed as whole steps: it stands if they beat phase 1's
-            if statistics.median(self._step_times) < self._serial_step:
+            split_step = statistics.median(self._step_times)
+            if split_step < self._serial_step:
                 self._choose(lambda site: site.parallel)
+                self._split_step = split_step
             else:
                 self._choose(lambda site: False)
+
+    def _split_slowed(self) -> bool:
+        """Whether the latest ``SAMPLES`` steps of a standing split took ``WATCH`` times as long as in phase 3."""
+        if len(self._step_times) < SAMPLES:
+            return False
+        recent, self._step_times = statistics.median(self._step_times), []
+        return recent > WATCH * self._split_step
 
     def _begin(self, phase: int, on_all, timed: bool = True) -> None:
         """Start timing a phase: on all threads where ``on_all(site)``, each call timed if ``timed``."""
@@ -144,4 +162,4 @@ class StepTuner:
     def _choose(self, on_all) -> None:
         for site in self.sites:
             site.parallel, site.timed, site.times = on_all(site), False, []
-        self._phase, self._left = 0, RETUNE_EVERY
+        self._phase, self._left, self._step_times, self._split_step = 0, RETUNE_EVERY, [], 0.0

@@ -105,17 +105,28 @@ def test_a_split_that_speeds_the_whole_step_stands(monkeypatch):
     assert choices(sites) == [True, True] and not any(site.timed for site in sites)
 
 
-def test_it_measures_again_when_the_load_changes(monkeypatch):
-    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
+def test_it_measures_again_every_so_many_steps(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=2, wake=5e-3)  # a loaded machine: nothing is split
     tuner = tuning.StepTuner()
     sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
     run_steps(tuner, sites, MEASURE)
-    assert choices(sites) == [True, True]
-    machine.wake = 5e-3  # other processes now hold the cores
-    run_steps(tuner, sites, tuning.RETUNE_EVERY)
-    assert choices(sites) == [True, True]  # not measured yet
-    run_steps(tuner, sites, MEASURE)
     assert choices(sites) == [False, False]
+    machine.wake = 2e-6  # the other processes are gone
+    run_steps(tuner, sites, tuning.RETUNE_EVERY)
+    assert choices(sites) == [False, False]  # not measured yet: nothing split, nothing watched
+    run_steps(tuner, sites, MEASURE)
+    assert choices(sites) == [True, True]
+
+
+def test_a_split_that_slows_down_is_measured_again_at_once(monkeypatch):
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
+    run_steps(tuner, sites, MEASURE + 3 * tuning.SAMPLES)
+    assert choices(sites) == [True, True]  # steady steps: the split stands
+    machine.wake = 5e-3  # another process now holds a core
+    run_steps(tuner, sites, tuning.SAMPLES + MEASURE)
+    assert choices(sites) == [False, False] and not any(site.timed for site in sites)
 
 
 def test_with_one_thread_nothing_is_timed_or_switched(monkeypatch):
