@@ -307,6 +307,25 @@ def test_bench_sklearn_without_scikit_learn_says_what_to_install():
                                      "pip install 'fastnet[sklearn]'")
 
 
+@pytest.mark.parametrize("kind, unsets", [("torch", True), ("jax-scan", True), ("numba", False), ("numpy", False)])
+def test_a_contender_process_of_another_library_drops_the_wait_policy_its_fastnet_import_set(monkeypatch, kind, unsets):
+    from fastnet import _bench_contenders
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+    monkeypatch.setattr(_bench_contenders, "unset_wait_policy", lambda: calls.append("unset"))
+    monkeypatch.setattr(_bench_contenders, "_library", lambda kind: calls.append("library") or _raise(Stop()))
+    with pytest.raises(Stop):
+        _bench_contenders.epoch_job({"kind": kind, "threads": None, "samples": 10})
+    assert calls == (["unset", "library"] if unsets else ["library"])  # before the library's runtime loads
+
+
+def _raise(error):
+    raise error
+
+
 def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch):
     monkeypatch.setattr(bench, "SET_WAIT_POLICY", True)
     given = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", "PATH": "/bin"}

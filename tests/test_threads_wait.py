@@ -80,3 +80,13 @@ def test_kernels_give_identical_bits_at_1_and_2_threads_with_the_default_wait_po
     assert one["spin"] == two["spin"] == str(_env.SPIN_COUNT)
     assert (one["threads"], two["threads"]) == (1, 2)
     assert one["kernels"] and one["kernels"] == two["kernels"]
+
+
+def test_a_benchmark_worker_takes_the_settings_back_before_another_library_loads_its_openmp():
+    code = ("import json, os; from fastnet.kernels import _env; before = {k: os.environ.get(k) for k in %r}; "
+            "_env.unset_wait_policy(); print(json.dumps([before, {k: os.environ.get(k) for k in %r}]))" % (WAIT, WAIT))
+    before, after = json.loads(run(code).stdout.splitlines()[-1])
+    assert before["GOMP_SPINCOUNT"] == str(_env.SPIN_COUNT) and before["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert after == {k: None for k in WAIT}
+    before, after = json.loads(run(code, OMP_WAIT_POLICY="ACTIVE").stdout.splitlines()[-1])
+    assert before == after == {k: None for k in WAIT} | {"OMP_WAIT_POLICY": "ACTIVE"}  # the user's stays
