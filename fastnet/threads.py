@@ -20,7 +20,7 @@ parallel call of the step on one thread and on all threads, and runs a call on a
 only where that pays; then it times whole steps with that choice, and keeps it only if they are
 faster than on one thread, since spinning threads cost the rest of the step (and other
 processes) time that no call's own time shows. It measures again every 1000 steps, as the
-load changes. None of this changes results: each thread owns whole output rows, so they are
+load changes, and at once when a split's steps slow down by a quarter. None of this changes results: each thread owns whole output rows, so they are
 bitwise the same at any thread count.
 
 Measured with ``python bench/bench_load.py`` (784-128-10 sigmoid, SGD, B=32 and 128, 2 cores,
@@ -33,11 +33,13 @@ bench/results/bench-load-*.json), as the epoch time ÷ 1 thread's under the same
 * sleeping at once (OMP_WAIT_POLICY=PASSIVE, fastnet's default until 2026-12-01): 0.93-1.04x
   next to busy processes with the tuner, but 0.99-1.01x on an idle machine too: every split call
   paid a wake, so the tuner split almost none (2026-11-30);
-* the default, with the whole-step check (2026-12-01, 5 rounds, bench-load-spin-guard-2026-12-01):
-  0.96x (B=32) and 0.74x (B=128) idle, 0.97x and 0.94x next to one busy process, 1.16x and 0.95x
-  next to two. 30,000 spins took 2.34x next to one busy process at B=128, 3,000 gained nothing
-  idle at B=128; before the whole-step check, 10,000 took 2.09x next to one busy process
-  (bench-load-tuned-spin-2026-11-30.txt);
+* the default (2026-12-01, 5 rounds, bench-load-spin-watch-2026-12-01): 0.89x (B=32) and 0.75x
+  (B=128) idle, 1.02x and 1.09x next to one busy process, 1.06x and 1.06x next to two. Each part
+  was needed: without the whole-step check, 10,000 spins took 2.09x next to one busy process at
+  B=128 (bench-load-tuned-spin-2026-11-30.txt); without the early re-measurement, 1.72x there,
+  for the up to 1000 steps that the idle machine's choice lasted (bench-load-spin-2026-12-01);
+  30,000 spins took 2.34x there with the whole-step check, and 3,000 gained nothing idle at B=128
+  (bench-load-spin-guard-2026-12-01);
 * the other candidates, next to 1 or 2 busy processes, before the tuner: OMP_WAIT_POLICY=ACTIVE
   0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x (and TBB is not a dependency).
 
