@@ -19,9 +19,7 @@ measures, for each batch size:
    step, or another process, needed: a cost no call's own time shows, which the step's does;
    and a call that ran after a split one in phase 2 may find the threads asleep now.
 
-It measures again ``RETUNE_FIRST`` steps after a measurement that changed the choice (one
-measurement on a noisy machine can be wrong), and twice as many steps later each time the choice
-holds, up to every ``RETUNE_EVERY`` steps, as the load changes; and sooner while a split
+Every ``RETUNE_EVERY`` steps it measures again, as the load changes; and sooner while a split
 stands, as soon as the median of ``SAMPLES`` steps is ``WATCH`` times what phase 3 measured:
 another process has taken a core, and threads that wait for it (or spin) can make a step
 several times slower than one thread would.
@@ -41,11 +39,8 @@ from numba.np.ufunc import parallel
 SAMPLES = 9
 """Steps timed in each phase of a measurement."""
 
-RETUNE_FIRST = 100
-"""Steps to the next measurement after one that changed the choice."""
-
 RETUNE_EVERY = 1000
-"""Steps between measurements at most (about two per 60,000-sample epoch at B=32)."""
+"""Steps between measurements (about two per 60,000-sample epoch at B=32)."""
 
 WATCH = 1.25
 """A split that stands is measured again once a median step takes this many times phase 3's."""
@@ -101,8 +96,6 @@ class StepTuner:
         self.sites: list[Site] = []
         self.wake_seconds: float | None = None  # what waking the threads cost the slowest call, as last measured
         self._left = 0  # steps before the next measurement
-        self._interval = 0  # the steps it waited last, from RETUNE_FIRST doubling up to RETUNE_EVERY
-        self._choice: tuple = ()  # which sites the last measurement put on all threads
         self._phase = 0  # 0: not measuring; 1: all on one thread; 2: all on all threads; 3: the choice
         self._steps = 0  # steps into the phase
         self._step_start = 0.0  # when the last step began
@@ -169,8 +162,4 @@ class StepTuner:
     def _choose(self, on_all) -> None:
         for site in self.sites:
             site.parallel, site.timed, site.times = on_all(site), False, []
-        choice = tuple(site.parallel for site in self.sites)
-        held = choice == self._choice
-        self._interval = min(2 * self._interval, RETUNE_EVERY) if held else RETUNE_FIRST
-        self._choice, self._left = choice, self._interval
-        self._phase, self._step_times, self._split_step = 0, [], 0.0
+        self._phase, self._left, self._step_times, self._split_step = 0, RETUNE_EVERY, [], 0.0

@@ -105,31 +105,17 @@ def test_a_split_that_speeds_the_whole_step_stands(monkeypatch):
     assert choices(sites) == [True, True] and not any(site.timed for site in sites)
 
 
-def test_a_new_choice_is_measured_again_soon(monkeypatch):
+def test_it_measures_again_every_so_many_steps(monkeypatch):
     machine = FakeMachine(monkeypatch, threads=2, wake=5e-3)  # a loaded machine: nothing is split
     tuner = tuning.StepTuner()
     sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
     run_steps(tuner, sites, MEASURE)
     assert choices(sites) == [False, False]
-    machine.wake = 2e-6  # the other processes are gone (or the measurement was unlucky)
-    run_steps(tuner, sites, tuning.RETUNE_FIRST - 1)
+    machine.wake = 2e-6  # the other processes are gone
+    run_steps(tuner, sites, tuning.RETUNE_EVERY)
     assert choices(sites) == [False, False]  # not measured yet: nothing split, nothing watched
     run_steps(tuner, sites, MEASURE)
     assert choices(sites) == [True, True]
-
-
-def test_a_choice_that_holds_is_measured_less_and_less_often(monkeypatch):
-    machine = FakeMachine(monkeypatch, threads=2, wake=5e-3)
-    tuner = tuning.StepTuner()
-    sites = [tuner.site(machine.kernel(t)) for t in (1e-3, 100e-6)]
-    measuring = []
-    for _ in range(6000):
-        run_steps(tuner, sites, 1)
-        measuring.append(any(site.timed for site in sites))
-    starts = [i for i in range(1, len(measuring)) if measuring[i] and not measuring[i - 1]]
-    waits = [b - a - (2 * tuning.SAMPLES + 1) for a, b in zip(starts, starts[1:])]  # less the measurement itself
-    assert waits[:4] == [2 * tuning.RETUNE_FIRST, 4 * tuning.RETUNE_FIRST, 8 * tuning.RETUNE_FIRST, tuning.RETUNE_EVERY]
-    assert set(waits[4:]) == {tuning.RETUNE_EVERY}
 
 
 def test_a_split_that_slows_down_is_measured_again_at_once(monkeypatch):
