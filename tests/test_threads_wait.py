@@ -41,7 +41,8 @@ def report(**env: str) -> dict:
 
 def test_without_a_user_setting_threads_spin_briefly_then_sleep():
     result = report()
-    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(_env.SPIN_COUNT), "KMP_BLOCKTIME": None}
+    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(_env.SPIN_COUNT),
+                             "KMP_BLOCKTIME": None}
     assert result["set"] is True
 
 
