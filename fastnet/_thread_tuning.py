@@ -13,8 +13,8 @@ measures, for each batch size:
    of T. (P - T/n is what waking the threads cost it: little where the previous call left them
    spinning, a whole wake where they had gone to sleep.)
 2. if that chose any call, steps with that choice alternate with steps on one thread: the choice
-   stands only if its whole steps (from one ``step()`` to the next) are faster, else every call
-   runs on one thread. Threads that spin after a call (``GOMP_SPINCOUNT``) take a core that the
+   stands only if its whole steps (from one ``step()`` to the next) take under ``STEP_MARGIN`` of
+   those, else every call runs on one thread. Threads that spin after a call (``GOMP_SPINCOUNT``) take a core that the
    rest of the step, or another process, needed: a cost no call's own time shows, which the
    step's does.
 
@@ -46,11 +46,11 @@ from numba.np.ufunc import parallel
 SAMPLES = 9
 """Timed steps of each kind in each comparison."""
 
-RUN = 3
+RUN = 4
 """Steps of one kind in a row while comparing; the first of each run is not timed."""
 
 PHASE_STEPS = 2 * RUN * -(-SAMPLES // (RUN - 1))
-"""Steps in each of a measurement's two comparisons (30): runs of both kinds, SAMPLES timed of each."""
+"""Steps in each of a measurement's two comparisons (24): runs of both kinds, SAMPLES timed of each."""
 
 RETUNE_EVERY = 1000
 """Steps between measurements (about two per 60,000-sample epoch at B=32)."""
@@ -62,6 +62,13 @@ MARGIN = 0.8
 """A call runs on all threads only if that takes under this fraction of its one-thread time:
 one thread also leaves the other cores to other work, and the estimate is rough (on the 2-vCPU VM,
 one call's time on 2 threads ranged over 2x within 9 steps)."""
+
+STEP_MARGIN = 0.9
+"""The choice stands only if its whole steps take under this fraction of those on one thread. A
+call too small for its kernel to split runs a little faster "on all threads", as no thread count is
+switched around it, and can be chosen by that alone; a choice that gains so little is not worth
+watching (next to one busy process at B=32, noise then set off a measurement every few hundred
+steps, each costing about 30 ms of split steps that waited for the busy core)."""
 
 CALLS, STEPS = 1, 2  # the two comparisons of a measurement: each call's time, then whole steps'
 
@@ -162,9 +169,9 @@ class StepTuner:
             self._choose(set())
 
     def _chose_steps(self) -> None:
-        """The end of STEPS: the choice stands if its whole steps beat those on one thread."""
+        """The end of STEPS: the choice stands if its whole steps beat those on one thread by STEP_MARGIN."""
         serial_step, split_step = (_median(times) for times in self._step_times)
-        if split_step < serial_step:
+        if split_step < STEP_MARGIN * serial_step:
             self._choose(self._chosen)
             self._split_step = split_step
         else:

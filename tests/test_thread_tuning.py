@@ -99,6 +99,15 @@ def test_a_split_that_slows_the_whole_step_is_dropped(monkeypatch):
     assert choices(sites) == [False, False] and not any(site.timed for site in sites)
 
 
+def test_a_split_that_gains_too_little_to_be_worth_watching_is_dropped(monkeypatch):
+    # the call takes half as long split, but spinning threads give most of that back: steps at 0.95x
+    machine = FakeMachine(monkeypatch, threads=2, wake=2e-6, spin_tax=0.448e-3)
+    tuner = tuning.StepTuner()
+    sites = [tuner.site(machine.kernel(1e-3))]
+    run_steps(tuner, sites, MEASURE, machine)
+    assert choices(sites) == [False] and tuner._split_step == 0.0
+
+
 def test_a_split_that_speeds_the_whole_step_stands(monkeypatch):
     machine = FakeMachine(monkeypatch, threads=2, wake=2e-6, spin_tax=100e-6)
     tuner = tuning.StepTuner()
