@@ -14,6 +14,7 @@ the 1-thread configuration under the same load, and the load average.
     python bench/bench_load.py --quick                      # 12,000 samples, 3 rounds
     python bench/bench_load.py --samples 60000 --rounds 5   # full epochs
     python bench/bench_load.py --configs "1 thread,default,passive" --busy 0,2 --json out.json
+    python bench/bench_load.py --configs "1 thread,default,default @ ../old" --busy 0,1   # this code vs ../old
 
 Run it from the repository root (it imports fastnet from there). Not a pytest-benchmark suite:
 it runs as a script only (pytest finds nothing to collect in it).
@@ -47,13 +48,20 @@ CONFIGS = {
     "tbb": (None, {"NUMBA_THREADING_LAYER": "tbb"}),
 }
 QUICK = ["1 thread", "default", "spin 300k (libgomp default)"]
+
+
+def config(name: str) -> tuple[int | None, dict, str]:
+    """(threads, environment, the fastnet checkout to run) of a configuration: one of CONFIGS, run on the
+    code beside this script, or "NAME @ DIR", the same run on the checkout in DIR (to compare two versions)."""
+    base, _, root = name.partition(" @ ")
+    return (*CONFIGS[base], root or str(ROOT))
 SPIN = "while True: pass"
 
 
 def worker() -> None:
     """A configuration's process: reads a batch size per line on stdin, answers one JSON line per job."""
     spec = json.loads(sys.argv[2])
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, spec["root"])
     import numba
 
     import fastnet as fn
@@ -78,12 +86,12 @@ def worker() -> None:
 
 class Worker:
     def __init__(self, name: str, samples: int, tbb_lib: str | None):
-        threads, env = CONFIGS[name]
+        threads, env, root = config(name)
         self.name, self.env = name, env
         full = dict(os.environ, **env)
         if env.get("NUMBA_THREADING_LAYER") == "tbb" and tbb_lib:
             full["LD_LIBRARY_PATH"] = ":".join(filter(None, [tbb_lib, os.environ.get("LD_LIBRARY_PATH")]))
-        spec = json.dumps({"threads": threads, "samples": samples})
+        spec = json.dumps({"threads": threads, "samples": samples, "root": root})
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", spec], env=full, cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -139,7 +147,8 @@ def measure(configs: list[str], busy_counts: list[int], batches: list[int], roun
     finally:
         for w in workers:
             w.close()
-    return {"configs": {w.name: {"threads": CONFIGS[w.name][0], "env": w.env} for w in workers},
+    return {"configs": {w.name: {"threads": config(w.name)[0], "env": w.env, "root": config(w.name)[2]}
+                        for w in workers},
             "samples": samples, "rounds": rounds, "cpus": os.cpu_count(), "runs": runs,
             "table": summarise(runs, configs, busy_counts, batches)}
 
@@ -173,7 +182,8 @@ def print_table(table: list[dict], say=print) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="12,000 samples, 3 rounds, 3 configurations")
-    parser.add_argument("--configs", help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", help=f"comma-separated, from: {', '.join(CONFIGS)}; "
+                                          "'NAME @ DIR' runs NAME on the fastnet checkout in DIR")
     parser.add_argument("--busy", default="0,1,2", help="busy-process counts (default 0,1,2)")
     parser.add_argument("--batch", default="32,128", help="batch sizes (default 32,128)")
     parser.add_argument("--rounds", type=int)
@@ -182,9 +192,13 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="write the runs and the table here")
     args = parser.parse_args(argv)
     configs = args.configs.split(",") if args.configs else (QUICK if args.quick else list(CONFIGS))
-    unknown = [c for c in configs if c not in CONFIGS]
+    unknown = [c for c in configs if c.partition(" @ ")[0] not in CONFIGS]
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+        parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}, each optionally "
+                     "followed by ' @ DIR' to run a fastnet checkout in DIR")
+    missing = [c for c in configs if " @ " in c and not Path(c.partition(" @ ")[2], "fastnet").is_dir()]
+    if missing:
+        parser.error(f"no fastnet checkout in {[c.partition(' @ ')[2] for c in missing]}")
     if "1 thread" not in configs:
         configs.insert(0, "1 thread")  # every ratio is to it
     results = measure(configs, [int(b) for b in args.busy.split(",")], [int(b) for b in args.batch.split(",")],

@@ -19,11 +19,9 @@ spinning took 2 µs. So during training a ``StepTuner`` (fastnet/_thread_tuning.
 parallel call of the step on one thread and on all threads, and runs a call on all threads
 only where that pays; then it times whole steps with that choice, and keeps it only if they are
 faster than on one thread, since spinning threads cost the rest of the step (and other
-processes) time that no call's own time shows. Each comparison alternates the two kinds of
-step, a few at a time, so that a slow patch of a shared machine falls on both. It measures
-again every 1000 steps, as the load changes, and at once when a split's steps slow down by a
-quarter. None of this changes results: each thread owns whole output rows, so they are bitwise
-the same at any thread count.
+processes) time that no call's own time shows. It measures again every 1000 steps, as the
+load changes, and at once when a split's steps slow down by a quarter. None of this changes
+results: each thread owns whole output rows, so they are bitwise the same at any thread count.
 
 Measured with ``python bench/bench_load.py`` (784-128-10 sigmoid, SGD, B=32 and 128, 2 cores,
 medians of interleaved rounds, each setting in its own process; raw runs in

@@ -141,9 +141,9 @@ def hot_loop(mnist):
         model._loss_and_grad(train.x, train.y, idx, 1 / 255)  # what fit runs: no checks, no copy of x
         model.optimizer.update(model.kernels.raw, model.params, model.grads, 0.1)
 
-    # past the step tuner's first measurement (at most 2 * PHASE_STEPS + 1 steps, whose timings it keeps in
+    # past the step tuner's first measurement (at most 3 * SAMPLES + 1 steps, whose timings it keeps in
     # lists), so that the steps measured below are the steady state every later step is in
-    for i in range(2 * _thread_tuning.PHASE_STEPS + 1):
+    for i in range(3 * _thread_tuning.SAMPLES + 1):
         step(i)
     buffers = [steps.x, steps.out, steps.grad_out] + [a for call in steps.forward_train for a in bound_args(call)
                                                       if isinstance(a, np.ndarray)]
