@@ -48,14 +48,14 @@ CONFIGS = {
     "tbb": (None, {"NUMBA_THREADING_LAYER": "tbb"}),
 }
 QUICK = ["1 thread", "default", "spin 300k (libgomp default)"]
+SPIN = "while True: pass"
 
 
 def config(name: str) -> tuple[int | None, dict, str]:
     """(threads, environment, the fastnet checkout to run) of a configuration: one of CONFIGS, run on the
     code beside this script, or "NAME @ DIR", the same run on the checkout in DIR (to compare two versions)."""
     base, _, root = name.partition(" @ ")
-    return (*CONFIGS[base], root or str(ROOT))
-SPIN = "while True: pass"
+    return (*CONFIGS[base], str(Path(root).resolve()) if root else str(ROOT))
 
 
 def worker() -> None:
