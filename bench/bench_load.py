@@ -86,12 +86,12 @@ def worker() -> None:
 
 class Worker:
     def __init__(self, name: str, samples: int, tbb_lib: str | None):
-        threads, env, root = config(name)
-        self.name, self.env = name, env
-        full = dict(os.environ, **env)
-        if env.get("NUMBA_THREADING_LAYER") == "tbb" and tbb_lib:
+        self.name = name
+        self.threads, self.env, self.root = config(name)
+        full = dict(os.environ, **self.env)
+        if self.env.get("NUMBA_THREADING_LAYER") == "tbb" and tbb_lib:
             full["LD_LIBRARY_PATH"] = ":".join(filter(None, [tbb_lib, os.environ.get("LD_LIBRARY_PATH")]))
-        spec = json.dumps({"threads": threads, "samples": samples, "root": root})
+        spec = json.dumps({"threads": self.threads, "samples": samples, "root": self.root})
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", spec], env=full, cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -147,8 +147,7 @@ def measure(configs: list[str], busy_counts: list[int], batches: list[int], roun
     finally:
         for w in workers:
             w.close()
-    return {"configs": {w.name: {"threads": config(w.name)[0], "env": w.env, "root": config(w.name)[2]}
-                        for w in workers},
+    return {"configs": {w.name: {"threads": w.threads, "env": w.env, "root": w.root} for w in workers},
             "samples": samples, "rounds": rounds, "cpus": os.cpu_count(), "runs": runs,
             "table": summarise(runs, configs, busy_counts, batches)}
 
@@ -196,9 +195,9 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}, each optionally "
                      "followed by ' @ DIR' to run a fastnet checkout in DIR")
-    missing = [c for c in configs if " @ " in c and not Path(c.partition(" @ ")[2], "fastnet").is_dir()]
+    missing = [root for c in configs if " @ " in c and not Path(root := config(c)[2], "fastnet").is_dir()]
     if missing:
-        parser.error(f"no fastnet checkout in {[c.partition(' @ ')[2] for c in missing]}")
+        parser.error(f"no fastnet checkout in {missing}")
     if "1 thread" not in configs:
         configs.insert(0, "1 thread")  # every ratio is to it
     results = measure(configs, [int(b) for b in args.busy.split(",")], [int(b) for b in args.batch.split(",")],
