@@ -10,21 +10,22 @@ MNIST-shaped samples, run in the worker; a missing library skips its contender w
 """
 import pytest
 
-from fastnet import bench
+from fastnet.bench.contenders import SAMPLES
+from fastnet.bench.harness import CASES, contender_keys, start_worker
 
-KEYS = bench.contender_keys()
+KEYS = contender_keys()
 
 
 @pytest.fixture(scope="module", params=KEYS)
 def worker(request, quick):
-    w = bench.start_worker(request.param, samples=2_000 if quick else bench.SAMPLES)
+    w = start_worker(request.param, samples=2_000 if quick else SAMPLES)
     if not w.available:
         pytest.skip(w.info["unavailable"])
     yield w
     w.close()
 
 
-@pytest.mark.parametrize("case", bench.CASES, ids=lambda c: c.name.replace(" ", "_"))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name.replace(" ", "_"))
 def bench_epoch(benchmark, case, worker, quick):
     setup = worker.request(case=case.to_json())
     benchmark.group = case.name

@@ -65,7 +65,7 @@ def worker() -> None:
     import numba
 
     import fastnet as fn
-    from fastnet.bench import Case, epoch_data, fastnet_model
+    from fastnet.bench.contenders import Case, epoch_data, fastnet_model
 
     if spec["threads"]:
         fn.set_num_threads(spec["threads"])

@@ -9,7 +9,7 @@ OpenBLAS kernels). A benchmark round is one fit, sent to the worker; accuracy go
 import numba
 import pytest
 
-from fastnet import bench
+from fastnet.bench.versus_sklearn import SKLEARN_DATASETS, SKLEARN_EPOCHS, sklearn_worker
 
 THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
 
@@ -18,13 +18,13 @@ THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
                 ids=lambda p: f"{p[0]}-{p[1]}thr")
 def worker(request, quick):
     pytest.importorskip("sklearn")
-    epochs = {name: 5 for name in bench.SKLEARN_DATASETS} if quick else bench.SKLEARN_EPOCHS
-    w = bench.sklearn_worker(*request.param, quick=quick, epochs=epochs)
+    epochs = {name: 5 for name in SKLEARN_DATASETS} if quick else SKLEARN_EPOCHS
+    w = sklearn_worker(*request.param, quick=quick, epochs=epochs)
     yield w
     w.close()
 
 
-@pytest.mark.parametrize("dataset", bench.SKLEARN_DATASETS)
+@pytest.mark.parametrize("dataset", SKLEARN_DATASETS)
 def bench_sklearn_fit(benchmark, worker, dataset, quick):
     benchmark.group = dataset
     benchmark.extra_info.update(worker.info)

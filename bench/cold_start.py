@@ -58,7 +58,7 @@ def first_batch(network: str, helper: bool) -> tuple[float, int, float, float]:
     """(seconds from process start to the end of the first batch, calls the helper compiled), then the
     same seconds for later processes on the cache the first one filled, with SciPy importable and hidden
     (fastnet's own install has no SciPy; its test extra brings it)."""
-    from fastnet.bench import first_batches
+    from fastnet.bench.harness import first_batches
 
     runs = first_batches([FIRST_BATCH.format(helper=helper, network=NETWORKS[network], hide=hide)
                           for hide in ("", "", HIDE_SCIPY)], cwd=ROOT)
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from fastnet._bench_machine import machine_record
+    from fastnet.bench.machine import machine_record
 
     results = {"machine": machine_record(vector_width=False), "load_before": os.getloadavg(), "runs": {}}
     for _ in range(args.rounds):

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kernels import BATCHES, CASES, TITLES, contenders  # noqa: E402
 
-from fastnet.bench import cpu_model, kernel_vector_width, llvm_cpu  # noqa: E402
+from fastnet.bench.machine import cpu_model, kernel_vector_width, llvm_cpu  # noqa: E402
 
 
 def interleaved_medians(calls, rounds, burst, drop=3):

@@ -18,7 +18,7 @@ from fastnet.model import Sequential, load
 from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
 from fastnet.threads import get_num_threads, set_num_threads
 
-__version__ = "0.1.0"
+from fastnet._version import __version__
 
 __all__ = [
     "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",

@@ -43,7 +43,8 @@ from fastnet.kernels._blocks import Blocked, argument_types
 ENABLED = True
 """Whether a cold ``compile_kernels`` may start a helper (tests compare both ways)."""
 
-HELPER = "import sys; from fastnet._parallel_compile import _helper; _helper(*sys.argv[1:])"
+HELPER = ("import sys; from fastnet.model import load; from fastnet._parallel_compile import _helper; "
+          "_helper(load, *sys.argv[1:])")
 POLL_SECONDS = 0.005  # how often this process looks for the helper's "done" file
 
 
@@ -183,11 +184,11 @@ class _Split:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _helper(folder: str, x_dtype: str, parent: str) -> None:
+def _helper(load, folder: str, x_dtype: str, parent: str) -> None:
     """The helper process: record the step's calls, then compile those unclaimed, from the last,
-    while the process that started it (pid ``parent``) lives."""
+    while the process that started it (pid ``parent``) lives. ``load`` reads a model file
+    (``fastnet.load``, passed in by HELPER so that this module never imports the model)."""
     global ENABLED
-    import fastnet
 
     ENABLED = False  # its own compile_kernels below must not start a helper of its own
     kernels = _kernels()
@@ -202,7 +203,7 @@ def _helper(folder: str, x_dtype: str, parent: str) -> None:
 
     kernels.update({name: recorder(name) for name in real})
     try:  # the model is built on the recording kernels, so its step records instead of running
-        model = fastnet.load(os.path.join(folder, "model.safetensors"))
+        model = load(os.path.join(folder, "model.safetensors"))
         if os.path.exists(os.path.join(folder, "optimizer.json")):
             with open(os.path.join(folder, "optimizer.json")) as f:
                 model.optimizer = checkpoint.optimizer_from_spec(json.load(f))

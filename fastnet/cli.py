@@ -24,6 +24,7 @@ from fastnet import distributed
 from fastnet.checkpoint import unwritable
 from fastnet.errors import ConfigError, DistributedError, FastnetError
 from fastnet.model import TrainingInterrupted
+from fastnet.plot import has_matplotlib
 from fastnet.progress import Discard, Progress
 
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 130, 141  # 141: 128 + SIGPIPE, as a shell reports it
@@ -143,7 +144,7 @@ def build_parser() -> Parser:
     bench.add_argument("--mpi", action="store_true",
                        help="data-parallel steps over MPI, run as `mpiexec -n N fastnet bench --mpi`: compute and "
                             "all-reduce times, the fitted alpha-beta model and predicted scaling (docs/scaling.md); "
-                            "the same as `python -m fastnet.bench_mpi`, which takes more options")
+                            "the same as `python -m fastnet.bench.mpi`, which takes more options")
     bench.add_argument("--sklearn", action="store_true",
                        help="instead: fit times and accuracy against scikit-learn's MLPClassifier (each contender "
                        "in its own process; --rounds defaults to 3, --quick shrinks the data and epochs)")
@@ -407,50 +408,9 @@ def cmd_evaluate(args, out, say) -> int:
 
 
 def cmd_bench(args, out, say) -> int:
-    from fastnet import bench
+    from fastnet.bench.command import run_bench  # the lab: only this command loads it
 
-    if args.comm is not None and not args.mpi:  # every rank would start its own contenders on the same cores
-        raise ConfigError("fastnet bench starts its contenders as processes of its own: run it without mpiexec, "
-                          "or add --mpi to time data-parallel training over these ranks")
-    if args.sklearn:
-        return bench_sklearn(args, say)
-    if args.mpi:
-        from fastnet import bench_mpi
-        given = {"--rounds": args.rounds, "--out": args.out, "--threads": args.threads}
-        return bench_mpi.main([str(a) for flag, value in given.items() if value for a in (flag, value)])
-    args.rounds, args.out = args.rounds or 5, args.out or "fastnet-bench"
-    if args.threads:
-        fn.set_num_threads(args.threads)  # checked here, so a bad count is a one-line error
-    cases = bench.QUICK_CASES if args.quick else bench.CASES
-    say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each "
-        f"per contender" + (f", {args.busy} busy processes" if args.busy else ""))
-    results = bench.run(cases, rounds=args.rounds, samples=args.samples, busy=args.busy, numba_threads=args.threads,
-                        with_torch=not args.no_torch, with_jax=not args.no_jax, extras=not args.quick,
-                        vector_width=not args.quick, say=say)
-    say("")
-    say(bench.format_table(results))
-    bench.write_outputs(results, f"{args.out}.json", f"{args.out}.png")
-    say(f"\nresults written to {args.out}.json" + (f" and {args.out}.png" if _has_matplotlib() else ""))
-    return 0
-
-
-def bench_sklearn(args, say) -> int:
-    """``fastnet bench --sklearn``: fastnet's MLPClassifier against scikit-learn's."""
-    from fastnet import bench
-
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise ConfigError("fastnet bench --sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
-    rounds, prefix = args.rounds or 3, args.out or "fastnet-bench-sklearn"
-    say(f"fastnet bench --sklearn: {rounds} interleaved rounds on {', '.join(bench.SKLEARN_DATASETS)}"
-        + (" (quick: small data, 5 epochs)" if args.quick else ""))
-    results = bench.run_sklearn(rounds=rounds, quick=args.quick, threads=args.threads, say=say)
-    say("")
-    say(bench.format_sklearn_table(results))
-    bench.write_outputs(results, f"{prefix}.json")
-    say(f"\nresults written to {prefix}.json")
-    return 0
+    return run_bench(args, say)
 
 
 def cmd_export(args, out, say) -> int:
@@ -466,14 +426,6 @@ def cmd_export(args, out, say) -> int:
     return 0
 
 
-def _has_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _describe(model) -> str:
     widths = [model.n_in] + [layer.n_out for layer in model.dense]
     acts = sorted({type(layer).__name__ for layer in model.layers if isinstance(layer, fn.layers.Activation)})
@@ -481,8 +433,8 @@ def _describe(model) -> str:
 
 
 def _require_matplotlib():
-    if not _has_matplotlib():
-        raise ConfigError("--plot needs matplotlib: pip install 'fastnet[plot]' (or pip install matplotlib)")
+    if not has_matplotlib():
+        raise ConfigError("--plot needs matplotlib: pip install matplotlib")
 
 
 def plot(model, test, path) -> None:

@@ -36,7 +36,7 @@ from fastnet.progress import Progress
 LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK")
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 DROPOUT_KEY = 3  # the spawn key of the ranks' dropout streams: past the 3 children Sequential spawns
-INSTALL = "pip install 'fastnet[mpi]'"
+INSTALL = "pip install mpi4py mpich"
 
 
 def _mpi():
@@ -104,7 +104,7 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
                                    "settings")
 
 
-def _share(n: int, rank: int, size: int) -> slice:
+def shard_slice(n: int, rank: int, size: int) -> slice:
     """Rank ``rank``'s contiguous share of ``n`` items split between ``size`` ranks. The first ``n % size``
     ranks take one more, so rank 0's share (which carries the penalties) is empty only when n is 0."""
     q, extra = divmod(n, size)
@@ -114,7 +114,7 @@ def _share(n: int, rank: int, size: int) -> slice:
 
 def share(n: int, comm) -> slice:
     """This rank's contiguous share of ``n`` items: all of them without ``comm``."""
-    return slice(0, n) if comm is None else _share(n, comm.Get_rank(), comm.Get_size())
+    return slice(0, n) if comm is None else shard_slice(n, comm.Get_rank(), comm.Get_size())
 
 
 def total(counts: np.ndarray, comm) -> np.ndarray:
@@ -144,6 +144,26 @@ def _first_failure(everyone: list) -> str | None:
     if len(failed) < len(everyone) or any(m != message for _, m in failed):
         message = f"on rank {rank} of {len(everyone)}: {message}"
     return message
+
+
+def sum_over_ranks(comm, buf: np.ndarray) -> None:
+    """Replace ``buf`` by its sum over the ranks, bit-identical on every rank.
+
+    MPI does not promise that every rank of an Allreduce gets the same bits: an algorithm may add
+    the ranks' values in a different order on different ranks. On 2 ranks each element is one sum
+    a + b, which is commutative in IEEE arithmetic, so the in-place Allreduce is exact everywhere.
+    On more, Reduce_scatter sums each slice once, on the rank that owns it, and Allgatherv copies
+    those bits to every rank: the same traffic as a ring Allreduce, in two collectives.
+    """
+    MPI = _mpi()
+    if comm.Get_size() <= 2:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        return
+    counts = [len(s) for s in np.array_split(np.arange(len(buf)), comm.Get_size())]
+    starts = np.cumsum([0] + counts[:-1]).tolist()
+    mine = np.empty(counts[comm.Get_rank()], buf.dtype)
+    comm.Reduce_scatter(buf, mine, recvcounts=counts, op=MPI.SUM)
+    comm.Allgatherv(mine, [buf, (counts, starts)])
 
 
 class SharedInterrupt:
@@ -217,26 +237,11 @@ class DataParallel:
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
         """This rank's contiguous share of ``idx`` (see ``share``)."""
-        return idx[_share(len(idx), self.rank, self.size)]
+        return idx[shard_slice(len(idx), self.rank, self.size)]
 
     def sum(self, buf: np.ndarray) -> None:
-        """Replace ``buf`` by its sum over the ranks, bit-identical on every rank.
-
-        MPI does not promise that every rank of an Allreduce gets the same bits: an algorithm may add
-        the ranks' values in a different order on different ranks. On 2 ranks each element is one sum
-        a + b, which is commutative in IEEE arithmetic, so the in-place Allreduce is exact everywhere.
-        On more, Reduce_scatter sums each slice once, on the rank that owns it, and Allgatherv copies
-        those bits to every rank: the same traffic as a ring Allreduce, in two collectives.
-        """
-        MPI = self.MPI
-        if self.size <= 2:
-            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-            return
-        counts = [len(s) for s in np.array_split(np.arange(len(buf)), self.size)]
-        starts = np.cumsum([0] + counts[:-1]).tolist()
-        mine = np.empty(counts[self.rank], buf.dtype)
-        self.comm.Reduce_scatter(buf, mine, recvcounts=counts, op=MPI.SUM)
-        self.comm.Allgatherv(mine, [buf, (counts, starts)])
+        """Replace ``buf`` by its sum over the ranks, bit-identical on every rank (``sum_over_ranks``)."""
+        sum_over_ranks(self.comm, buf)
 
     def _summed(self, loss: float, hits: int, requested: bool = False) -> tuple[float, int, bool]:
         """A step's loss, hits and Ctrl-C request, each summed over the ranks in one small collective."""

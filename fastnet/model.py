@@ -617,7 +617,7 @@ class Sequential:
         """Write the model as an ONNX graph (opset 17) computing what ``predict`` returns, atomically.
 
         The graph takes ``x`` (batch, n_in) in the model's dtype, already scaled (pixels / 255 for
-        images), and gives ``y`` (batch, n_out). Needs ``pip install 'fastnet[onnx]'``; see
+        images), and gives ``y`` (batch, n_out). Needs ``pip install onnx onnxruntime``; see
         ``fastnet.onnx_export``.
         """
         from fastnet.onnx_export import export

@@ -11,7 +11,7 @@ Opset 17 (IR version 8): every operator used here (Gemm, Sigmoid, Tanh, Relu, Le
 Greater, Where, Softmax, Identity, Sub, Concat) has had its current definition since opset 16 or earlier, so
 nothing newer is needed, and opset 17 loads in every onnxruntime since 1.13 and in most other
 runtimes, where a newer opset would shut out older ones. onnx and onnxruntime come from the
-``onnx`` extra (``pip install 'fastnet[onnx]'``); the core never imports this module.
+``onnx`` extra (``pip install onnx onnxruntime``); the core never imports this module.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnet import __version__
+from fastnet._version import __version__
 from fastnet.checkpoint import write_atomic
 from fastnet.errors import ConfigError
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -36,8 +36,7 @@ def _require_onnx():
     try:
         import onnx
     except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install 'fastnet[onnx]' "
-                          "(or pip install onnx onnxruntime)") from None
+        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
     return onnx
 
 

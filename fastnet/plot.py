@@ -64,3 +64,12 @@ def report_figure(history, predicted, actual, classes, title: str = ""):
     fig.suptitle(f"{title}: {accuracy}" if title else accuracy)
     fig.tight_layout()
     return fig
+
+
+def has_matplotlib() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True

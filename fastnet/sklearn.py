@@ -8,7 +8,7 @@
 They take ``sklearn.neural_network``'s parameter names and defaults where the meaning matches,
 and work in ``clone``, ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and joblib/Dask pools
 (they pickle). A thin adapter over fastnet's public API: fastnet's core never imports this module,
-and scikit-learn is an optional extra (``pip install 'fastnet[sklearn]'``).
+and scikit-learn is an optional extra (``pip install 'scikit-learn>=1.6'``).
 
 Where they differ from scikit-learn's MLP:
 
@@ -45,7 +45,7 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 except ImportError:  # pragma: no cover - exercised by a test that hides scikit-learn
-    raise ImportError("fastnet.sklearn needs scikit-learn: pip install 'fastnet[sklearn]'") from None
+    raise ImportError("fastnet.sklearn needs scikit-learn: pip install 'scikit-learn>=1.6'") from None
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split

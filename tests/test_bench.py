@@ -9,9 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from fastnet import bench
-from fastnet._bench_busy import busy_processes
-from fastnet._bench_contenders import contender
+from fastnet.bench import harness
+from fastnet.bench.busy import busy_processes
+from fastnet.bench.contenders import Case, contender, epoch_data
+from fastnet.bench.harness import CASES, start_worker, summarise, targets, time_case, worker_env
+from fastnet.bench.machine import kernel_vector_width, register_counts, vector_bits
+from fastnet.bench.workers import native_blas_env
 from test_cli import sigint_as_usual  # Ctrl-C reaches the child even when this process ignores it
 
 FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_CORETYPE": "Haswell",
@@ -19,28 +22,28 @@ FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_C
 
 
 def test_flops_per_epoch_counts_forward_dw_and_dx_except_the_first_layer():
-    case = bench.Case((128,), "sigmoid", 128)
+    case = Case((128,), "sigmoid", 128)
     per_sample = 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
     assert case.flops_per_epoch(60_000) == per_sample * 60_000
     assert abs(case.flops_per_epoch(60_000) / 1e9 - 24.5) < 0.1  # the issue's figure
-    deep = bench.Case((512, 256), "relu", 128)
+    deep = Case((512, 256), "relu", 128)
     assert deep.flops_per_epoch(1) == 2 * (784 * 512 * 2 + 512 * 256 * 3 + 256 * 10 * 3)
 
 
 def test_epoch_data_tiles_the_sample_to_the_requested_size():
-    x, y = bench.epoch_data(20_000)
+    x, y = epoch_data(20_000)
     assert x.shape == (20_000, 784) and x.dtype.name == "uint8" and y.shape == (20_000,)
     assert (x[:8000] == x[8000:16000]).all()
 
 
 def test_cases_are_the_issue_rows_with_their_targets():
-    assert [c.name for c in bench.CASES] == [
+    assert [c.name for c in CASES] == [
         "784-128-10 sigmoid B=32", "784-128-10 sigmoid B=64", "784-128-10 sigmoid B=128",
         "784-128-10 sigmoid B=256", "784-512-256-10 relu B=128"]
-    assert bench.targets(bench.CASES[0]) == {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
-    assert bench.targets(bench.CASES[3]) == {"numpy": 0.65, "jax-scan": 0.8, "torch": 0.5}
-    assert bench.targets(bench.CASES[4]) == {"numpy": 0.75, "jax-scan": 0.85, "torch": 0.75}
-    assert bench.targets(bench.Case((64,), "relu", 32)) == {}
+    assert targets(CASES[0]) == {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
+    assert targets(CASES[3]) == {"numpy": 0.65, "jax-scan": 0.8, "torch": 0.5}
+    assert targets(CASES[4]) == {"numpy": 0.75, "jax-scan": 0.85, "torch": 0.75}
+    assert targets(Case((64,), "relu", 32)) == {}
 
 
 # ---- a fair NumPy baseline: its process runs without the variables that force BLAS kernels ----------
@@ -49,7 +52,7 @@ def test_cases_are_the_issue_rows_with_their_targets():
 def test_native_blas_env_leaves_out_every_kernel_forcing_variable_and_nothing_else():
     given = {**FORCED, "PATH": "/bin", "OPENBLAS_NUM_THREADS": "2", "HOME": "/home/x"}
     before = dict(given)
-    env, removed = bench.native_blas_env(given)
+    env, removed = native_blas_env(given)
     assert env == {"PATH": "/bin", "OPENBLAS_NUM_THREADS": "2", "HOME": "/home/x"}
     assert removed == FORCED
     assert given == before  # a copy: the caller's mapping (os.environ in use) is untouched
@@ -58,10 +61,10 @@ def test_native_blas_env_leaves_out_every_kernel_forcing_variable_and_nothing_el
 def test_only_the_numpy_baseline_runs_without_the_forcing_variables():
     given = {**FORCED, "PATH": "/bin"}
     for key in ("numpy-1", "numpy-2"):
-        env, removed = bench.worker_env(key, given)
+        env, removed = worker_env(key, given)
         assert env == {"PATH": "/bin"} and removed == FORCED
     for key in ("numba", "numba-1", "jax-scan", "jax-step", "torch"):
-        assert bench.worker_env(key, given) == (None, {})  # this process's environment, as it is
+        assert worker_env(key, given) == (None, {})  # this process's environment, as it is
 
 
 # ---- the machine record: vector width from the dense kernels' assembly -------------------------------
@@ -70,10 +73,10 @@ def test_only_the_numpy_baseline_runs_without_the_forcing_variables():
 def test_register_counts_read_the_width_of_the_multiply_adds():
     asm = ("\tvfmadd231ps\t(%rax), %ymm2, %ymm3\n\tvfmadd213ss\t%xmm1, %xmm2, %xmm0\n"
            "\tvmovups\t%zmm0, (%rsp)\n\tvfnmadd231ps\t%ymm4, %ymm5, %ymm6\n")
-    counts = bench.register_counts(asm)
+    counts = register_counts(asm)
     assert counts == {"fma": {"zmm": 0, "ymm": 2, "xmm": 1}, "all": {"zmm": 1, "ymm": 5, "xmm": 3}}
-    assert bench.vector_bits(counts) == 256  # a zmm spill is not 512-bit arithmetic
-    assert bench.vector_bits(bench.register_counts("\tvaddps\t%zmm1, %zmm2, %zmm3\n")) == 512  # no FMA at all
+    assert vector_bits(counts) == 256  # a zmm spill is not 512-bit arithmetic
+    assert vector_bits(register_counts("\tvaddps\t%zmm1, %zmm2, %zmm3\n")) == 512  # no FMA at all
 
 
 # On the host itself, tests/test_kernels_compile.py checks the full vector width wherever LLVM
@@ -83,7 +86,7 @@ def test_register_counts_read_the_width_of_the_multiply_adds():
 def test_dense_kernels_compile_to_512_bit_code_for_zen5():
     # compiled (not run) for LLVM's znver5 target, whatever this host is: the width regression check
     # runs on every machine, not only on AVX-512 ones
-    assert bench.kernel_vector_width("znver5") == 512
+    assert kernel_vector_width("znver5") == 512
 
 
 # ---- contenders: the same network, initial weights, loss and SGD step -------------------------------
@@ -92,7 +95,7 @@ def test_dense_kernels_compile_to_512_bit_code_for_zen5():
 def trained_weights(key: str, case, samples: int, epochs: int) -> list:
     """[(weight, bias)] of contender ``key`` after ``epochs`` epochs, trained in its worker process (JAX and
     torch stay out of the test process), or a skip when its library is missing."""
-    worker = bench.start_worker(key, samples)
+    worker = start_worker(key, samples)
     if not worker.available:
         pytest.skip(worker.info["unavailable"])
     try:
@@ -106,8 +109,8 @@ def trained_weights(key: str, case, samples: int, epochs: int) -> list:
 
 @pytest.mark.parametrize("key", ["numba", "torch", "jax-scan", "jax-step"])
 def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(key):
-    case = bench.Case((16,), "sigmoid", 64)  # one batch of all the data: the shuffle cannot matter
-    start = [w for w, _ in contender("numpy", case, *bench.epoch_data(64)).weights()]
+    case = Case((16,), "sigmoid", 64)  # one batch of all the data: the shuffle cannot matter
+    start = [w for w, _ in contender("numpy", case, *epoch_data(64)).weights()]
     ref, other = trained_weights("numpy-1", case, 64, 1), trained_weights(key, case, 64, 1)
     for (w_ref, b_ref), (w, b), w0 in zip(ref, other, start):
         assert np.abs(w_ref - w0).max() > 1e-5  # the step moved the weights
@@ -116,7 +119,7 @@ def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(key):
 
 
 def test_jax_epoch_jit_handles_a_ragged_last_batch_like_the_step_jit():
-    case = bench.Case((16,), "relu", 32)  # 3 full batches and one of 4, over two epochs
+    case = Case((16,), "relu", 32)  # 3 full batches and one of 4, over two epochs
     scan, step = (trained_weights(key, case, 100, 2) for key in ("jax-scan", "jax-step"))
     for (a, _), (b, _) in zip(scan, step):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
@@ -139,7 +142,7 @@ class FakeWorker:
 def test_rounds_alternate_between_contenders_with_who_goes_first_rotating():
     log = []
     workers = {k: FakeWorker(k, log, 1.0) for k in "abc"}
-    timed = bench.time_case(bench.CASES[0], workers, rounds=3, settle=0)
+    timed = time_case(CASES[0], workers, rounds=3, settle=0)
     assert log[:3] == [("a", "case"), ("b", "case"), ("c", "case")]  # built, compiled and warmed up first
     assert [name for name, _ in log[3:]] == list("abc" "bca" "cab")  # one epoch each per round
     assert all(t["times"] == [1.0] * 3 and t["compile_s"] == 0.5 for t in timed.values())
@@ -150,8 +153,8 @@ def timed_rows(seconds: dict) -> dict:
 
 
 def test_summary_divides_fastnet_by_the_faster_numpy_run_jax_and_torch_against_the_targets():
-    case = bench.Case((128,), "sigmoid", 32)  # targets 0.5, 0.75, 0.3
-    row = bench.summarise(case, timed_rows({"numba": 1.0, "numpy-1": 2.5, "numpy-2": 1.8, "jax-scan": 1.25,
+    case = Case((128,), "sigmoid", 32)  # targets 0.5, 0.75, 0.3
+    row = summarise(case, timed_rows({"numba": 1.0, "numpy-1": 2.5, "numpy-2": 1.8, "jax-scan": 1.25,
                                             "jax-step": 3.0, "torch": 3.0}), peak=100.0, samples=1000, busy=0)
     assert row["numpy_best"] == "numpy-2"
     r = row["ratios"]
@@ -165,10 +168,10 @@ def test_summary_divides_fastnet_by_the_faster_numpy_run_jax_and_torch_against_t
 
 def test_summary_under_load_holds_fastnet_to_its_own_one_thread_time():
     rows = timed_rows({"numba": 1.2, "numba-1": 1.0, "numpy-1": 3.0, "numpy-2": 4.0})
-    row = bench.summarise(bench.Case((128,), "sigmoid", 128), rows, peak=100.0, samples=1000, busy=2)
+    row = summarise(Case((128,), "sigmoid", 128), rows, peak=100.0, samples=1000, busy=2)
     assert row["ratios"]["numba-1"] == {"value": pytest.approx(1.2), "target": 1.25, "met": True}
     assert row["ratios"]["numpy"]["met"] is True and "torch" not in row["ratios"]
-    other = bench.summarise(bench.Case((128,), "sigmoid", 64), rows, peak=100.0, samples=1000, busy=2)
+    other = summarise(Case((128,), "sigmoid", 64), rows, peak=100.0, samples=1000, busy=2)
     assert other["ratios"]["numba-1"]["target"] is None  # the under-load target is set at B=32 and 128
 
 
@@ -195,7 +198,7 @@ def test_busy_processes_spin_during_the_block_and_are_gone_after_it_even_after_a
 
 
 def test_busy_process_ends_itself_when_the_bench_is_killed():
-    code = ("from fastnet._bench_busy import busy_processes; import time\n"
+    code = ("from fastnet.bench.busy import busy_processes; import time\n"
             "with busy_processes(1) as pids:\n    print(pids[0], flush=True); time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     pid = int(parent.stdout.readline())
@@ -253,7 +256,7 @@ def test_bench_skips_a_missing_library_with_the_reason_and_runs_under_load(tmp_p
     env = {**os.environ, "PYTHONPATH": str(hidden)}
     result, data = run_bench(tmp_path, "--samples", "600", "--busy", "1", env=env)
     assert set(data["skipped"]) == {"jax-scan", "jax-step", "torch"}
-    assert "JAX is not installed (jax hidden by the test): pip install 'fastnet[jax]'" in data["skipped"]["jax-scan"]
+    assert "JAX is not installed (jax hidden by the test): pip install jax" in data["skipped"]["jax-scan"]
     assert "PyTorch is not installed (torch hidden by the test)" in data["skipped"]["torch"]
     assert "skipping PyTorch eager: PyTorch is not installed" in result.stdout
     assert "skipped JAX epoch jit: JAX is not installed" in result.stdout
@@ -304,21 +307,21 @@ def test_bench_sklearn_without_scikit_learn_says_what_to_install():
                             text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == ("fastnet bench: error: fastnet bench --sklearn needs scikit-learn: "
-                                     "pip install 'fastnet[sklearn]'")
+                                     "pip install 'scikit-learn>=1.6'")
 
 
 @pytest.mark.parametrize("kind, unsets", [("torch", True), ("jax-scan", True), ("numba", False), ("numpy", False)])
 def test_a_contender_process_of_another_library_drops_the_wait_policy_its_fastnet_import_set(monkeypatch, kind, unsets):
-    from fastnet import _bench_contenders
+    from fastnet.bench import contenders
 
     class Stop(Exception):
         pass
 
     calls = []
-    monkeypatch.setattr(_bench_contenders, "unset_wait_policy", lambda: calls.append("unset"))
-    monkeypatch.setattr(_bench_contenders, "_library", lambda kind: calls.append("library") or _raise(Stop()))
+    monkeypatch.setattr(contenders, "unset_wait_policy", lambda: calls.append("unset"))
+    monkeypatch.setattr(contenders, "_library", lambda kind: calls.append("library") or _raise(Stop()))
     with pytest.raises(Stop):
-        _bench_contenders.epoch_job({"kind": kind, "threads": None, "samples": 10})
+        contenders.epoch_job({"kind": kind, "threads": None, "samples": 10})
     assert calls == (["unset", "library"] if unsets else ["library"])  # before the library's runtime loads
 
 
@@ -327,10 +330,10 @@ def _raise(error):
 
 
 def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch):
-    monkeypatch.setattr(bench, "SET_WAIT_POLICY", True)
+    monkeypatch.setattr(harness, "SET_WAIT_POLICY", True)
     given = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", "PATH": "/bin"}
     for key in ("jax-scan", "jax-step", "torch"):
-        assert bench.worker_env(key, given) == ({"PATH": "/bin"}, {})
-    assert bench.worker_env("numba", given) == (None, {})
-    monkeypatch.setattr(bench, "SET_WAIT_POLICY", False)  # the user's own setting reaches every contender
-    assert bench.worker_env("torch", given) == (None, {})
+        assert worker_env(key, given) == ({"PATH": "/bin"}, {})
+    assert worker_env("numba", given) == (None, {})
+    monkeypatch.setattr(harness, "SET_WAIT_POLICY", False)  # the user's own setting reaches every contender
+    assert worker_env("torch", given) == (None, {})

@@ -1,6 +1,5 @@
-"""fastnet.bench_mpi: the α–β fit, the prediction's arithmetic, and one real run under mpiexec -n 2."""
+"""fastnet.bench.mpi: the α–β fit, the prediction's arithmetic, and one real run under mpiexec -n 2."""
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import bench_mpi
+from fastnet.bench import mpi as bench_mpi
 from fastnet.errors import ConfigError
 
 ROOT = Path(fastnet.__file__).resolve().parent.parent
@@ -91,15 +90,6 @@ def test_predict_charges_the_largest_shard_and_one_rank_has_no_allreduce():
     assert alone["allreduce_s"] == 0 and alone["speedup"] == 1 and alone["efficiency"] == 1
 
 
-@pytest.mark.parametrize("batch,ranks", [(64, 2), (10, 4), (7, 7), (1024, 64)])
-def test_shards_are_contiguous_and_cover_the_batch(batch, ranks):
-    parts = [bench_mpi.shard(batch, r, ranks) for r in range(ranks)]
-    assert parts[0].start == 0 and parts[-1].stop == batch
-    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
-    sizes = [p.stop - p.start for p in parts]
-    assert max(sizes) - min(sizes) <= 1 and max(sizes) == math.ceil(batch / ranks)
-
-
 def test_local_batch_sizes_are_what_the_predictions_need():
     assert bench_mpi.local_batch_sizes([64, 100], [2, 4]) == [16, 25, 32, 50, 64, 100]
 
@@ -116,10 +106,10 @@ def test_parse_net():
 
 
 def _mpiexec() -> str:
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'fastnet[mpi]'")
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install mpi4py mpich")
     found = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     if not found:
-        pytest.skip("no mpiexec found beside this Python or on PATH: pip install 'fastnet[mpi]'")
+        pytest.skip("no mpiexec found beside this Python or on PATH: pip install mpi4py mpich")
     return found
 
 
@@ -130,7 +120,7 @@ QUICK = ["--net", "784-16-10:relu", "--batches", "8,16", "--ranks", "2,4", "--st
 def test_a_quick_run_on_two_ranks_writes_the_json(tmp_path):
     mpiexec = _mpiexec()
     out = tmp_path / "scaling"
-    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "fastnet.bench_mpi", *QUICK, "--out", str(out)],
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "fastnet.bench.mpi", *QUICK, "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("results written to") == 1  # rank 0 alone prints
@@ -158,7 +148,7 @@ def test_a_quick_run_on_two_ranks_writes_the_json(tmp_path):
 def test_one_process_without_mpiexec_measures_compute_and_predicts(tmp_path):
     _mpiexec()
     out = tmp_path / "single"
-    proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", *QUICK, "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "fastnet.bench.mpi", *QUICK, "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "no all-reduce to measure (run under mpiexec -n 2 or more)" in proc.stdout
@@ -170,7 +160,7 @@ def test_one_process_without_mpiexec_measures_compute_and_predicts(tmp_path):
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
     _mpiexec()
-    proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", "--net", "784-10", "--out", str(tmp_path / "x")],
+    proc = subprocess.run([sys.executable, "-m", "fastnet.bench.mpi", "--net", "784-10", "--out", str(tmp_path / "x")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -181,7 +171,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
 
 def test_an_unwritable_out_folder_is_refused_before_measuring(tmp_path):
     _mpiexec()
-    proc = subprocess.run([sys.executable, "-m", "fastnet.bench_mpi", "--out", str(tmp_path / "missing" / "x")],
+    proc = subprocess.run([sys.executable, "-m", "fastnet.bench.mpi", "--out", str(tmp_path / "missing" / "x")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is not a writable folder" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -193,7 +183,7 @@ def test_main_returns_argparse_exit_codes(capsys):
 
 
 def test_fastnet_bench_mpi_runs_bench_mpi_with_the_flags_it_shares(monkeypatch):
-    from fastnet import bench_mpi
+    from fastnet.bench import mpi as bench_mpi
     from fastnet.cli import main
 
     seen = []

@@ -368,10 +368,10 @@ def test_images_keep_their_scale_through_slicing_indexing_and_reshaping():
 
 
 def test_dataset_and_benchmark_images_carry_the_scale_1_over_255():
-    from fastnet import bench
+    from fastnet.bench.contenders import epoch_data
 
     train, test = fn.datasets.load("mnist-sample")
-    for x in (train.x, test.x, bench.epoch_data(100)[0]):
+    for x in (train.x, test.x, epoch_data(100)[0]):
         assert isinstance(x, fn.datasets.Images) and x.dtype == np.uint8
         assert x.scale == 1 / 255
 

@@ -5,6 +5,7 @@ instead of hanging the suite. Ranks use 1 numba thread each (2 ranks share this 
 """
 import ast
 import json
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import fastnet as fn
+from fastnet.distributed import shard_slice
 
 ROOT = Path(fn.__file__).resolve().parents[1]  # the source tree under test: the ranks run `python -m fastnet` there
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -399,7 +401,7 @@ def test_mpiexec_without_mpi4py_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["fastnet train: error: mpiexec started this process, but mpi4py is not "
-                                        "installed: pip install 'fastnet[mpi]'"]
+                                        "installed: pip install mpi4py mpich"]
 
 
 def test_bench_under_mpiexec_without_mpi_is_one_line_on_every_rank():
@@ -418,3 +420,12 @@ def test_export_under_mpiexec_writes_the_file_once(tmp_path):
     assert done.stdout.count("exported") == 1, done.stdout
     assert (tmp_path / "m.onnx").stat().st_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.safetensors"]  # no temporary files left
+
+
+@pytest.mark.parametrize("batch,ranks", [(64, 2), (10, 4), (7, 7), (1024, 64)])
+def test_shards_are_contiguous_and_cover_the_batch(batch, ranks):
+    parts = [shard_slice(batch, r, ranks) for r in range(ranks)]
+    assert parts[0].start == 0 and parts[-1].stop == batch
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) - min(sizes) <= 1 and max(sizes) == math.ceil(batch / ranks)

@@ -147,7 +147,7 @@ def test_export_command_round_trip(saved, tmp_path):
 
 def test_export_command_without_onnx_says_what_to_install(saved, tmp_path):
     result = fastnet("export", saved, tmp_path / "model.onnx", setup="sys.modules['onnx'] = None")
-    assert_one_line_error(result, "fastnet export", "pip install 'fastnet[onnx]'")
+    assert_one_line_error(result, "fastnet export", "pip install onnx onnxruntime")
     assert not (tmp_path / "model.onnx").exists()
 
 

@@ -39,7 +39,8 @@ DIES_HOLDING_A_CLAIM = textwrap.dedent("""
     # the helper records the step's calls, claims the last one, and exits as it starts compiling it
     _parallel_compile.HELPER = ("import os, sys; from numba.core.dispatcher import Dispatcher; "
                                 "Dispatcher.compile = lambda self, sig: os._exit(3); "
-                                "from fastnet._parallel_compile import _helper; _helper(*sys.argv[1:])")
+                                "from fastnet.model import load; from fastnet._parallel_compile import _helper; "
+                                "_helper(load, *sys.argv[1:])")
     model = train_small()
     split = _parallel_compile.last
     print(json.dumps([hashlib.sha256(model.params.tobytes()).hexdigest(), split.helper_started,

@@ -15,8 +15,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastnet as fn
-from fastnet._bench_machine import machine_record
-from fastnet._bench_workers import Worker, native_blas_env, rotation, worker_pool
+from fastnet.bench.machine import machine_record
+from fastnet.bench.workers import Worker, native_blas_env, rotation, worker_pool
 
 SKLEARN_DATASETS = ("digits", "breast_cancer", "classification-100k")
 SKLEARN_EPOCHS = {"digits": 200, "breast_cancer": 200, "classification-100k": 10}
@@ -89,7 +89,7 @@ def sklearn_worker(library: str, threads: int, quick: bool, epochs: dict) -> Wor
     variables that force BLAS kernels, so OpenBLAS picks its native ones."""
     name = f"{'fastnet' if library == 'fastnet' else 'scikit-learn'} ({threads} thread{'s' * (threads > 1)})"
     env = native_blas_env(os.environ)[0] if library == "sklearn" else None
-    return Worker(name, "fastnet._bench_sklearn:sklearn_job",
+    return Worker(name, "fastnet.bench.versus_sklearn:sklearn_job",
                   {"library": library, "threads": threads, "quick": quick, "epochs": epochs}, env)
 
 

@@ -53,7 +53,7 @@ class Worker:
     def __init__(self, name: str, job: str, spec: dict, env: dict | None = None):
         self.name, self.spec = name, spec
         # -c, not -m: run as __main__, this module's Unavailable would not be the one the jobs raise
-        self.proc = subprocess.Popen([sys.executable, "-c", "from fastnet._bench_workers import main; main()", job,
+        self.proc = subprocess.Popen([sys.executable, "-c", "from fastnet.bench.workers import main; main()", job,
                                       json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         try:

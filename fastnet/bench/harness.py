@@ -20,13 +20,10 @@ import time
 
 import numpy as np
 
-from fastnet._bench_busy import busy_processes
-from fastnet._bench_contenders import LR, SAMPLES, Case, epoch_data, fastnet_model  # noqa: F401 (re-exported)
-from fastnet._bench_machine import (cpu_model, kernel_vector_width, llvm_cpu, machine_record,  # noqa: F401
-                                    register_counts, vector_bits)
-from fastnet._bench_sklearn import (SKLEARN_DATASETS, SKLEARN_EPOCHS, format_sklearn_table,  # noqa: F401
-                                    run_sklearn, sklearn_worker)
-from fastnet._bench_workers import FORCED_BLAS_VARS, Worker, native_blas_env, rotation, worker_pool  # noqa: F401
+from fastnet.bench.busy import busy_processes
+from fastnet.bench.contenders import LR, SAMPLES, Case
+from fastnet.bench.machine import machine_record
+from fastnet.bench.workers import Worker, native_blas_env, rotation, worker_pool
 from fastnet.kernels._env import SET_WAIT_POLICY, WAIT_SETTINGS
 
 # The cases of issue 9's targets: 784-128-10 sigmoid at B = 32, 64 and B = 128, 256; 784-512-256-10 ReLU, B = 128
@@ -94,7 +91,7 @@ def start_worker(key: str, samples: int, numba_threads: int | None = None) -> Wo
     env, removed = worker_env(key, os.environ)
     if key == "numba":
         threads = numba_threads
-    worker = Worker(title, "fastnet._bench_contenders:epoch_job", {"kind": kind, "threads": threads,
+    worker = Worker(title, "fastnet.bench.contenders:epoch_job", {"kind": kind, "threads": threads,
                                                                     "samples": samples}, env)
     worker.info.update(env_removed=removed, pid=worker.proc.pid)
     return worker
@@ -205,8 +202,8 @@ def run(cases=CASES, rounds: int = 5, samples: int = SAMPLES, busy: int = 0, num
 
 
 _FIRST_BATCH = ("import time, sys; t0 = float(sys.argv[1]); import fastnet as fn; "
-                "from fastnet.bench import Case, epoch_data, fastnet_model; c = Case({hidden!r}, {act!r}, {batch}); "
-                "x, y = epoch_data({samples}); m = fastnet_model(c, 'numba'); "
+                "from fastnet.bench.contenders import Case, epoch_data, fastnet_model; "
+                "c = Case({hidden!r}, {act!r}, {batch}); x, y = epoch_data({samples}); m = fastnet_model(c, 'numba'); "
                 "m.fit(x[:c.batch], y[:c.batch], batch_size=c.batch, optimizer=fn.SGD(lr=0.01), progress=False); "
                 "print(time.time() - t0)")
 
@@ -238,7 +235,8 @@ def peak_rss_mb(case: Case, samples: int = SAMPLES) -> float:
     Read from VmHWM in /proc: getrusage's ru_maxrss would carry over the parent's peak
     across fork and exec.
     """
-    code = ("from fastnet.bench import Case, epoch_data, fastnet_model, vm_hwm_mb; import fastnet as fn; "
+    code = ("from fastnet.bench.contenders import Case, epoch_data, fastnet_model; "
+            "from fastnet.bench.harness import vm_hwm_mb; import fastnet as fn; "
             f"x, y = epoch_data({samples}); m = fastnet_model(Case({case.hidden!r}, {case.activation!r}, "
             f"{case.batch}), 'numba'); m.fit(x, y, epochs=1, batch_size={case.batch}, optimizer=fn.SGD(lr=0.01), "
             "progress=False); print(vm_hwm_mb())")

@@ -1,4 +1,4 @@
-"""Measure and model data-parallel scaling over MPI: ``mpiexec -n N python -m fastnet.bench_mpi``.
+"""Measure and model data-parallel scaling over MPI: ``mpiexec -n N python -m fastnet.bench.mpi``.
 
 Three measurements, then a prediction:
 
@@ -6,8 +6,8 @@ Three measurements, then a prediction:
    one rank training the whole batch alone (on ``--baseline-threads`` numba threads, the
    other ranks asleep) with all N ranks training it data-parallel (``--threads`` each):
    every rank computes ``loss_and_grad`` on its contiguous shard with
-   ``scale = shard / batch`` (penalties on rank 0 only), one in-place ``Allreduce(SUM)``
-   of ``model.grads``, then every rank updates. A second, instrumented pass puts a
+   ``scale = shard / batch`` (penalties on rank 0 only), one sum over the ranks
+   of ``model.grads`` (``distributed.sum_over_ranks``, the collective ``fit`` uses), then every rank updates. A second, instrumented pass puts a
    ``Barrier`` before the all-reduce, so that the time spent waiting for the slowest
    rank is reported apart from the all-reduce itself. Steps are timed as ``fit`` runs them,
    with BLAS capped once (see ``steps_as_fit_runs_them``).
@@ -37,7 +37,10 @@ import numba
 import numpy as np
 
 import fastnet as fn
-from fastnet import bench
+from fastnet.bench.contenders import LR, Case, epoch_data, fastnet_model
+from fastnet.bench.harness import write_outputs
+from fastnet.bench.machine import machine_record
+from fastnet.distributed import shard_slice, sum_over_ranks
 from fastnet.errors import ConfigError, FastnetError
 from fastnet.threads import kernel_threads
 
@@ -129,7 +132,7 @@ def predict(per_sample_s: float, overhead_s: float, grad_bytes: float, batch: in
 
 # ---- measuring under MPI -----------------------------------------------------------------------------
 
-def parse_net(text: str) -> bench.Case:
+def parse_net(text: str) -> Case:
     """``784-128-10:sigmoid`` -> the network (batch filled in later): MNIST-shaped, 784 in and 10 out."""
     widths, _, activation = text.partition(":")
     try:
@@ -140,14 +143,7 @@ def parse_net(text: str) -> bench.Case:
             activation not in ("sigmoid", "tanh", "relu", "leaky-relu"):
         raise ConfigError(f"--net {text!r}: give the widths from 784 to 10 and the hidden activation, "
                           "e.g. 784-128-10:sigmoid (activations: sigmoid, tanh, relu, leaky-relu)")
-    return bench.Case(tuple(sizes[1:-1]), activation, 0)
-
-
-def shard(batch: int, rank: int, ranks: int) -> slice:
-    """Rank ``rank``'s contiguous share of ``batch`` samples; shares differ by at most one."""
-    base, extra = divmod(batch, ranks)
-    start = rank * base + min(rank, extra)
-    return slice(start, start + base + (rank < extra))
+    return Case(tuple(sizes[1:-1]), activation, 0)
 
 
 def idle_barrier(comm) -> None:
@@ -206,10 +202,8 @@ def time_parallel(comm, model, opt, x, y, steps: int, threads: int, split: bool)
     """Data-parallel steps on all ranks. Per step (rows), each the slowest rank's, in seconds: compute, wait,
     all-reduce, whole step, and ``blas_cap_seconds()`` beside it. ``split`` puts a Barrier before the
     all-reduce, so that waiting for the slowest rank is not counted in it."""
-    from mpi4py import MPI
-
     fn.set_num_threads(threads)
-    part = shard(len(x), comm.rank, comm.size)
+    part = shard_slice(len(x), comm.rank, comm.size)
     xs, ys, scale = x[part], y[part], (part.stop - part.start) / len(x)
     rows = []
     comm.Barrier()
@@ -220,7 +214,7 @@ def time_parallel(comm, model, opt, x, y, steps: int, threads: int, split: bool)
         if split:
             comm.Barrier()
         t2 = time.perf_counter()
-        comm.Allreduce(MPI.IN_PLACE, model.grads, op=MPI.SUM)
+        sum_over_ranks(comm, model.grads)  # the collective fit uses
         t3 = time.perf_counter()
         model.update(opt)
         t4 = time.perf_counter()
@@ -232,14 +226,14 @@ def _percentile(values, q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def measure_case(comm, net: bench.Case, batch: int, steps: int, rounds: int, threads: int,
+def measure_case(comm, net: Case, batch: int, steps: int, rounds: int, threads: int,
                  baseline_threads: int) -> dict:
     """One network at one global batch: one rank alone against all ranks, in interleaved rounds.
     The summary (on rank 0) has one part per entry of STATISTICS."""
-    case = bench.Case(net.hidden, net.activation, batch)
-    model = bench.fastnet_model(case, "numba")
-    opt = fn.SGD(lr=bench.LR)
-    x, y = bench.epoch_data(batch)
+    case = Case(net.hidden, net.activation, batch)
+    model = fastnet_model(case, "numba")
+    opt = fn.SGD(lr=LR)
+    x, y = epoch_data(batch)
     load_before = os.getloadavg()
     alone, plain, split = [], [], []
     for r in range(rounds + 1):  # round 0 warms up (compiles or loads the kernels for both shapes)
@@ -282,14 +276,14 @@ def summarise_case(batch: int, alone, plain, split, q: float) -> dict:
     return out
 
 
-def measure_compute(comm, net: bench.Case, local_batches, steps: int, rounds: int) -> dict:
+def measure_compute(comm, net: Case, local_batches, steps: int, rounds: int) -> dict:
     """Rank 0 alone on one thread: compute (loss_and_grad + update) per local batch size, and its fit to
     overhead + per-sample time, for each of STATISTICS. ``overhead_public_step_s`` adds a BLAS cap per
     step, what a loop that capped BLAS around every step would pay (see ``steps_as_fit_runs_them``)."""
     # one model per size: a model keeps buffers for a few batch sizes only, and would rebuild them in the loop
-    models = {b: bench.fastnet_model(bench.Case(net.hidden, net.activation, b), "numba") for b in local_batches}
-    opts = {b: fn.SGD(lr=bench.LR) for b in local_batches}  # an optimizer trains one model
-    x, y = bench.epoch_data(max(local_batches))
+    models = {b: fastnet_model(Case(net.hidden, net.activation, b), "numba") for b in local_batches}
+    opts = {b: fn.SGD(lr=LR) for b in local_batches}  # an optimizer trains one model
+    x, y = epoch_data(max(local_batches))
     times = {b: [] for b in local_batches}
     load_before = os.getloadavg()
     for r in range(rounds + 1):  # round 0 warms up
@@ -311,10 +305,8 @@ def measure_compute(comm, net: bench.Case, local_batches, steps: int, rounds: in
 
 
 def measure_allreduce(comm, sizes, reps: int, rounds: int) -> dict:
-    """Allreduce(SUM) times of float32 vectors of each size (bytes), a Barrier before each, and their α–β fit,
-    for each of STATISTICS."""
-    from mpi4py import MPI
-
+    """Times of the gradient sum ``fit`` uses (``sum_over_ranks``) on float32 vectors of each size (bytes),
+    a Barrier before each, and their α–β fit, for each of STATISTICS."""
     buffers = {n: np.ones(n // 4, dtype=np.float32) for n in sizes}
     times = {n: [] for n in sizes}
     load_before = os.getloadavg()
@@ -324,7 +316,7 @@ def measure_allreduce(comm, sizes, reps: int, rounds: int) -> dict:
             for _ in range(reps if r else 2):
                 comm.Barrier()
                 t0 = time.perf_counter()
-                comm.Allreduce(MPI.IN_PLACE, buffers[n], op=MPI.SUM)
+                sum_over_ranks(comm, buffers[n])
                 rows.append((time.perf_counter() - t0,))
             if r:
                 times[n] += list(_slowest(comm, rows)[:, 0])
@@ -402,7 +394,7 @@ def machine_info(comm) -> dict:
     """bench's machine description, plus MPI's library and the ranks' hosts."""
     from mpi4py import MPI
 
-    info = bench.machine_record(vector_width=False)
+    info = machine_record(vector_width=False)
     hosts = comm.allgather(MPI.Get_processor_name())
     return {**info, "mpi": " ".join(MPI.Get_library_version().splitlines()[0].split()),
             "mpi4py": __import__("mpi4py").__version__, "hosts": sorted(set(hosts)), "ranks": comm.size}
@@ -473,10 +465,10 @@ def _us(seconds: float) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fastnet.bench_mpi",
+        prog="python -m fastnet.bench.mpi",
         description="Measure data-parallel training under MPI (1 rank alone against all ranks), fit the α–β "
                     "cost of the all-reduce, and predict throughput on 2 to 64 ranks. "
-                    "Run as: mpiexec -n N python -m fastnet.bench_mpi")
+                    "Run as: mpiexec -n N python -m fastnet.bench.mpi")
     parser.add_argument("--net", action="append", metavar="WIDTHS:ACT",
                         help=f"network, e.g. 784-128-10:sigmoid; repeat for more (default: {', '.join(NETS)})")
     parser.add_argument("--batches", type=_ints, default=BATCHES, metavar="B,B,...",
@@ -517,7 +509,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main(argv=None) -> int:
-    """``python -m fastnet.bench_mpi`` (under ``mpiexec -n N``): measure, predict, print, write the JSON.
+    """``python -m fastnet.bench.mpi`` (under ``mpiexec -n N``): measure, predict, print, write the JSON.
     Returns the exit code: 0, or 2 with a one-line error."""
     try:
         args = build_parser().parse_args(argv)
@@ -526,7 +518,7 @@ def main(argv=None) -> int:
     try:
         from mpi4py import MPI
     except ImportError:
-        print("fastnet bench --mpi: error: it needs mpi4py and an MPI library: pip install 'fastnet[mpi]'",
+        print("fastnet bench --mpi: error: it needs mpi4py and an MPI library: pip install mpi4py mpich",
               file=sys.stderr)
         return 2
     comm = MPI.COMM_WORLD
@@ -562,7 +554,7 @@ def main(argv=None) -> int:
     if comm.rank == 0:
         say("")
         say(format_tables(results))
-        bench.write_outputs(results, f"{args.out}.json")
+        write_outputs(results, f"{args.out}.json")
         say(f"\nresults written to {args.out}.json")
     return 0
 

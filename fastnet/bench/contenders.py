@@ -26,8 +26,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastnet as fn
-from fastnet._bench_machine import llvm_cpu, version
-from fastnet._bench_workers import Unavailable, blas_info
+from fastnet.bench.machine import llvm_cpu, version
+from fastnet.bench.workers import Unavailable, blas_info
 from fastnet.kernels._env import unset_wait_policy
 
 SAMPLES = 60_000
@@ -156,7 +156,7 @@ def _import_torch():
     try:
         import torch
     except ImportError as e:
-        raise Unavailable(f"PyTorch is not installed ({e}): pip install 'fastnet[torch]'") from None
+        raise Unavailable(f"PyTorch is not installed ({e}): pip install torch==2.13.0") from None
     return torch
 
 
@@ -165,7 +165,7 @@ def _import_jax():
     try:
         import jax
     except ImportError as e:
-        raise Unavailable(f"JAX is not installed ({e}): pip install 'fastnet[jax]'") from None
+        raise Unavailable(f"JAX is not installed ({e}): pip install jax") from None
     return jax
 
 

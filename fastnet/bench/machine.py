@@ -23,7 +23,7 @@ _ASM_PROBE = """
 import json, sys
 import numba, numpy as np
 from fastnet.kernels import ACT, get_backend
-from fastnet._bench_machine import DENSE_KERNELS, register_counts
+from fastnet.bench.machine import DENSE_KERNELS, register_counts
 mat, vec = (numba.typeof(np.zeros(shape, np.float32)) for shape in ((2, 2), 2))
 act, f64 = numba.typeof(ACT["sigmoid"]), numba.float64
 sigs = {"dense_forward": (mat, mat, mat, vec, act, f64, f64),
