@@ -1,6 +1,6 @@
 """Kernel benchmarks: each numba kernel against its NumPy twin and against NumPy's own ``@``.
 
-Run:  /work/venv/bin/pytest bench/bench_kernels.py --benchmark-only [--bench-quick]
+Run:  pytest bench/bench_kernels.py --benchmark-only [--bench-quick]
       (bench/ is outside pyproject's testpaths, so name the file)
 
 Every case is a (op, B) group of contenders, adjacent in the run:

@@ -12,14 +12,14 @@ It also times the floor under a cached start, which no fastnet code is in: impor
 numba, and numba's first use (its target's registries, which import scipy.linalg, when SciPy is
 installed, to look for a BLAS), with SciPy importable and with it hidden.
 
-    python bench/cold_start.py --rounds 3 --json bench/results/cold-start.json
+    python bench/cold_start.py --rounds 3 [--out cold-start.json]
 
-Not a pytest-benchmark suite: it runs as a script only.
+The runs are written as JSON to --out (default: cold-start.json in
+fastnet.bench.output.default_output_dir()). Not a pytest-benchmark suite: it runs as a script only.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -68,10 +68,18 @@ def first_batch(network: str, helper: bool) -> tuple[float, int, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--out", metavar="FILE", help="write the runs here, as JSON (default: cold-start.json in "
+                        "fastnet.bench.output.default_output_dir(), e.g. ~/.local/share/fastnet/bench)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from fastnet.bench.machine import machine_record
+    from fastnet.bench.output import output_path, write_json
+    from fastnet.errors import ConfigError
+
+    try:
+        out = output_path(args.out, "cold-start.json")
+    except ConfigError as e:
+        parser.error(str(e))
 
     results = {"machine": machine_record(vector_width=False), "load_before": os.getloadavg(), "runs": {}}
     for _ in range(args.rounds):
@@ -102,9 +110,8 @@ def main() -> None:
         numpy_s, numba_s, first_use = (statistics.median(p) for p in parts)
         print(f"floor, SciPy {scipy:10}  import numpy {numpy_s:.2f} s, numba {numba_s:.2f} s, "
               f"numba's first use {first_use:.2f} s: {numpy_s + numba_s + first_use:.2f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(out, results, indent=1)
+    print(f"\nresults written to {out}")
 
 
 if __name__ == "__main__":

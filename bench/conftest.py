@@ -1,16 +1,29 @@
 """Benchmark setup: numba on 2 threads, like the machines these numbers are quoted for, and --bench-quick.
 
 BLAS keeps its own 2 threads, so NumPy's ``@`` gets the same two cores the numba
-kernels get. Run: /work/venv/bin/pytest bench/ --benchmark-only [--bench-quick]
+kernels get. Run: pytest bench/ --benchmark-only [--bench-quick]
 
 --bench-quick shrinks every suite so the whole of bench/ runs in a few minutes, to check that it
 works (the figures are then meaningless): epochs of 2,000 samples, the small scikit-learn data and
 5 epochs, 1 round each, and fewer kernel calls.
+
+Saved runs (--benchmark-save, --benchmark-autosave) go to --benchmark-storage, which defaults here to
+pytest-benchmark/ in fastnet.bench.output.default_output_dir() rather than pytest-benchmark's
+./.benchmarks, which is inside the repository when run from it. --benchmark-json takes a path of its own.
 """
 import numba
 import pytest
 
+from fastnet.bench.output import default_output_dir
+
 THREADS = 2
+PYTEST_BENCHMARK_STORAGE = "file://./.benchmarks"  # pytest-benchmark's own default
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's pytest_configure opens the storage
+def pytest_configure(config):
+    if getattr(config.option, "benchmark_storage", None) == PYTEST_BENCHMARK_STORAGE:
+        config.option.benchmark_storage = f"file://{default_output_dir() / 'pytest-benchmark'}"
 
 
 def pytest_addoption(parser):

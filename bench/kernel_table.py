@@ -1,6 +1,6 @@
-"""Print the kernel comparison table (bench/KERNELS.md) as markdown.
+"""Print the kernel comparison table (the one bench/KERNELS.md quotes) as Markdown, on stdout only.
 
-    /work/venv/bin/python bench/kernel_table.py [--rounds 40] [--burst 15]
+    python bench/kernel_table.py [--rounds 40] [--burst 15] [> table.md]
 
 Times the cases of bench_kernels.py with the contenders interleaved: each round
 runs every contender for a short burst (in alternating order), and the first

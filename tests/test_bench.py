@@ -5,8 +5,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import platformdirs
 import pytest
 
 from fastnet.bench import harness
@@ -14,7 +16,9 @@ from fastnet.bench.busy import busy_processes
 from fastnet.bench.contenders import Case, contender, epoch_data
 from fastnet.bench.harness import CASES, start_worker, summarise, targets, time_case, worker_env
 from fastnet.bench.machine import kernel_vector_width, register_counts, vector_bits
+from fastnet.bench.output import default_output_dir, output_path
 from fastnet.bench.workers import native_blas_env
+from fastnet.errors import ConfigError
 from test_cli import sigint_as_usual  # Ctrl-C reaches the child even when this process ignores it
 
 FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "GOTOBLAS_CORETYPE": "Haswell",
@@ -25,7 +29,7 @@ def test_flops_per_epoch_counts_forward_dw_and_dx_except_the_first_layer():
     case = Case((128,), "sigmoid", 128)
     per_sample = 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
     assert case.flops_per_epoch(60_000) == per_sample * 60_000
-    assert abs(case.flops_per_epoch(60_000) / 1e9 - 24.5) < 0.1  # the issue's figure
+    assert abs(case.flops_per_epoch(60_000) / 1e9 - 24.5) < 0.1  # the figure docs/performance.md quotes
     deep = Case((512, 256), "relu", 128)
     assert deep.flops_per_epoch(1) == 2 * (784 * 512 * 2 + 512 * 256 * 3 + 256 * 10 * 3)
 
@@ -36,7 +40,7 @@ def test_epoch_data_tiles_the_sample_to_the_requested_size():
     assert (x[:8000] == x[8000:16000]).all()
 
 
-def test_cases_are_the_issue_rows_with_their_targets():
+def test_cases_are_the_rows_the_targets_are_set_for():
     assert [c.name for c in CASES] == [
         "784-128-10 sigmoid B=32", "784-128-10 sigmoid B=64", "784-128-10 sigmoid B=128",
         "784-128-10 sigmoid B=256", "784-512-256-10 relu B=128"]
@@ -337,3 +341,97 @@ def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch)
     assert worker_env("numba", given) == (None, {})
     monkeypatch.setattr(harness, "SET_WAIT_POLICY", False)  # the user's own setting reaches every contender
     assert worker_env("torch", given) == (None, {})
+
+
+# ---- where results go: --out, else the user's data folder, never the source tree -------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_home(monkeypatch, tmp_path):
+    """A user data folder of the test's own (platformdirs reads XDG_DATA_HOME on Linux)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("XDG_DATA_HOME moves the user data folder on Linux only")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data" / "fastnet" / "bench"
+
+
+def test_the_default_output_folder_is_the_users_data_folder_outside_the_source_tree():
+    folder = default_output_dir()
+    assert folder == Path(platformdirs.user_data_dir("fastnet")) / "bench"
+    assert REPO not in folder.resolve().parents
+
+
+def test_output_path_uses_out_as_given_else_creates_the_default_folder(data_home, tmp_path):
+    assert output_path(str(tmp_path / "new" / "mine"), "fastnet-bench", ".json") == str(tmp_path / "new" / "mine")
+    assert not data_home.exists()  # a given path never touches the default folder
+    assert output_path(None, "fastnet-bench", ".json") == str(data_home / "fastnet-bench")
+    assert data_home.is_dir()
+
+
+def test_output_path_refuses_what_cannot_be_written_before_anything_runs(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"--out .*: cannot write .*x\.json: .* is not a folder"):
+        output_path(str(blocker / "x"), "unused", ".json")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))  # the default folder cannot be made
+    if sys.platform.startswith("linux"):
+        with pytest.raises(ConfigError, match="give --out a path"):
+            output_path(None, "fastnet-bench", ".json")
+
+
+def test_bench_command_without_out_writes_to_the_default_folder_and_says_where(data_home, monkeypatch, capsys):
+    from fastnet.bench import command
+    from fastnet.cli import main
+
+    written = []
+    monkeypatch.setattr(command, "run", lambda cases, **kwargs: {"cases": []})
+    monkeypatch.setattr(command, "format_table", lambda results: "the table")
+    monkeypatch.setattr(command, "write_outputs", lambda results, *paths: written.append(paths))
+    assert main(["bench", "--quick", "--rounds", "1"]) == 0
+    prefix = data_home / "fastnet-bench"
+    assert written == [(f"{prefix}.json", f"{prefix}.png")] and data_home.is_dir()
+    assert f"results written to {prefix}.json" in capsys.readouterr().out
+
+
+def test_bench_sklearn_without_out_writes_to_the_default_folder(data_home, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    from fastnet.bench import command
+    from fastnet.cli import main
+
+    written = []
+    monkeypatch.setattr(command, "run_sklearn", lambda **kwargs: {})
+    monkeypatch.setattr(command, "format_sklearn_table", lambda results: "the table")
+    monkeypatch.setattr(command, "write_outputs", lambda results, *paths: written.append(paths))
+    assert main(["bench", "--sklearn", "--quick"]) == 0
+    assert written == [(f"{data_home / 'fastnet-bench-sklearn'}.json",)]
+    assert f"results written to {data_home / 'fastnet-bench-sklearn'}.json" in capsys.readouterr().out
+
+
+def test_bench_command_refuses_an_unwritable_out_before_measuring(tmp_path, monkeypatch, capsys):
+    from fastnet.bench import command
+    from fastnet.cli import main
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(command, "run", lambda *a, **k: pytest.fail("measured before checking --out"))
+    assert main(["bench", "--quick", "--out", str(tmp_path / "a-file" / "r")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_bench_mpi_defaults_to_the_same_folder():
+    from fastnet.bench import mpi as bench_mpi
+
+    parser = bench_mpi.build_parser()
+    assert parser.parse_args([]).out is None  # resolved by output_path in main
+    out = next(action for action in parser._actions if "--out" in action.option_strings)
+    assert str(default_output_dir() / "fastnet-bench-mpi") in out.help
+
+
+@pytest.mark.parametrize("script", ["bench_load.py", "cold_start.py", "region_cost.py"])
+def test_bench_scripts_take_out_and_refuse_an_unwritable_one_before_measuring(script, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = subprocess.run([sys.executable, str(REPO / "bench" / script), "--out", str(tmp_path / "a-file" / "r.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "is not a folder" in result.stderr, result.stderr
+    assert "load average" not in result.stdout  # nothing was measured

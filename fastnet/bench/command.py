@@ -4,6 +4,7 @@ from __future__ import annotations
 import fastnet as fn
 from fastnet.bench import mpi
 from fastnet.bench.harness import CASES, QUICK_CASES, format_table, run, write_outputs
+from fastnet.bench.output import output_path
 from fastnet.bench.versus_sklearn import SKLEARN_DATASETS, format_sklearn_table, run_sklearn
 from fastnet.errors import ConfigError
 from fastnet.plot import has_matplotlib
@@ -19,9 +20,10 @@ def run_bench(args, say) -> int:
     if args.mpi:
         given = {"--rounds": args.rounds, "--out": args.out, "--threads": args.threads}
         return mpi.main([str(a) for flag, value in given.items() if value for a in (flag, value)])
-    args.rounds, args.out = args.rounds or 5, args.out or "fastnet-bench"
+    args.rounds = args.rounds or 5
     if args.threads:
         fn.set_num_threads(args.threads)  # checked here, so a bad count is a one-line error
+    prefix = output_path(args.out, "fastnet-bench", ".json")
     cases = QUICK_CASES if args.quick else CASES
     say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each "
         f"per contender" + (f", {args.busy} busy processes" if args.busy else ""))
@@ -30,8 +32,8 @@ def run_bench(args, say) -> int:
                   vector_width=not args.quick, say=say)
     say("")
     say(format_table(results))
-    write_outputs(results, f"{args.out}.json", f"{args.out}.png")
-    say(f"\nresults written to {args.out}.json" + (f" and {args.out}.png" if has_matplotlib() else ""))
+    write_outputs(results, f"{prefix}.json", f"{prefix}.png")
+    say(f"\nresults written to {prefix}.json" + (f" and {prefix}.png" if has_matplotlib() else ""))
     return 0
 
 
@@ -41,7 +43,7 @@ def bench_sklearn(args, say) -> int:
         import sklearn  # noqa: F401
     except ImportError:
         raise ConfigError("fastnet bench --sklearn needs scikit-learn: pip install 'scikit-learn>=1.6'") from None
-    rounds, prefix = args.rounds or 3, args.out or "fastnet-bench-sklearn"
+    rounds, prefix = args.rounds or 3, output_path(args.out, "fastnet-bench-sklearn", ".json")
     say(f"fastnet bench --sklearn: {rounds} interleaved rounds on {', '.join(SKLEARN_DATASETS)}"
         + (" (quick: small data, 5 epochs)" if args.quick else ""))
     results = run_sklearn(rounds=rounds, quick=args.quick, threads=args.threads, say=say)

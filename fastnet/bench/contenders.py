@@ -11,7 +11,7 @@ by 1/255 one batch at a time, reshuffled every epoch:
     jax-step   JAX with one ``jax.jit`` per training step, batches gathered by NumPy
 
 ``contender(kind, case, x, y)`` builds one, ready to train; ``epoch_job`` is the worker job
-(see ``_bench_workers``) that ``fastnet bench`` runs each contender in.
+(see ``fastnet.bench.workers``) that ``fastnet bench`` runs each contender in.
 """
 from __future__ import annotations
 

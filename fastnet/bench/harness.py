@@ -1,32 +1,35 @@
 """Epoch-level benchmarks: fastnet against its NumPy baseline, JAX and PyTorch, each in its own process.
 
 ``fastnet bench`` and the pytest-benchmark suites under ``bench/`` share this code. Every contender
-(``_bench_contenders``) trains the same network from the same initial weights with plain SGD and softmax
-cross-entropy, on 60,000 MNIST-shaped uint8 images (the bundled sample, tiled), in float32. Each runs in
-its own worker process (``_bench_workers``); rounds alternate between them, one epoch per contender per
-round (who goes first rotates), and medians are reported, with compile time apart. The NumPy baseline's
-processes run without the variables that force BLAS kernels (``native_blas_env``). The machine is
-recorded with the results (``_bench_machine``), and ``busy`` competing processes can load it
-(``_bench_busy``).
+(``fastnet.bench.contenders``) trains the same network from the same initial weights with plain SGD and
+softmax cross-entropy, on 60,000 MNIST-shaped uint8 images (the bundled sample, tiled), in float32. Each
+runs in its own worker process (``fastnet.bench.workers``); rounds alternate between them, one epoch per
+contender per round (who goes first rotates), and medians are reported, with compile time apart. The
+NumPy baseline's processes run without the variables that force BLAS kernels (``native_blas_env``). The
+machine is recorded with the results (``fastnet.bench.machine``), and ``busy`` competing processes can
+load it (``fastnet.bench.busy``). The method is written up in docs/performance.md.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from fastnet.bench.busy import busy_processes
 from fastnet.bench.contenders import LR, SAMPLES, Case
 from fastnet.bench.machine import machine_record
+from fastnet.bench.output import write_json
 from fastnet.bench.workers import Worker, native_blas_env, rotation, worker_pool
+from fastnet.checkpoint import write_atomic
 from fastnet.kernels._env import SET_WAIT_POLICY, WAIT_SETTINGS
 
-# The cases of issue 9's targets: 784-128-10 sigmoid at B = 32, 64 and B = 128, 256; 784-512-256-10 ReLU, B = 128
+# The cases the targets are set for (docs/performance.md): 784-128-10 sigmoid at B = 32, 64, 128 and 256;
+# 784-512-256-10 ReLU at B = 128
 CASES = [Case((128,), "sigmoid", b) for b in (32, 64, 128, 256)] + [Case((512, 256), "relu", 128)]
 QUICK_CASES = [Case((128,), "sigmoid", 128)]
 EFFICIENCY_CASE = Case((128,), "sigmoid", 128)
@@ -50,7 +53,8 @@ RATIOS = (("numpy", "÷ NumPy"), ("jax-scan", "÷ JAX epoch jit"), ("torch", "÷
 
 
 def targets(case: Case) -> dict:
-    """Issue 9's targets for fastnet ÷ each contender in ``case`` (empty for a case it sets none for)."""
+    """The targets for fastnet ÷ each contender in ``case`` (empty for a case without targets); they are
+    the speed targets docs/performance.md lists."""
     if case.widths == [784, 128, 10] and case.batch in (32, 64) and case.activation == "sigmoid":
         return {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
     if case.widths == [784, 128, 10] and case.batch in (128, 256):
@@ -337,11 +341,7 @@ def format_table(results: dict) -> str:
 
 def write_outputs(results: dict, json_path, png_path=None) -> None:
     """The results as JSON (atomically), and with matplotlib a bar chart of the medians."""
-    from pathlib import Path
-
-    from fastnet.checkpoint import write_atomic
-
-    write_atomic(Path(json_path), json.dumps(results, indent=2).encode())
+    write_json(json_path, results)
     if not png_path:
         return
     try:

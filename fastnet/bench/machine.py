@@ -1,7 +1,8 @@
 """What a benchmark ran on: the CPU, LLVM's target, the dense kernels' vector width, versions, load.
 
-Machines change from one run to the next (the same project has run on a Xeon that LLVM tunes for
-256-bit vectors and on AMD EPYCs with and without AVX-512), so every benchmark records them.
+The CPU decides how the kernels compile (256-bit vectors on AVX2 and on the AVX-512 CPUs LLVM tunes
+for 256 bits, 512-bit ones on others such as Zen 5), and a shared or cloud machine can land on another
+CPU from one run to the next, so every benchmark records what it ran on.
 """
 from __future__ import annotations
 

@@ -22,7 +22,9 @@ does not overlap the compute, as in the step above). Scaling efficiency is the o
 step time over ``p`` times that.
 
 Every time is summarised by its median and its 10th percentile (``STATISTICS``), and the load
-average is recorded before and after each measurement. Rank 0 prints the tables and writes the JSON; ``fastnet bench --mpi`` runs the same.
+average is recorded before and after each measurement. Rank 0 prints the tables and writes the JSON
+(``--out``, by default in ``fastnet.bench.output.default_output_dir()``); ``fastnet bench --mpi`` runs the
+same. docs/scaling.md explains the cost model.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ import fastnet as fn
 from fastnet.bench.contenders import LR, Case, epoch_data, fastnet_model
 from fastnet.bench.harness import write_outputs
 from fastnet.bench.machine import machine_record
+from fastnet.bench.output import default_output_dir, output_path
 from fastnet.distributed import shard_slice, sum_over_ranks
 from fastnet.errors import ConfigError, FastnetError
 from fastnet.threads import kernel_threads
@@ -175,9 +178,9 @@ def blas_cap_seconds() -> float:
 def steps_as_fit_runs_them():
     """Within this block BLAS is capped once, as ``fit`` caps it around its whole run.
 
-    Before 2026-11-30 20:00 the public step entered ``kernel_threads`` on every call, and threadpoolctl
-    looked through every loaded library each time (1–8 ms); ``blas_cap_seconds``, measured beside each
-    step, is what such a block costs now.
+    threadpoolctl's search of the loaded libraries takes milliseconds (1–8 ms a search), so a BLAS cap
+    belongs around a loop of steps, not inside each (``fastnet.threads.kernel_threads`` finds the libraries
+    once per process); ``blas_cap_seconds``, measured beside each step, is what a cap per step would add.
     """
     with kernel_threads("numba"):
         yield
@@ -486,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="all-reduce message sizes in bytes, multiples of 4 (default: 4096 to 16 MiB, doubling)")
     parser.add_argument("--reps", type=_int, default=20, metavar="N",
                         help="all-reduces per size and round (default: %(default)s)")
-    parser.add_argument("--out", metavar="PREFIX", default="fastnet-bench-mpi",
-                        help="write PREFIX.json (default: %(default)s)")
+    parser.add_argument("--out", metavar="PREFIX",
+                        help=f"write PREFIX.json (default: {default_output_dir() / 'fastnet-bench-mpi'})")
     return parser
 
 
@@ -533,6 +536,7 @@ def main(argv=None) -> int:
         if max(threads, baseline) > top:
             raise ConfigError(f"numba has {top} threads here; ask for at most {top} with --threads and "
                               "--baseline-threads, or start with NUMBA_NUM_THREADS set higher")
+        args.out = output_path(args.out, "fastnet-bench-mpi", ".json")
         folder = os.path.dirname(os.path.abspath(args.out))
         if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
             raise ConfigError(f"--out {args.out}: cannot write {args.out}.json, {folder} is not a writable folder")

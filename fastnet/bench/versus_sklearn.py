@@ -1,6 +1,6 @@
 """fastnet's MLPClassifier against scikit-learn's: ``fastnet bench --sklearn``.
 
-Each contender (a library on a thread count) lives in its own worker process (``_bench_workers``),
+Each contender (a library on a thread count) lives in its own worker process (``fastnet.bench.workers``),
 started once and sent one fit at a time, so rounds interleave without any contender sharing a process,
 a BLAS or numba's pool. The worker times ``fit`` alone: the data is made, split and scaled before, and a
 one-epoch warm-up fit (numba's compile or cache load) is timed apart.
@@ -55,7 +55,7 @@ def sklearn_estimator(library: str, threads: int, epochs: int):
 
 
 def sklearn_job(spec: dict):
-    """Worker job (see ``_bench_workers``): spec {library, threads, quick, epochs}. Makes every data set,
+    """Worker job (see ``fastnet.bench.workers``): spec {library, threads, quick, epochs}. Makes every data set,
     times a one-epoch warm-up fit on each, then answers {"dataset": name} with a timed fit:
     {"seconds", "accuracy", "n_iter"}."""
     import hashlib

@@ -11,7 +11,7 @@ folder then shadows a later install. So every kernel gets a numba cache whose fi
 in a subfolder per source folder, named as numba names it. Only fastnet's kernels are
 affected: other numba functions in the process cache wherever numba puts them.
 
-numba has no public API for a per-function cache location (numba issue #9350), so this
+numba has no public API for a per-function cache location (github.com/numba/numba/issues/9350), so this
 subclasses the cache classes of numba.core.caching. If they ever change, or no directory
 is writable, the kernels compile without a cache on every run, and one line on stderr
 says so.

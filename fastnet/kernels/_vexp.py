@@ -1,10 +1,11 @@
 """``vexp(x)``: e**x for float32/float64 scalars inside numba kernels, written so LLVM vectorises it.
 
-Why: this numba has no SVML (pip's llvmlite is not SVML-patched), so ``np.exp`` in a
+Why: numba from pip has no SVML (pip's llvmlite is not built with it), so ``np.exp`` in a
 kernel is a scalar libm call per element and the loop around it stays scalar, while
 NumPy's own exp is SIMD. ``vexp`` is plain arithmetic (no calls, no branches) that
-LLVM vectorises, one lane per element: 8 float32 lanes in ymm registers here (LLVM
-prefers 256-bit vectors on AVX-512 machines), about 30 instructions per 8 results.
+LLVM vectorises, one lane per element: 8 float32 lanes in a ymm register where LLVM
+uses 256-bit vectors (AVX2, and the AVX-512 CPUs it tunes for 256 bits), about 30
+instructions per 8 results.
 
 Method:
 
@@ -12,8 +13,8 @@ Method:
     r = x - k*C1 - k*C2                         Cody-Waite: C1 + C2 = ln2, C1 short so k*C1 is exact
     e**r    float32: Cephes expf, 1 + r + r^2 P(r), P of degree 5 (6 coefficients)
             float64: fdlibm/FreeBSD exp, c = r - r^2 P(r^2), e**r = 1 - ((lo - r c / (2 - c)) - hi)
-                     with r = hi - lo kept in two parts. (Cephes' rational 1 + 2 r P / (Q - r P) was
-                     tried first: 1.7 ulp; this form is 0.9 ulp for the same one division.)
+                     with r = hi - lo kept in two parts. (Cephes' rational 1 + 2 r P / (Q - r P)
+                     is off by up to 1.7 ulp; this form by 0.9 ulp, for the same one division.)
     e**x = e**r * 2**k1 * 2**k2                 k1 = k >> 1, k2 = k - k1; 2**k from integer bits
 
 Scaling in two steps keeps both factors normal numbers, so results in the denormal
@@ -40,13 +41,16 @@ zero-division check on the float64 division: that branch stopped the loop
 vectorising), and LLVM inlines them into the kernel. LLVM fast-math flags are per
 instruction, so the kernels' 'reassoc' never reaches this code. That matters: with
 reassoc LLVM may fold k*C1 + k*C2 into k*(C1 + C2) and undo the Cody-Waite split
-and fdlibm's hi/lo bookkeeping (measured: compiled with the kernels' flags, the error
-grows from 1.0 to 4.5 ulp in float32 and from 0.9 to 1.6 ulp in float64). So do not
-use numba-level inline='always' here: that compiles this code with the caller's flags.
+and fdlibm's hi/lo bookkeeping (compiled with the kernels' flags, the error grows from
+1.0 to 4.5 ulp in float32 and from 0.9 to 1.6 ulp in float64). So do not use
+numba-level inline='always' here: that compiles this code with the caller's flags.
 
-Cache note: numba's on-disk cache only checks the caller's own source file, so after
-editing this file (or activations.py, which dense.py inlines) delete
-kernels/__pycache__/*.nbi and *.nbc, or kernels keep the old code.
+Cache note: numba's on-disk cache checks only the source file of the kernel it holds, so
+after editing this file (or another whose functions kernels inline, such as activations.py)
+the cached kernels keep the old code until fastnet's kernel cache is emptied: delete the
+folder ``fastnet.kernels.cache_dir()`` names (see _cache.py: $NUMBA_CACHE_DIR when set,
+else numba/ in the user cache folder, e.g. ~/.cache/fastnet/numba on Linux), or run with
+NUMBA_CACHE_DIR set to an empty folder.
 """
 import numpy as np
 from llvmlite import ir
