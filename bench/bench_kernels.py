@@ -8,7 +8,7 @@ Every case is a (op, B) group of contenders, adjacent in the run:
     twin     its NumPy twin, the same call on the numpy backend
     matmul   NumPy's plain ``@`` on the same shapes (no bias, no activation): BLAS, the bar to meet
 
-The compact table with ratios (bench/KERNELS.md) comes from bench/kernel_table.py,
+The compact table with ratios (docs/performance.md, "Kernels") comes from bench/kernel_table.py,
 which times the same cases with the contenders interleaved.
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""Print the kernel comparison table (the one bench/KERNELS.md quotes) as Markdown, on stdout only.
+"""Print the kernel comparison table (as in docs/performance.md, "Kernels") as Markdown, on stdout only.
 
     python bench/kernel_table.py [--rounds 40] [--burst 15] [> table.md]
 
