@@ -1,6 +1,7 @@
 """fastnet.kernels.gemm against OpenBLAS (np.matmul) on the GEMMs of the compiled training step.
 
     python bench/gemm_shapes.py [--rounds 10] [--threads 1 2] [--dtype float32] [--out FILE]
+    python bench/gemm_shapes.py --cpu znver3 --blas-coretype Zen    # AVX2 kernels on both sides
 
 Shapes: 784-128-10 at B = 32, 64, 128, 256 and 784-512-256-10 at B = 128; for each layer the
 forward product (gemm_nt, y = x @ W.T), the input gradient (gemm_nn, dx = dy @ W, not for the
@@ -16,6 +17,11 @@ table gives the median over rounds. After a NumPy burst the parent waits 0.15 s:
 spin about 0.1 s after a call. fastnet is called the way the compiled step calls it, from a numba
 loop; the "from Python" column adds the dispatcher's per-call cost. The sgemm peak is np.matmul
 on 2048 x 2048 float32 at the same thread count, timed the same way.
+
+``--cpu NAME`` compiles fastnet for LLVM target NAME with that CPU's own features (e.g. znver3:
+AVX2, the 6 x 16 tile), and ``--blas-coretype TYPE`` sets OPENBLAS_CORETYPE for the NumPy process
+(e.g. Zen: OpenBLAS's AVX2 kernels): together they run another machine's kernels on this one's
+cores, a stand-in, not a measurement of that machine.
 """
 from __future__ import annotations
 
@@ -121,8 +127,10 @@ def fastnet_job(spec: dict):
         return {"seconds": samples(lambda n: loop(c, a, b, work, n), BURST_SECONDS),
                 "python_seconds": samples(from_python, BURST_SECONDS / 3)}
 
-    f32 = gemm.tile(np.float32)
-    return {"tile_float32": f32, "tile_float64": gemm.tile(np.float64), "vector_bits": gemm.VECTOR_BYTES * 8,
+    import llvmlite.binding as llvm
+
+    return {"tile_float32": gemm.tile(np.float32), "tile_float64": gemm.tile(np.float64),
+            "vector_bits": gemm.VECTOR_BYTES * 8, "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
             "numba": numba.__version__}, handle
 
 
@@ -164,12 +172,10 @@ def numpy_job(spec: dict):
 
 def machine() -> dict:
     import llvmlite.binding as llvm
-    import numba
 
     from fastnet.bench.machine import cpu_model
 
-    return {"cpu": cpu_model(), "llvm_host_cpu": llvm.get_host_cpu_name(),
-            "numba_cpu_name": numba.config.CPU_NAME, "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "llvm_host_cpu": llvm.get_host_cpu_name(), "cores": os.cpu_count(),
             "load_average_start": list(os.getloadavg())}
 
 
@@ -180,6 +186,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--only", help="run only the shapes whose name contains this")
     parser.add_argument("--out", help="also write the table and the raw medians (JSON) to FILE and FILE.json")
+    parser.add_argument("--cpu", help="compile fastnet for this LLVM target (NUMBA_CPU_NAME), with its own features")
+    parser.add_argument("--blas-coretype", help="OPENBLAS_CORETYPE for the NumPy process (default: unset)")
     args = parser.parse_args()
 
     from fastnet.bench.workers import Worker, native_blas_env, rotation, worker_pool
@@ -188,6 +196,9 @@ def main() -> None:
     spec = {"shapes": todo, "dtype": args.dtype, "threads": args.threads}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     blas_env, removed = native_blas_env(env)
+    fast_env = {**env, "NUMBA_CPU_NAME": args.cpu, "NUMBA_CPU_FEATURES": ""} if args.cpu else env
+    if args.blas_coretype:
+        blas_env["OPENBLAS_CORETYPE"] = args.blas_coretype
     record = {"machine": machine(), "removed_from_numpy_env": removed, "args": vars(args), "results": []}
     lines = []
 
@@ -196,7 +207,7 @@ def main() -> None:
         lines.append(line)
 
     with worker_pool() as pool:
-        fast = Worker("fastnet", "gemm_shapes:fastnet_job", spec, env)
+        fast = Worker("fastnet", "gemm_shapes:fastnet_job", spec, fast_env)
         pool.append(fast)
         blas = Worker("numpy", "gemm_shapes:numpy_job", spec, blas_env)
         pool.append(blas)
@@ -204,12 +215,16 @@ def main() -> None:
         record["workers"] = info
         m = record["machine"]
         blas_kernel = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in blas.info["blas"])
-        say(f"CPU {m['cpu']} ({m['cores']} cores), LLVM target {m['numba_cpu_name'] or m['llvm_host_cpu']}, "
+        say(f"CPU {m['cpu']} ({m['cores']} cores, LLVM host CPU {m['llvm_host_cpu']}), fastnet compiled for LLVM "
+            f"target {fast.info['llvm_cpu']}, "
             f"fastnet vectors {fast.info['vector_bits']}-bit, tile MR x NR = {fast.info['tile_float32'][0]} x "
             f"{fast.info['tile_float32'][1]} float32 ({fast.info['tile_float64'][0]} x {fast.info['tile_float64'][1]}"
             f" float64); numba {fast.info['numba']}, NumPy {blas.info['numpy']} on {blas_kernel}")
         say(f"NumPy process started without {sorted(removed)}" if removed else
             "no BLAS-forcing variables (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE, ...) were set")
+        if args.cpu or args.blas_coretype:
+            say(f"emulating: fastnet compiled for {args.cpu or 'this host'}, "
+                f"OPENBLAS_CORETYPE={args.blas_coretype or '(unset)'}")
         say(f"load average at start {m['load_average_start'][0]:.2f}; dtype {args.dtype}; {args.rounds} rounds")
 
         peaks = {}

@@ -49,16 +49,17 @@ K blocking. The micro-kernel runs over at most KC = 2 KiB / itemsize values of k
 next block, so that the slice of an A panel that consecutive tiles re-read stays in cache
 (16 x 392 float32 = 25 KiB, the L1 holds 32). Measured, KC hardly matters here (see KC_BYTES).
 
-Threads. Two parallel loops, whose split depends on the shapes only:
+Threads. One parallel loop, run twice (numba compiles its body once), split by the shapes only:
 
-    1. packing: PACK_UNITS units, each packing one slice of K of every A and every B panel, so
-       that they cost the same; op(B) is packed once and shared by all threads
-    2. tiles: the MR x NR tiles in TILE_CHUNKS runs of consecutive tiles (every tile costs the
-       same, edge tiles included, so the runs balance), in row-major order, or column-major when
-       the B panels are at least twice the A panels: consecutive tiles share the larger panel,
-       and the smaller one streams (dW = dy.T @ x of 784-128-10: 3-4% faster on 2 threads)
+    1. packing: at most PACK_UNITS units, each packing one slice of K of every A and every B
+       panel, so that they cost the same; op(B) is packed once and shared by all threads
+    2. tiles: the MR x NR tiles in at most TILE_CHUNKS runs of consecutive tiles (every tile
+       costs the same, edge tiles included, so the runs balance), in row-major order, or
+       column-major when the B panels are at least twice the A panels: consecutive tiles share
+       the larger panel and the smaller one streams (dW = dy.T @ x of 784-128-10: 3-4% faster
+       on 2 threads)
 
-Products under PARALLEL_MIN_MACS multiply-adds run both loops on the calling thread.
+Products under PARALLEL_MIN_MACS multiply-adds run both phases on the calling thread.
 
 Bits. Every element of C is one chain of fused multiply-adds in k order from zero,
 c = fma(a[i,K-1], b[K-1,j], ... fma(a[i,0], b[0,j], 0)); between K blocks the running sum is
@@ -584,12 +585,13 @@ def _gemm(c, a, b, work, a_trans, b_trans):
         _task(o, x, y, work, x_along_k, y_along_k, k, no, k, zero, n_tiles)
     else:
         ku = max(PACK_MIN_K, (k + 8 * PACK_UNITS - 1) // (8 * PACK_UNITS) * 8)  # a multiple of 8, like KP
-        for u in prange((k + ku - 1) // ku):
-            _task(o, x, y, work, x_along_k, y_along_k, k, yes, ku, np.int64(u), np.int64(u + 1))
-        n_runs = min(n_tiles, TILE_CHUNKS)
-        for u in prange(n_runs):
-            _task(o, x, y, work, x_along_k, y_along_k, k, no, k, np.int64(u * n_tiles // n_runs),
-                  np.int64((u + 1) * n_tiles // n_runs))
+        n_units = (k + ku - 1) // ku
+        for phase in range(2):  # one parallel loop, run twice: numba compiles its body once
+            packing = np.bool_(phase == 0)
+            items, runs = (n_units, n_units) if packing else (n_tiles, min(n_tiles, TILE_CHUNKS))
+            for u in prange(runs):
+                _task(o, x, y, work, x_along_k, y_along_k, k, packing, ku, np.int64(u * items // runs),
+                      np.int64((u + 1) * items // runs))
     if swap:  # c[i, j] = o[j, i]
         _pack_columns(c.reshape(m * n), zero, o, zero, zero, m, n, n, m)
 
