@@ -237,6 +237,11 @@ def main() -> None:
         say("sgemm peak (OpenBLAS, 2048^3): " + ", ".join(f"{p:.1f} GFLOP/s on {t} thread{'s' * (t > 1)}"
                                                           for t, p in peaks.items()))
         record["peak_gflops"] = peaks
+        one = peaks.get(1)
+        for threads, peak in peaks.items():
+            if one and threads > 1 and peak < 0.75 * threads * one:
+                say(f"warning: {threads} threads reach only {peak / one:.2f}x one thread's peak: other processes are "
+                    f"using the cores, so the {threads}-thread rows measure that contention more than the kernels")
 
         times = {(s["name"], t): {"fastnet": [], "python": [], "numpy": []} for s in todo for t in args.threads}
         for r in range(args.rounds):
@@ -251,6 +256,7 @@ def main() -> None:
                         else:
                             got["numpy"].append(blas.request(name=s["name"], threads=threads)["seconds"])
                             time.sleep(BLAS_SPIN_SECONDS)
+            record.setdefault("load_average_per_round", []).append(os.getloadavg()[0])
             print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()[0]:.2f}", file=sys.stderr,
                   flush=True)
 

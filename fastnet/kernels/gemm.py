@@ -355,7 +355,7 @@ def _kernel(typingctx, kc, work, a_off, b_off, c, c_off, m_valid, n_valid, accum
                 final.append((phi, rows[i][v], i, v))
         with builder.if_else(whole) as (plain, edge):
             with plain:
-                for phi, p, i, v in final:
+                for phi, p, _, _ in final:
                     e.store(phi, p)
             with edge:
                 mask = masks()
