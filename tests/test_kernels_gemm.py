@@ -4,8 +4,9 @@ Values: every layout (nt, nn, tn) in float32 and float64 on sizes of 1, odd size
 do not divide the tile (12 x 32 on AVX-512, 6 x 16 on AVX2), empty products, the training
 step's shapes and random ones, within K·eps·(|a|·|b|) of the twin. Bits: each element is one
 chain of FMAs in k order, so the result must not change with the thread count, the path
-(serial or parallel, C or C.T) or the tile it falls in. Assembly: the micro-kernel's loop keeps
-its MR x NR accumulators in full-width registers, with every FMA there and nothing spilled.
+(serial or parallel, C or C.T), the tile it falls in or the vector width (an AVX2 build against
+this host's). Assembly: the micro-kernel's loop keeps its MR x NR accumulators in full-width
+registers, with every FMA there and nothing spilled.
 """
 import json
 import os
@@ -30,6 +31,13 @@ EDGES = [(1, 1, 1), (1, 7, 1), (5, 1, 3), (1, 1, 33), (3, 5, 7), (MR - 1, NR32 +
          (2 * MR + 3, 2 * NR32 + 5, 31), (13, 10, 11), (10, 13, 2), (37, 45, 53), (64, 10, 128), (10, 128, 64),
          (0, 5, 3), (5, 0, 3), (0, 0, 0), (4, 6, 0), (1, 1, 0)]
 STEP = [(32, 128, 784), (128, 10, 128), (128, 128, 10), (10, 128, 128), (128, 784, 64), (128, 512, 784)]
+
+
+def host_has(*features) -> bool:
+    from numba.core.codegen import get_host_cpu_features
+
+    host = get_host_cpu_features().split(",")
+    return all(f"+{f}" in host for f in features)
 
 
 def operands(kind, m, n, k, dtype, seed=0):
@@ -176,6 +184,42 @@ def test_an_element_has_the_same_bits_whatever_else_is_computed(kind, dtype):
     assert small.tobytes() == big[:40, :10].tobytes()
 
 
+_BITS = """
+import hashlib, json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_kernels_gemm import operands, run
+from fastnet.kernels import gemm
+out = {{"tile": list(gemm.tile(np.float32)), "digests": {{}}}}
+for kind in ("nt", "nn", "tn"):
+    for dtype in (np.float32, np.float64):
+        for m, n, k in ((37, 45, 53), (128, 10, 128), (130, 97, 700)):
+            a, b, c = operands(kind, m, n, k, dtype)
+            out["digests"][f"{{kind}} {{np.dtype(dtype).name}} {{m}}x{{n}}x{{k}}"] = hashlib.sha256(
+                run(kind, a, b, c).tobytes()).hexdigest()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64") or not host_has("avx2", "fma"),
+                    reason="runs AVX2 code")
+def test_the_avx2_build_gives_the_same_bits_as_the_host_build(tmp_path):
+    # another tile (6 x 16 on AVX2), other vectors, the same FMA chains: the same bits
+    def digests(cpu_name):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / (cpu_name or "host")))
+        if cpu_name:
+            env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES="")
+        done = subprocess.run([sys.executable, "-c", _BITS.format(tests=str(Path(__file__).parent))], env=env,
+                              cwd=Path(gemm.__file__).resolve().parents[2], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    host, avx2 = digests(None), digests("znver3")
+    assert avx2["tile"] == [6, 16]
+    assert avx2["digests"] == host["digests"]
+
+
 # ---- assembly ----------------------------------------------------------------------------------
 
 FMA = re.compile(r"^\s+vfn?m(?:add|sub)\w*p[sd]\s+[^\n]*%([xyz])mm\d+\s*$", re.M)  # packed FMAs, by register
@@ -229,13 +273,6 @@ def check_microkernel(report: dict, register: str):
             assert set(registers) == {register}, f"{dtype}: FMAs on {sorted(set(registers))}, want {register}mm only"
             assert len(registers) % per_k == 0, f"{dtype}: {len(registers)} FMAs, not a multiple of MR x NR/lanes"
             assert "(%rsp)" not in body, f"{dtype}: the micro-kernel loop spills to or reloads from the stack"
-
-
-def host_has(*features) -> bool:
-    from numba.core.codegen import get_host_cpu_features
-
-    host = get_host_cpu_features().split(",")
-    return all(f"+{f}" in host for f in features)
 
 
 @pytest.mark.skipif(not host_has("avx2", "fma"), reason="no AVX2 and FMA on this CPU: no ymm/zmm tile to check")

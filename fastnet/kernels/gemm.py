@@ -64,9 +64,10 @@ Products under PARALLEL_MIN_MACS multiply-adds run both phases on the calling th
 Bits. Every element of C is one chain of fused multiply-adds in k order from zero,
 c = fma(a[i,K-1], b[K-1,j], ... fma(a[i,0], b[0,j], 0)); between K blocks the running sum is
 stored in C at full precision and loaded back, which rounds nothing. So C depends on a and b
-only: not on the thread count, the split, the tile, the K blocking, the C.T path or the compile
-path (no fast-math flag can reorder an ``llvm.fma`` call). BLAS sums in another order, so the
-NumPy twins agree to rounding, not bitwise.
+only: not on the thread count, the split, the tile, the K blocking, the C.T path, the compile
+path (no fast-math flag can reorder an ``llvm.fma`` call) or the vector width (the AVX2 and the
+AVX-512 builds agree bitwise). BLAS sums in another order, so the NumPy twins agree to rounding,
+not bitwise.
 
 Why IR for the packing loops too: numba checks each index of ``work`` for a negative value
 (wraparound), and with those checks LLVM turned the packing copies into gathers and scatters.
