@@ -1,9 +1,9 @@
-"""The cold start with and without the compile helper (fastnet/_parallel_compile.py).
+"""The cold start (an empty kernel cache) and the cached start, against numba's own floor.
 
 Each round runs, in fresh processes with an empty NUMBA_CACHE_DIR each, the first batch of
-two networks with the helper and without it, alternating, and times process start to the
-end of that batch, as ``fastnet bench`` does; then it runs the same twice more on the cache the
-first one filled (the cached start), with SciPy importable and hidden:
+two networks, and times process start to the end of that batch, as ``fastnet bench`` does;
+then it runs the same twice more on the cache the first one filled (the cached start), with
+SciPy importable and hidden:
 
 * the benchmark's first case, 784-128-10 sigmoid, B=32, plain SGD (``fastnet bench``'s "compile" line);
 * the default ``fastnet train`` network, 784-512-10 ReLU with dropout 0.5, B=32, SGD with momentum.
@@ -35,10 +35,10 @@ NETWORKS = {
                                           "fn.SGD(lr=0.05, momentum=0.9)",
 }
 FIRST_BATCH = ("import sys, time; t0 = float(sys.argv[1]); {hide}import numpy as np; import fastnet as fn; "
-               "from fastnet import _parallel_compile as pc; pc.ENABLED = {helper}; model, opt = {network}; "
+               "model, opt = {network}; "
                "x = np.zeros((32, 784), np.uint8); y = np.arange(32) % 10; "
                "model.fit(x, y, batch_size=32, optimizer=opt, progress=False); "
-               "print(time.time() - t0, pc.last.from_helper if pc.last else 0)")
+               "print(time.time() - t0)")
 
 
 HIDE_SCIPY = "sys.modules['scipy'] = None; "  # numba then finds no BLAS to look at
@@ -54,15 +54,15 @@ def floor(scipy: bool) -> list[float]:
                                              check=True).stdout.split()]
 
 
-def first_batch(network: str, helper: bool) -> tuple[float, int, float, float]:
-    """(seconds from process start to the end of the first batch, calls the helper compiled), then the
-    same seconds for later processes on the cache the first one filled, with SciPy importable and hidden
+def first_batch(network: str) -> tuple[float, float, float]:
+    """Seconds from process start to the end of the first batch on an empty cache, then the same
+    seconds for later processes on the cache the first one filled, with SciPy importable and hidden
     (fastnet's own install has no SciPy; its test extra brings it)."""
     from fastnet.bench.harness import first_batches
 
-    runs = first_batches([FIRST_BATCH.format(helper=helper, network=NETWORKS[network], hide=hide)
+    runs = first_batches([FIRST_BATCH.format(network=NETWORKS[network], hide=hide)
                           for hide in ("", "", HIDE_SCIPY)], cwd=ROOT)
-    return float(runs[0][0]), int(runs[0][1]), float(runs[1][0]), float(runs[2][0])
+    return float(runs[0][0]), float(runs[1][0]), float(runs[2][0])
 
 
 def main() -> None:
@@ -84,11 +84,9 @@ def main() -> None:
     results = {"machine": machine_record(vector_width=False), "load_before": os.getloadavg(), "runs": {}}
     for _ in range(args.rounds):
         for network in NETWORKS:
-            for helper in (True, False):
-                seconds, by_helper, cached, cached_no_scipy = first_batch(network, helper)
-                results["runs"].setdefault(f"{network} | {'helper' if helper else 'alone'}", []).append(
-                    {"seconds": seconds, "helper_compiled": by_helper, "cached_seconds": cached,
-                     "cached_seconds_scipy_hidden": cached_no_scipy})
+            seconds, cached, cached_no_scipy = first_batch(network)
+            results["runs"].setdefault(network, []).append(
+                {"seconds": seconds, "cached_seconds": cached, "cached_seconds_scipy_hidden": cached_no_scipy})
         for scipy in (True, False):
             results["runs"].setdefault(f"floor | scipy {'importable' if scipy else 'hidden'}", []).append(floor(scipy))
     results["load_after"] = os.getloadavg()
@@ -96,15 +94,10 @@ def main() -> None:
     print(f"{m.get('cpu')}, LLVM {m.get('llvm_cpu')}, {os.cpu_count()} cpus; "
           f"load average {results['load_before'][0]:.2f} -> {results['load_after'][0]:.2f}")
     for network in NETWORKS:
-        alone = statistics.median(r["seconds"] for r in results["runs"][f"{network} | alone"])
-        runs = results["runs"][f"{network} | helper"]
-        helped = statistics.median(r["seconds"] for r in runs)
-        both = [r for key in ("alone", "helper") for r in results["runs"][f"{network} | {key}"]]
-        cached, no_scipy = (statistics.median(r[k] for r in both)
-                            for k in ("cached_seconds", "cached_seconds_scipy_hidden"))
-        print(f"{network:38} alone {alone:5.2f} s  with the helper {helped:5.2f} s ({helped / alone:.2f}x; "
-              f"it compiled {'/'.join(str(r['helper_compiled']) for r in runs)} calls)\n"
-              f"{'':38} cached {cached:4.2f} s, {no_scipy:4.2f} s with SciPy hidden")
+        runs = results["runs"][network]
+        cold, cached, no_scipy = (statistics.median(r[k] for r in runs)
+                                  for k in ("seconds", "cached_seconds", "cached_seconds_scipy_hidden"))
+        print(f"{network:38} cold {cold:5.2f} s, cached {cached:4.2f} s, {no_scipy:4.2f} s with SciPy hidden")
     for scipy in ("importable", "hidden"):
         parts = zip(*results["runs"][f"floor | scipy {scipy}"])
         numpy_s, numba_s, first_use = (statistics.median(p) for p in parts)

@@ -26,5 +26,5 @@ __all__ = [
     "ExponentialLR", "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential",
     "ShapeError", "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets",
     "get_num_threads", "gradcheck", "load",
-    "set_num_threads",
+    "set_num_threads", "__version__",
 ]

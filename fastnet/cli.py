@@ -139,7 +139,9 @@ def build_parser() -> Parser:
     bench.add_argument("--samples", type=_number(int, 1), default=60_000, help="samples per epoch (default: %(default)s)")
     bench.add_argument("--out", metavar="PREFIX",
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: fastnet-bench, "
-                       "or fastnet-bench-sklearn with --sklearn)")
+                       "fastnet-bench-sklearn with --sklearn or fastnet-bench-mpi with --mpi, in the per-user data "
+                       "folder fastnet/bench, e.g. ~/.local/share/fastnet/bench on Linux; a relative PREFIX is "
+                       "taken from the current folder)")
     bench.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
     bench.add_argument("--mpi", action="store_true",
                        help="data-parallel steps over MPI, run as `mpiexec -n N fastnet bench --mpi`: compute and "

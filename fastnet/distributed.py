@@ -268,7 +268,7 @@ class DataParallel:
         checkpoints it writes continue as any other. Rank r > 0 draws from a stream derived from the seed,
         the epoch and r; an epoch resumed at ``first_batch`` skips the draws of the batches before it.
         """
-        widths = sum(op.width for op in self.model._plan.ops if op.kind == "dropout")
+        widths = sum(op.width for op in self.model._program.ops if op.kind == "dropout")
         if self.rank == 0 or not widths:
             return
         model = self.model

@@ -1,7 +1,7 @@
 """Layers: small objects holding a configuration and, once in a model, views of its parameters.
 
 A layer does no arithmetic itself: the model compiles the layer list into kernel
-calls (see ``_plan``), fusing each activation into the Dense layer before it.
+calls (see ``program``), fusing each activation into the Dense layer before it.
 """
 from __future__ import annotations
 

@@ -10,14 +10,13 @@ import numpy as np
 from fastnet import _memory, checkpoint, inputs
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
-from fastnet._parallel_compile import helper_compiles
-from fastnet._plan import Plan
 from fastnet.callbacks import Callback, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
 from fastnet.layers import Dense, Layer
 from fastnet.losses import Loss
 from fastnet.optimizers import SGD, Optimizer
+from fastnet.program import Program
 from fastnet.progress import Progress
 from fastnet.threads import kernel_threads
 
@@ -99,12 +98,8 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         self.history = History()
         self.stop_training = False
-        self._plan = Plan(self.layers, loss, self.kernels.raw, self.dtype, self.n_in, self.dropout_rng,
-                          self._apply_update, tune=backend == "numba")
-        self._steps = None  # the last training step's buffers and calls: update() runs its update call
-        self._penalty_terms = self._penalties()
-        self._loss_kernel = getattr(self.kernels.raw, loss.kernel)
-        self._hits_kernel = getattr(self.kernels.raw, loss.hits) if loss.hits else None
+        self._program = Program(self.layers, loss, self.dtype, self.n_in, self.dropout_rng, backend)
+        self._program.bind(self.params, self.grads)
 
     # ---- parameters ---------------------------------------------------------------
 
@@ -130,12 +125,8 @@ class Sequential:
                            "use a smaller batch_size, SGD without momentum, or a smaller model")
 
     def _batch_bytes(self, batch: int) -> int:
-        """About what ``Plan.steps(batch)`` allocates: inputs, targets, outputs, gradients, dropout masks."""
-        item = self.dtype.itemsize
-        per_row = self.n_in * item + max(8, self.n_out * item)
-        for op in self._plan.ops:
-            per_row += op.width * (2 * item + (5 if op.kind == "dropout" else 0))
-        return batch * per_row
+        """About what ``Program.buffers(batch)`` allocates: inputs, targets, outputs, gradients, dropout masks."""
+        return batch * self._program.bytes_per_row() + self._program.workspace(batch) * self.dtype.itemsize
 
     def _allocate(self, rng: np.random.Generator) -> None:
         """All parameters in one flat vector, gradients in another; layers hold views."""
@@ -152,10 +143,6 @@ class Sequential:
             layer.db = self.grads[offset + n_w:offset + n_w + n_b]
             layer.weight[...] = layer.initial_weight(rng)
             offset += n_w + n_b
-
-    def _penalties(self) -> list:
-        return [(layer.dw.reshape(-1), layer.weight.reshape(-1), layer.l1, layer.l2)
-                for layer in self.dense if layer.l1 or layer.l2]
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Copies of every parameter: ``{"layers.<i>.weight": (out, in), "layers.<i>.bias": (out,)}``."""
@@ -238,9 +225,6 @@ class Sequential:
         self._update(optimizer, optimizer.lr_at(len(self.history)))
 
     def _update(self, optimizer: Optimizer, lr: float) -> None:
-        (self._steps.update if self._steps else self._apply_update)(optimizer, lr)
-
-    def _apply_update(self, optimizer: Optimizer, lr: float) -> None:
         optimizer.update(self.kernels.raw, self.params, self.grads, lr)
 
     def _use_optimizer(self, optimizer: Optimizer | None) -> Optimizer:
@@ -263,42 +247,7 @@ class Sequential:
     def _loss_and_grad(self, x, y, rows, divisor, scale: float = 1.0, penalties: bool = True) -> tuple[float, int]:
         """``loss_and_grad`` on ``x[rows]``, already checked (gathered, and scaled by ``divisor``, into
         the batch buffers without a copy of ``x``). Returns (loss, accuracy hits)."""
-        steps = self._steps = self._plan.steps(len(rows))
-        if steps.tuner:
-            steps.tuner.step()
-        self._load_batch(steps, x, y, rows, divisor)
-        for draw in steps.draw_masks:
-            draw()
-        for call in steps.forward_train:
-            call()
-        loss, hits = self._score(steps, steps.out)
-        if scale != 1.0:
-            loss *= scale
-            steps.grad_out *= steps.grad_out.dtype.type(scale)  # backward is linear in it: every gradient scales
-        for call in steps.backward:
-            call()
-        if penalties:
-            for dw, w, l1, l2 in self._penalty_terms:
-                loss += self.kernels.raw.penalty(dw, w, l1, l2)
-        return float(loss), hits
-
-    def _load_batch(self, steps, x, y, idx, divisor) -> None:
-        steps.gather(steps.x, x, idx, divisor)
-        if y.dtype == steps.target.dtype:
-            np.take(y, idx, axis=0, out=steps.target)
-        else:  # e.g. uint8 labels, widened to int64 one batch at a time
-            steps.target[...] = y[idx]
-
-    def _score(self, steps, out) -> tuple[float, int]:
-        """Mean loss of the batch (its gradient lands in ``steps.grad_out``) and accuracy hits."""
-        loss = self._loss_kernel(steps.grad_out, out, steps.target)
-        return loss, self._hits_kernel(out, steps.target) if self._hits_kernel else 0
-
-    def _eval_batch(self, steps) -> tuple[float, int]:
-        for call in steps.forward_eval:
-            call()
-        loss, hits = self._score(steps, steps.eval_out)
-        return float(loss), hits
+        return self._program.run(x, y, rows, divisor, train=True, scale=scale, penalties=penalties)
 
     @staticmethod
     def _batches(n: int, batch_size: int, order: np.ndarray):
@@ -519,9 +468,7 @@ class Sequential:
         total_loss, total_hits, n = 0.0, 0, len(x)
         order = np.arange(n) if parallel is None else parallel.shard(np.arange(n))
         for idx in self._batches(len(order), EVAL_BATCH, order):
-            steps = self._plan.steps(len(idx))
-            self._load_batch(steps, x, y, idx, divisor)
-            loss, hits = self._eval_batch(steps)
+            loss, hits = self._program.run(x, y, idx, divisor, train=False)
             total_loss += loss * len(idx)
             total_hits += hits
         if parallel is not None:
@@ -559,34 +506,28 @@ class Sequential:
         k = self.kernels.raw
         with kernel_threads(self.backend):
             for idx in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
-                steps = self._plan.steps(len(idx))
-                steps.gather(steps.x, x, idx, divisor)
-                for call in steps.forward_eval:
-                    call()
+                logits = self._program.outputs(x, idx, divisor)
                 rows = out[idx[0]:idx[-1] + 1]
                 if self.loss.output == "softmax":
-                    k.softmax(rows, steps.eval_out)
+                    k.softmax(rows, logits)
                 else:
-                    k.activation_forward(rows, steps.eval_out, *self.loss.output)
+                    k.activation_forward(rows, logits, *self.loss.output)
         return out
 
     def compile_kernels(self, x_dtype=np.uint8) -> float:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
 
         Runs one step on a scratch batch of 2 rows and leaves the model untouched.
-        ``x_dtype`` is the dtype of the data the batches will be gathered from. When a kernel is
-        missing from the cache and the run has 2 or more threads, a helper process compiles part of
-        them at the same time (``fastnet._parallel_compile``).
+        ``x_dtype`` is the dtype of the data the batches will be gathered from.
         """
         start = time.perf_counter()
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
         zeros = np.zeros((2, self.n_in), x_dtype)
         target = np.zeros(2, np.int64) if self.loss.integer_targets else np.zeros((2, self.n_out), self.dtype)
-        with helper_compiles(self, x_dtype):  # a cold cache: a second process compiles half
-            self._loss_and_grad(zeros, target, np.arange(2), 1.0)
-            self._eval_batch(self._plan.steps(2))
-            if self.optimizer is not None:
-                self.optimizer.compile_kernels(self.kernels.raw, self.dtype)
+        self._program.run(zeros, target, np.arange(2), 1.0, train=True)
+        self._program.run(zeros, target, np.arange(2), 1.0, train=False)
+        if self.optimizer is not None:
+            self.optimizer.compile_kernels(self.kernels.raw, self.dtype)
         self.grads[...] = saved_grads
         self.dropout_rng.bit_generator.state = saved_rng
         return time.perf_counter() - start

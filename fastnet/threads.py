@@ -4,47 +4,15 @@ Numba's threads and a BLAS library's threads would otherwise compete for the sam
 cores (OpenBLAS threads spin after each call), so while the numba backend trains,
 BLAS is capped at 1 thread. The NumPy backend is left to BLAS's own threading.
 
-Waiting: numba's kernels use every core (``set_num_threads`` or ``fastnet train
---threads`` choose fewer). After a parallel kernel its OpenMP threads spin briefly, about
-0.1 ms, then sleep: ``import fastnet`` sets GOMP_SPINCOUNT=10000 for GNU OpenMP (numba's
-runtime on Linux) and OMP_WAIT_POLICY=PASSIVE for any other runtime, before numba's OpenMP
-runtime starts and reads them, unless OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is
-already set: a setting of the user's wins. They are set in the process environment, so child
-processes, and other OpenMP libraries loaded later in the process, see them too.
-
-Which calls use the threads: waking a sleeping thread is not free. On the 2-vCPU cloud VM
-fastnet is benchmarked on it took 90-160 µs when the machine was idle (``python
-bench/region_cost.py``), longer than most kernels of a small-batch step; a thread still
-spinning took 2 µs. So during training a ``StepTuner`` (fastnet/_thread_tuning.py) times each
-parallel call of the step on one thread and on all threads, and runs a call on all threads
-only where that pays; then it times whole steps with that choice, and keeps it only if they are
-faster than on one thread, since spinning threads cost the rest of the step (and other
-processes) time that no call's own time shows. It measures again every 1000 steps, as the
-load changes, and at once when a split's steps slow down by a quarter. None of this changes
-results: each thread owns whole output rows, so they are bitwise the same at any thread count.
-
-Measured with ``python bench/bench_load.py`` (784-128-10 sigmoid, SGD, B=32 and 128, 2 cores,
-medians of interleaved rounds, each setting in its own process; raw runs in
-bench/results/bench-load-*.json), as the epoch time ÷ 1 thread's under the same load:
-
-* libgomp's default, spinning about 300,000 times before sleeping: 1.9-28x next to 1 or 2 busy
-  processes, as a waiting thread holds a core that a busy process, or the other numba thread,
-  needs (2026-11-30);
-* sleeping at once (OMP_WAIT_POLICY=PASSIVE, fastnet's default until 2026-12-01): 0.93-1.04x
-  next to busy processes with the tuner, but 0.99-1.01x on an idle machine too: every split call
-  paid a wake, so the tuner split almost none (2026-11-30);
-* the default (2026-12-01, 5 rounds, bench-load-spin-watch-2026-12-01): 0.89x (B=32) and 0.75x
-  (B=128) idle, 1.02x and 1.09x next to one busy process, 1.06x and 1.06x next to two. Each part
-  was needed: without the whole-step check, 10,000 spins took 2.09x next to one busy process at
-  B=128 (bench-load-tuned-spin-2026-11-30.txt); without the early re-measurement, 1.72x there,
-  for the up to 1000 steps that the idle machine's choice lasted (bench-load-spin-2026-12-01);
-  30,000 spins took 2.34x there with the whole-step check, and 3,000 gained nothing idle at B=128
-  (bench-load-spin-guard-2026-12-01);
-* the other candidates, next to 1 or 2 busy processes, before the tuner: OMP_WAIT_POLICY=ACTIVE
-  0.8-28x, the workqueue layer 0.85-2.9x, TBB 0.64-1.23x (and TBB is not a dependency).
-
-On a machine you have to yourself, ``GOMP_SPINCOUNT=300000`` (libgomp's default) keeps the
-threads spinning longer; the tuner then finds wakes cheap and splits more calls.
+Waiting: the compiled step's GEMMs use every core (``set_num_threads`` or ``fastnet train
+--threads`` choose fewer). Between them, numba's OpenMP threads spin briefly, about 0.1 ms,
+then sleep, so that a busy machine does not make two threads slower than one: a thread that
+spins holds a core that another process, or the other numba thread, needs. libgomp reads how
+long to spin from GOMP_SPINCOUNT (other OpenMP runtimes from OMP_WAIT_POLICY) once, when it
+loads, which is when numba starts its pool. So ``start_pool`` sets those variables for that
+moment only and puts the environment back at once: nothing else in the process, nor a child
+process, sees them. A user's own OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME wins, and a
+pool that someone else started first is left as it is. docs/performance.md has the measurements.
 """
 from __future__ import annotations
 
@@ -57,6 +25,15 @@ from threadpoolctl import ThreadpoolController
 
 from fastnet.errors import ConfigError
 from fastnet.kernels import check_numba_env
+
+WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+"""The variables by which a user says how OpenMP threads wait: with any of them set, fastnet sets none."""
+
+SPIN_COUNT = 10_000
+"""How long libgomp's threads spin after a parallel region before they sleep: about 0.1 ms (libgomp
+counts about 100,000 spins per ms), so the threads are still awake for the next GEMM of a step and
+asleep soon after it. A sleeping thread takes about 100 µs to wake; spinning 3x longer cost 2x the
+one-thread time next to a busy process."""
 
 
 def set_num_threads(n: int) -> None:
@@ -85,9 +62,32 @@ def _pool_limit(n: int, top: int) -> str:
             f"or start the process with NUMBA_NUM_THREADS={n}")
 
 
+def start_pool() -> None:
+    """Start numba's thread pool (once per process) with threads that spin briefly, then sleep.
+
+    The wait variables are in the environment only while the pool starts, and only when the
+    user set none of WAIT_SETTINGS."""
+    global _pool_started
+    if _pool_started:
+        return
+    chosen = {} if any(name in os.environ for name in WAIT_SETTINGS) else {
+        "OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
+    os.environ.update(chosen)
+    try:
+        numba.get_num_threads()  # starts the threading layer, which loads the OpenMP runtime
+    finally:
+        for name in chosen:
+            del os.environ[name]
+    _pool_started = True
+
+
+_pool_started = False
+
+
 def _start_threads(call, *args):
     """Call a numba thread function; the first starts numba's threading layer, which may fail to load."""
     try:
+        start_pool()
         return call(*args)
     except ValueError as e:  # e.g. NUMBA_THREADING_LAYER=tbb without TBB installed
         layer, why = os.environ.get("NUMBA_THREADING_LAYER", "default"), " ".join(str(e).split())
@@ -106,6 +106,7 @@ def kernel_threads(backend: str):
     if backend != "numba" or _depth:
         yield
         return
+    _start_threads(lambda: None)
     _depth += 1
     try:
         with _blas_controller().limit(limits=1, user_api="blas"):

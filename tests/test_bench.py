@@ -11,7 +11,6 @@ import numpy as np
 import platformdirs
 import pytest
 
-from fastnet.bench import harness
 from fastnet.bench.busy import busy_processes
 from fastnet.bench.contenders import Case, contender, epoch_data
 from fastnet.bench.harness import CASES, start_worker, summarise, targets, time_case, worker_env
@@ -83,14 +82,15 @@ def test_register_counts_read_the_width_of_the_multiply_adds():
     assert vector_bits(register_counts("\tvaddps\t%zmm1, %zmm2, %zmm3\n")) == 512  # no FMA at all
 
 
-# On the host itself, tests/test_kernels_compile.py checks the full vector width wherever LLVM
-# vectorises plain loops to 512 bits (not on every AVX-512 host: LLVM prefers 256 bits on rocketlake).
+# On the host itself, tests/test_kernels_gemm.py checks that the micro-kernel fills the register file.
 
 
-def test_dense_kernels_compile_to_512_bit_code_for_zen5():
+def test_the_gemms_compile_to_512_bit_code_for_zen5():
     # compiled (not run) for LLVM's znver5 target, whatever this host is: the width regression check
     # runs on every machine, not only on AVX-512 ones
-    assert kernel_vector_width("znver5") == 512
+    avx512 = "+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx2,+avx,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2"
+    assert kernel_vector_width("znver5", avx512) == 512
+    assert kernel_vector_width("znver3", "+avx2,+avx,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2") == 256
 
 
 # ---- contenders: the same network, initial weights, loss and SGD step -------------------------------
@@ -312,35 +312,6 @@ def test_bench_sklearn_without_scikit_learn_says_what_to_install():
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == ("fastnet bench: error: fastnet bench --sklearn needs scikit-learn: "
                                      "pip install 'scikit-learn>=1.6'")
-
-
-@pytest.mark.parametrize("kind, unsets", [("torch", True), ("jax-scan", True), ("numba", False), ("numpy", False)])
-def test_a_contender_process_of_another_library_drops_the_wait_policy_its_fastnet_import_set(monkeypatch, kind, unsets):
-    from fastnet.bench import contenders
-
-    class Stop(Exception):
-        pass
-
-    calls = []
-    monkeypatch.setattr(contenders, "unset_wait_policy", lambda: calls.append("unset"))
-    monkeypatch.setattr(contenders, "_library", lambda kind: calls.append("library") or _raise(Stop()))
-    with pytest.raises(Stop):
-        contenders.epoch_job({"kind": kind, "threads": None, "samples": 10})
-    assert calls == (["unset", "library"] if unsets else ["library"])  # before the library's runtime loads
-
-
-def _raise(error):
-    raise error
-
-
-def test_other_libraries_do_not_inherit_the_wait_policy_fastnet_set(monkeypatch):
-    monkeypatch.setattr(harness, "SET_WAIT_POLICY", True)
-    given = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", "PATH": "/bin"}
-    for key in ("jax-scan", "jax-step", "torch"):
-        assert worker_env(key, given) == ({"PATH": "/bin"}, {})
-    assert worker_env("numba", given) == (None, {})
-    monkeypatch.setattr(harness, "SET_WAIT_POLICY", False)  # the user's own setting reaches every contender
-    assert worker_env("torch", given) == (None, {})
 
 
 # ---- where results go: --out, else the user's data folder, never the source tree -------------------------

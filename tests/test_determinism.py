@@ -4,7 +4,6 @@ numba compiles a kernel's helper functions twice: once on their own, and again i
 kernel that calls them (the copy the cache keeps). A cold process runs the first copy, a warm
 one the second, so any freedom LLVM has to reorder arithmetic shows up as a first run whose
 weights differ from every later run's. Each run here is a fresh process sharing one cache folder.
-A cold start shared with the compile helper (fastnet/_parallel_compile.py) runs a mix of both.
 """
 import json
 import os
@@ -21,10 +20,9 @@ TRAIN_AND_HASH = textwrap.dedent("""
     import hashlib, json, sys
     import numpy as np
     import fastnet as fn
-    from fastnet import _parallel_compile
-    from fastnet.kernels import ACT, TWINS, Blocked, get_backend
-
-    _parallel_compile.ENABLED = sys.argv[1] == "helper"
+    import fastnet.kernels
+    from numba.extending import is_jitted
+    from fastnet.kernels import ACT, get_backend
 
     def digest(*arrays):
         return hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()[:12]
@@ -37,13 +35,11 @@ TRAIN_AND_HASH = textwrap.dedent("""
             (fn.Dense(784, 64), fn.ReLU(), fn.Dropout(0.2), fn.Dense(64, 32), fn.ReLU(), fn.Dense(32, 10)),
             fn.SGD(lr=0.1, momentum=0.9)),
     }
-    out, from_helper = {}, []
+    out = {}
     for name, (layers, optimizer) in nets.items():
         model = fn.Sequential(*layers, loss=fn.SoftmaxCrossEntropy(), backend="numba", dtype="float32", seed=0)
         model.fit(x, y, epochs=1, batch_size=64, optimizer=optimizer, progress=False)
         out[name] = digest(model.params)
-        split = _parallel_compile.last
-        from_helper.append(None if split is None else [split.helper_started, split.from_helper, split.helper_error])
 
     # every activation in the dense kernels' epilogues, on the serial and the multi-threaded path
     k, rng = get_backend("numba").raw, np.random.default_rng(0)
@@ -59,19 +55,19 @@ TRAIN_AND_HASH = textwrap.dedent("""
         k.dense_backward_dw(dw, db, dy, xb)
         out[f"dense_backward_dw {B}x{I}x{O}"] = digest(dw, db)
 
-    dispatchers = [d for t in TWINS for d in ((t.numba.kernel, t.numba.block) if isinstance(t.numba, Blocked) else (t.numba,))]
+    modules = [m for name, m in vars(fastnet.kernels).items() if type(m) is type(fastnet.kernels)]
+    dispatchers = {id(d): d for m in modules for d in vars(m).values() if is_jitted(d)}.values()
     hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers)
     misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
-    print(json.dumps({"hashes": out, "cache_hits": hits, "cache_misses": misses, "from_helper": from_helper}))
+    print(json.dumps({"hashes": out, "cache_hits": hits, "cache_misses": misses}))
 """)
 
 
-def train_in_fresh_process(cache: Path, helper: bool) -> dict:
-    """Train in a new process with numba's cache in ``cache``, letting a cold start use the compile helper
-    or not. 2 threads, so that the helper may start even on 1 core."""
+def train_in_fresh_process(cache: Path) -> dict:
+    """Train in a new process with numba's cache in ``cache``, on 2 threads."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="2")
     source_root = Path(fn.__file__).resolve().parents[1]  # run the fastnet this test imported
-    done = subprocess.run([sys.executable, "-c", TRAIN_AND_HASH, "helper" if helper else "alone"], env=env,
+    done = subprocess.run([sys.executable, "-c", TRAIN_AND_HASH], env=env,
                           cwd=source_root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,9 +75,9 @@ def train_in_fresh_process(cache: Path, helper: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
-    """A cold run that compiled every kernel itself, then two runs on the cache it filled."""
+    """A cold run that compiled every kernel, then two runs on the cache it filled."""
     cache = tmp_path_factory.mktemp("numba-cache")
-    return train_in_fresh_process(cache, helper=False), *(train_in_fresh_process(cache, helper=True) for _ in range(2))
+    return tuple(train_in_fresh_process(cache) for _ in range(3))
 
 
 def test_a_cold_kernel_cache_gives_the_same_weights_as_a_warm_one(warm):
@@ -89,17 +85,6 @@ def test_a_cold_kernel_cache_gives_the_same_weights_as_a_warm_one(warm):
     # the first run compiled (and filled the cache); the later ones loaded every kernel from it
     assert cold["cache_misses"] > 0 and cold["cache_hits"] == 0
     assert warm["cache_misses"] == 0 and warm["cache_hits"] > 0
-    assert warm["from_helper"] == [[False, 0, ""]] * 2  # nothing to compile: no helper
     assert warm["hashes"] == again["hashes"]
     differ = {name: (h, warm["hashes"][name]) for name, h in cold["hashes"].items() if h != warm["hashes"][name]}
     assert not differ, f"cold vs warm cache (sha256 prefixes): {differ}"
-
-
-def test_a_cold_start_shared_with_the_compile_helper_gives_the_same_weights(warm, tmp_path):
-    shared = train_in_fresh_process(tmp_path, helper=True)
-    # each fit found kernels missing and started a helper, which compiled some of them, loaded here from the cache
-    assert [split[0] for split in shared["from_helper"]] == [True, True], shared["from_helper"]
-    assert sum(split[1] for split in shared["from_helper"]) > 0, shared["from_helper"]
-    assert not any(split[2] for split in shared["from_helper"]), shared["from_helper"]
-    assert shared["cache_hits"] > 0 and shared["cache_misses"] > 0
-    assert shared["hashes"] == warm[1]["hashes"]

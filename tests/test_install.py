@@ -166,3 +166,13 @@ def test_numba_cache_classes_that_fail_leave_kernels_compiling_uncached(monkeypa
     assert [kernel.stats.cache_path for kernel in kernels] == [None, None]  # numba's NullCache: no files
     notices = [r.getMessage() for r in caplog.records if "without a cache" in r.getMessage()]
     assert len(notices) == 1 and "missing 1 required positional argument" in notices[0]
+
+
+def test_the_distribution_name_is_ours_and_its_version_is_the_packages():
+    from importlib import metadata
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "fastnet-cpu"  # "fastnet" on the package index is another project
+    assert metadata.version("fastnet-cpu") == fastnet.__version__
+    shown = subprocess.run([sys.executable, "-m", "fastnet", "--version"], capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split() == ["fastnet", fastnet.__version__]

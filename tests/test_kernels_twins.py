@@ -91,8 +91,7 @@ def test_numba_scalar_kernels_are_compiled_to_return_float32_for_float32_arrays(
         case = kc.build(name, variant, np.random.default_rng(0), np.float32, kc.Sizes(2, 3, 4))
         kernel = getattr(NUMBA.raw, name)
         case.run(kernel)
-        dispatcher = getattr(kernel, "kernel", kernel)  # a Blocked kernel's loop: what the call returns
-        sigs = [s for s in dispatcher.nopython_signatures
+        sigs = [s for s in kernel.nopython_signatures
                 if all(a.dtype != types.float64 for a in s.args if isinstance(a, types.Array))]
         assert sigs, name
         for sig in sigs:

@@ -13,7 +13,6 @@ import pytest
 from numba.core.runtime import _nrt_python, rtsys
 
 import fastnet as fn
-from fastnet import _thread_tuning
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +112,6 @@ def test_weights_are_bit_identical_with_1_and_2_numba_threads():
 
 # ---- no allocation in the hot loop ---------------------------------------------------
 
-def bound_args(call) -> tuple:
-    """The arguments bound to one of a step's calls (a partial, or a thread-tuned site wrapping one)."""
-    return getattr(call, "fn", call).args
-
-
-def array_args(calls) -> int:
-    return sum(isinstance(a, np.ndarray) for call in calls for a in bound_args(call))
-
-
 @pytest.fixture(scope="module")
 def hot_loop(mnist):
     """A warmed-up numba model and a function running one training step as fit does: gather, forward,
@@ -132,7 +122,6 @@ def hot_loop(mnist):
                           loss=fn.SoftmaxCrossEntropy(), backend="numba", seed=0)
     model.fit(train.x[:batch * 2], train.y[:batch * 2], epochs=1, batch_size=batch,
               optimizer=fn.SGD(lr=0.1, momentum=0.9), progress=False)
-    steps = model._plan.steps(batch)
     order = np.random.default_rng(0).permutation(len(train.x))
 
     def step(i):
@@ -141,14 +130,10 @@ def hot_loop(mnist):
         model._loss_and_grad(train.x, train.y, idx, 1 / 255)  # what fit runs: no checks, no copy of x
         model.optimizer.update(model.kernels.raw, model.params, model.grads, 0.1)
 
-    # past the step tuner's first measurement (at most 3 * SAMPLES + 1 steps, whose timings it keeps in
-    # lists), so that the steps measured below are the steady state every later step is in
-    for i in range(3 * _thread_tuning.SAMPLES + 1):
+    for i in range(3):
         step(i)
-    buffers = [steps.x, steps.out, steps.grad_out] + [a for call in steps.forward_train for a in bound_args(call)
-                                                      if isinstance(a, np.ndarray)]
-    smallest = min(b.nbytes for b in buffers if b.ndim == 2 and b.shape[0] == batch)  # a (1024, 32) mask: 32 KB
-    return model, steps, step, smallest
+    smallest = batch * min(op.width for op in model._program.ops)  # a (1024, 10) buffer: 40 KB in float32
+    return model, step, smallest
 
 
 def measure(step, n_steps=30):
@@ -179,23 +164,21 @@ def test_numba_training_steps_allocate_no_arrays(hot_loop):
       wrapper around the caller's buffer), so the allocations per step must equal the array arguments
       exactly; an array created inside a kernel would add one.
     """
-    model, steps, step, smallest = hot_loop
+    model, step, smallest = hot_loop
     peak, growth, nrt_allocs = measure(step)
     assert peak < smallest / 2, f"a step allocated {peak} bytes at its peak"
     assert growth < 4096  # nothing accumulates either
-    per_step = 3 + 3 + 2 + 3  # gather_rows, loss, hits, sgd_momentum
-    per_step += array_args(steps.forward_train) + array_args(steps.backward) + 2 * len(model._penalty_terms)
+    per_step = 11 + 3  # the compiled step's array arguments, then sgd_momentum's
     assert nrt_allocs == 30 * per_step
 
 
 def test_the_allocation_checks_catch_a_step_that_allocates(hot_loop, monkeypatch):
-    model, steps, step, smallest = hot_loop
+    model, step, smallest = hot_loop
     clean_peak, _, clean_allocs = measure(step)
+    program, run = model._program, model._program.run
 
-    # an activation-sized temporary made in Python (e.g. a forward call that returned a new array)
-    first = steps.forward_train[0]
-    monkeypatch.setattr(steps, "forward_train", [lambda: first() or np.zeros((1024, 32), np.float32)]
-                        + steps.forward_train[1:])
+    # an activation-sized temporary made in Python (e.g. a step that returned a new array)
+    monkeypatch.setattr(program, "run", lambda *a, **k: (np.zeros((1024, 32), np.float32), run(*a, **k))[1])
     assert measure(step)[0] >= smallest
     monkeypatch.undo()
 
@@ -206,7 +189,8 @@ def test_the_allocation_checks_catch_a_step_that_allocates(hot_loop, monkeypatch
         scratch[:] = y
         return scratch[0, 0]
 
-    kernel_with_scratch(steps.out)
-    monkeypatch.setattr(steps, "backward", steps.backward + [lambda: kernel_with_scratch(steps.out)])
+    out = program.buffers(1024).work[:1024 * 10].reshape(1024, 10)
+    kernel_with_scratch(out)
+    monkeypatch.setattr(program, "run", lambda *a, **k: (kernel_with_scratch(out), run(*a, **k))[1])
     assert measure(step)[2] == clean_allocs + 30 * 2  # one MemInfo for the argument, one for the scratch
     assert clean_peak < smallest / 2

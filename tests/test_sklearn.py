@@ -224,7 +224,7 @@ def test_fits_in_worker_threads_use_one_numba_thread_and_restore_it(digits, monk
 def test_without_scikit_learn_the_import_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.base", None)  # as if scikit-learn were not installed
     monkeypatch.delitem(sys.modules, "fastnet.sklearn")
-    with pytest.raises(ImportError, match=r"pip install 'fastnet\[sklearn\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'scikit-learn>=1.6'"):
         importlib.import_module("fastnet.sklearn")
 
 

@@ -28,7 +28,6 @@ from threadpoolctl import threadpool_limits
 import fastnet as fn
 from fastnet.bench.machine import llvm_cpu, version
 from fastnet.bench.workers import Unavailable, blas_info
-from fastnet.kernels._env import unset_wait_policy
 
 SAMPLES = 60_000
 LR = 0.01
@@ -312,8 +311,6 @@ def epoch_job(spec: dict):
     builds it and trains a first epoch (answers its name, compile and warm-up seconds), {"epoch": 1} times
     one epoch, {"weights": 1} gives its parameters, {"sgemm": threads} measures NumPy's BLAS (GFLOP/s)."""
     kind = spec["kind"]
-    if kind not in ("numba", "numpy"):  # PyTorch's OpenMP runtime loads below: it keeps its own defaults
-        unset_wait_policy()
     versions = _library(kind)
     threads = _set_threads(kind, spec.get("threads"))
     x, y = epoch_data(spec["samples"])

@@ -26,7 +26,6 @@ from fastnet.bench.machine import machine_record
 from fastnet.bench.output import write_json
 from fastnet.bench.workers import Worker, native_blas_env, rotation, worker_pool
 from fastnet.checkpoint import write_atomic
-from fastnet.kernels._env import SET_WAIT_POLICY, WAIT_SETTINGS
 
 # The cases the targets are set for (docs/performance.md): 784-128-10 sigmoid at B = 32, 64, 128 and 256;
 # 784-512-256-10 ReLU at B = 128
@@ -79,13 +78,9 @@ def contender_keys(busy: int = 0, with_torch: bool = True, with_jax: bool = True
 
 def worker_env(key: str, environ) -> tuple[dict | None, dict]:
     """The environment contender ``key``'s process runs in (None: this one's) and the variables left out
-    of it: the NumPy baseline's runs without those that force BLAS kernels, the others as they are,
-    except that JAX and PyTorch do not inherit the wait settings fastnet chose for its own threads."""
-    kind = CONTENDERS[key][0]
-    if kind == "numpy":
+    of it: the NumPy baseline's runs without those that force BLAS kernels, the others as they are."""
+    if CONTENDERS[key][0] == "numpy":
         return native_blas_env(environ)
-    if kind != "numba" and SET_WAIT_POLICY and any(name in environ for name in WAIT_SETTINGS):
-        return {k: v for k, v in environ.items() if k not in WAIT_SETTINGS}, {}
     return None, {}
 
 

@@ -15,26 +15,24 @@ import sys
 import tempfile
 from importlib import metadata
 
-DENSE_KERNELS = ("dense_forward", "dense_backward_dx", "dense_backward_dw")
+DENSE_KERNELS = ("gemm_nt", "gemm_nn", "gemm_tn")
+"""The GEMMs under every dense layer's forward (nt) and backward (nn for dx, tn for dW)."""
 REGISTER_BITS = {"zmm": 512, "ymm": 256, "xmm": 128}
 
 # Run in a fresh process with an empty numba cache: code loaded from the cache keeps no assembly.
-# It compiles the dense kernels' blocks for float32 without running them (so any NUMBA_CPU_NAME works).
+# It compiles the float32 GEMMs (with the micro-kernels they link in) without running them, so any
+# NUMBA_CPU_NAME works.
 _ASM_PROBE = """
-import json, sys
+import json
 import numba, numpy as np
-from fastnet.kernels import ACT, get_backend
+from fastnet.kernels import gemm
 from fastnet.bench.machine import DENSE_KERNELS, register_counts
 mat, vec = (numba.typeof(np.zeros(shape, np.float32)) for shape in ((2, 2), 2))
-act, f64 = numba.typeof(ACT["sigmoid"]), numba.float64
-sigs = {"dense_forward": (mat, mat, mat, vec, act, f64, f64),
-        "dense_backward_dx": (mat, mat, mat, mat, act, f64, f64), "dense_backward_dw": (mat, vec, mat, mat)}
-twins = get_backend("numba").twins
 out = {}
-for name in DENSE_KERNELS:  # the GEMM is in the block each kernel's loop calls (kernels/_blocks.py)
-    block, sig = twins[name].numba.compile_units(sigs[name])[0]
-    block.compile(sig)
-    out[name] = register_counts(block.inspect_asm(sig))
+for name in DENSE_KERNELS:
+    kernel = getattr(gemm, name)
+    kernel.compile((mat, mat, mat, vec))
+    out[name] = register_counts(kernel.inspect_asm((mat, mat, mat, vec)))
 print(json.dumps(out))
 """
 
@@ -81,13 +79,13 @@ def vector_bits(counts: dict) -> int:
     return max((REGISTER_BITS[r] for r, n in used.items() if n), default=0)
 
 
-def dense_kernel_registers(cpu_name: str | None = None, timeout: float = 600) -> dict:
-    """{kernel: register_counts} for the float32 dense kernels, compiled afresh in a child process
-    (for ``cpu_name``'s LLVM target with its default features, if given; nothing is run)."""
+def dense_kernel_registers(cpu_name: str | None = None, features: str = "", timeout: float = 600) -> dict:
+    """{kernel: register_counts} for the float32 GEMMs, compiled afresh in a child process (for
+    ``cpu_name``'s LLVM target with ``features``, e.g. "+avx512f,+fma", if given; nothing is run)."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         if cpu_name:
-            env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES="")
+            env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES=features)
         result = subprocess.run([sys.executable, "-c", _ASM_PROBE], env=env, capture_output=True, text=True,
                                 timeout=timeout)
     if result.returncode:
@@ -95,11 +93,11 @@ def dense_kernel_registers(cpu_name: str | None = None, timeout: float = 600) ->
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def kernel_vector_width(cpu_name: str | None = None) -> int:
+def kernel_vector_width(cpu_name: str | None = None, features: str = "") -> int:
     """Bits per vector (512 = zmm, 256 = ymm, 128 = xmm) the dense kernels' GEMMs compile to on this
     host, or for LLVM target ``cpu_name``: the widest register class their multiply-adds use.
     Compiles the kernels in a fresh process (tens of seconds)."""
-    return max(vector_bits(c) for c in dense_kernel_registers(cpu_name).values())
+    return max(vector_bits(c) for c in dense_kernel_registers(cpu_name, features).values())
 
 
 def version(package: str) -> str | None:

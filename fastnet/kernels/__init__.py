@@ -3,7 +3,9 @@
 Each op lives in one file with its forward and backward side by side, the numba
 kernel above its NumPy twin:
 
-    dense.py           Y = f(X·Wᵀ + b) and its dx, dw/db products (the GEMMs)
+    step.py            the training step: one compiled walk over any Dense stack, built from the rest
+    gemm.py            packed GEMMs with register-tiled micro-kernels
+    dense.py           Y = f(X·Wᵀ + b) and its dx, dw/db products
     activations.py     sigmoid (generalised), tanh, relu, leaky relu
     losses.py          softmax+cross-entropy, MSE, sigmoid+BCE, each fused with its gradient
     regularization.py  dropout, L1/L2 penalty gradients
@@ -15,7 +17,6 @@ are cached in ``cache_dir()``, a per-user folder (or $NUMBA_CACHE_DIR), never in
 """
 from ._env import check_numba_env  # first, keep it so: it reads numba's settings before numba does
 from . import activations, batching, dense, losses, optimizers, regularization
-from ._blocks import Blocked, bind
 from ._cache import cache_dir, caching
 from .activations import ACT
 from .backend import Backend, Twin, lookup, make_backends
@@ -35,5 +36,5 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-__all__ = ["ACT", "BACKENDS", "Backend", "Blocked", "TWINS", "bind", "cache_dir", "caching", "check_numba_env",
+__all__ = ["ACT", "BACKENDS", "Backend", "TWINS", "cache_dir", "caching", "check_numba_env",
            "get_backend"]

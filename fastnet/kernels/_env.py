@@ -9,13 +9,7 @@ then sizes its pool by the cores, and the variable is put back at once), and the
 backend refuses to run with the problem as its message (``check_numba_env``). The NumPy
 backend needs no numba threads and still works.
 
-It also chooses how OpenMP threads wait, unless the user did (OMP_WAIT_POLICY, GOMP_SPINCOUNT
-or KMP_BLOCKTIME is set): numba's OpenMP layer reads these when it starts, at the first parallel
-kernel. GNU OpenMP (libgomp, numba's on Linux) spins ``SPIN_COUNT`` times after a parallel kernel,
-then sleeps; other runtimes read OMP_WAIT_POLICY=PASSIVE and sleep at once (libgomp lets an
-explicit spin count win over the policy). libgomp's own default, spinning 300,000 times, made a
-2-thread epoch 5-28x slower than 1 thread when other processes were busy (bench/bench_load.py);
-see fastnet/threads.py for the measurements that chose the short spin.
+It writes nothing: how the threads wait is set while numba's pool starts (fastnet/threads.py).
 """
 from __future__ import annotations
 
@@ -25,34 +19,6 @@ from .errors import ConfigError
 
 THREADING_LAYERS = ("default", "safe", "threadsafe", "forksafe", "tbb", "omp", "workqueue")
 """The values numba accepts for NUMBA_THREADING_LAYER (any case)."""
-
-
-WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-"""The variables by which a user says how OpenMP threads wait: any of them set, fastnet sets none."""
-
-SPIN_COUNT = 10_000
-"""How long libgomp's threads spin after a parallel kernel before they sleep: about 0.1 ms by
-libgomp's own estimate of 100,000 spins per ms, so the threads are still awake for the next
-kernel of the same step, and asleep soon after the step. On the 2-vCPU VM a sleeping thread
-took 90-160 µs to wake; 30,000 spins took 2.3x the 1-thread time next to a busy process."""
-
-
-def set_wait_policy(environ) -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=SPIN_COUNT in ``environ``, unless one of
-    WAIT_SETTINGS is there; True if it did."""
-    if any(name in environ for name in WAIT_SETTINGS):
-        return False
-    environ.update(OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT=str(SPIN_COUNT))
-    return True
-
-
-def unset_wait_policy(environ=os.environ) -> None:
-    """Take back the wait settings this process's ``import fastnet`` made (if it made them), before
-    another library's OpenMP runtime loads: a benchmark's PyTorch worker, whose own defaults are measured.
-    (With OMP_WAIT_POLICY=PASSIVE, PyTorch eager trained 784-128-10 at B=32 2.4-3.3x slower.)"""
-    if SET_WAIT_POLICY:
-        for name in WAIT_SETTINGS:
-            environ.pop(name, None)
 
 
 def _threads_problem(value: str | None) -> str | None:
@@ -86,8 +52,6 @@ def _import_numba(hide_threads: bool) -> None:
 
 
 _threads = _threads_problem(os.environ.get("NUMBA_NUM_THREADS"))
-SET_WAIT_POLICY = set_wait_policy(os.environ)  # before numba's OpenMP runtime loads and reads it
-"""True when fastnet set the wait variables itself: a benchmark can drop them from other libraries' processes."""
 PROBLEM = _threads or _layer_problem(os.environ.get("NUMBA_THREADING_LAYER"))
 """What is wrong with numba's thread settings, in one line; None when nothing is."""
 _import_numba(hide_threads=_threads is not None)

@@ -45,7 +45,3 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 """Element-wise kernels below this size run on one thread: a parallel launch costs about
 1.5 µs on a quiet machine (far more on a busy one), as much as the work itself
 (SGD on 32k float32: 2.9 µs serial, 3.2 µs on 2 threads; 100k: 9.6 vs 6.7 µs)."""
-
-PARALLEL_MIN_ACTIVATIONS = 1 << 13
-"""Activations cost about 5x more per element (exp, tanh, a divide), so they split sooner:
-sigmoid on (128, 128) float32 takes 9.9 µs on one thread and 6.8 µs on two."""

@@ -18,10 +18,7 @@ Every derivative is computed from the saved output y, never from z:
     leaky_relu   dy/dz = 1 if y > 0 else alpha
 """
 import numpy as np
-from numba import prange
-
-from ._blocks import Blocked, block_at
-from ._jit import ELEMENTWISE, PARALLEL_MIN_ACTIVATIONS, jit, pjit
+from ._jit import ELEMENTWISE, jit
 from ._vexp import vexp
 from .backend import twin
 
@@ -58,54 +55,27 @@ def act_grad(y, act, p0, p1):
     return one
 
 
-# Each kernel is a loop over rows that calls its row function by address (_blocks.py), so
-# numba compiles the row once, not again into each layer of the parallel loop.
+# Serial: inside the compiled step a thread launch per activation would cost more than the pass
+# itself (memory-bound, one read and one write per element), and every launch is a point where
+# a busy machine can hold the step up. Only the GEMMs use threads.
 @jit(fastmath=ELEMENTWISE)
-def _forward_row(y, z, act, p0, p1, r):
-    # row r of y (N, M) = f(z)
+def activation_forward(y, z, act, p0, p1):
+    # z (N, M) -> y (N, M) = f(z); y may be z itself
     t = z.dtype.type
     c0, c1 = t(p0), t(p1)
-    for c in range(z.shape[1]):
-        y[r, c] = act_value(z[r, c], act, c0, c1)
-
-
-@pjit(fastmath=ELEMENTWISE)
-def _activation_forward(block, y, z, act, p0, p1):
-    # z (N, M) -> y (N, M) = f(z); block: _forward_row's address
-    run = block_at(block, (y, z, act, p0, p1))
-    if z.size < PARALLEL_MIN_ACTIVATIONS:
-        for r in range(z.shape[0]):
-            run(y, z, act, p0, p1, r)
-    else:
-        for r in prange(z.shape[0]):
-            run(y, z, act, p0, p1, np.int64(r))  # prange's index is a uint64
-
-
-activation_forward = Blocked("activation_forward", _activation_forward, _forward_row)
+    for r in range(z.shape[0]):
+        for c in range(z.shape[1]):
+            y[r, c] = act_value(z[r, c], act, c0, c1)
 
 
 @jit(fastmath=ELEMENTWISE)
-def _backward_row(dz, dy, y, act, p0, p1, r):
-    # row r of dz (N, M) = dy * f'(z), computed from the saved output y
+def activation_backward(dz, dy, y, act, p0, p1):
+    # dy (N, M), y (N, M) saved output -> dz (N, M) = dy * f'(z); dz may be dy itself
     t = y.dtype.type
     c0, c1 = t(p0), t(p1)
-    for c in range(y.shape[1]):
-        dz[r, c] = dy[r, c] * act_grad(y[r, c], act, c0, c1)
-
-
-@pjit(fastmath=ELEMENTWISE)
-def _activation_backward(block, dz, dy, y, act, p0, p1):
-    # dy (N, M), y (N, M) saved output -> dz (N, M) = dy * f'(z); block: _backward_row's address
-    run = block_at(block, (dz, dy, y, act, p0, p1))
-    if y.size < PARALLEL_MIN_ACTIVATIONS:
-        for r in range(y.shape[0]):
-            run(dz, dy, y, act, p0, p1, r)
-    else:
-        for r in prange(y.shape[0]):
-            run(dz, dy, y, act, p0, p1, np.int64(r))
-
-
-activation_backward = Blocked("activation_backward", _activation_backward, _backward_row)
+    for r in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            dz[r, c] = dy[r, c] * act_grad(y[r, c], act, c0, c1)
 
 
 # ---- NumPy twins: the same math, vectorised, in place ----------------------------

@@ -10,17 +10,18 @@
 
 Each kernel runs serially: at (B, 10) a thread launch costs more than the work,
 and a serial sum gives the same bits whatever the thread count. An empty batch
-has loss 0.
+has loss 0. The compiled step calls them, so they compile with ORDERED (see ``_jit.py``):
+the bits must not depend on which copy of a function runs.
 """
 import numpy as np
 
-from ._jit import jit
+from ._jit import ORDERED, jit
 from ._spec import check_classes
 from ._vexp import vexp
 from .backend import twin
 
 
-@jit
+@jit(fastmath=ORDERED)
 def softmax_ce(dz, z, labels):
     # z (B, C), labels (B,) -> dz (B, C) = (softmax(z) - onehot) / B; returns the mean loss
     t = z.dtype.type
@@ -46,7 +47,7 @@ def softmax_ce(dz, z, labels):
     return total * inv_n
 
 
-@jit
+@jit(fastmath=ORDERED)
 def softmax(p, z):
     # z (B, C) -> p (B, C) = softmax(z), shifted by the row max
     t = z.dtype.type
@@ -63,7 +64,7 @@ def softmax(p, z):
             p[r, c] *= inv
 
 
-@jit
+@jit(fastmath=ORDERED)
 def mse(dp, p, target):
     # p (B, M), target (B, M) -> dp (B, M) = 2 (p - target) / (B M); returns mean((p - target)^2)
     t = p.dtype.type
@@ -80,7 +81,7 @@ def mse(dp, p, target):
     return total * inv_n
 
 
-@jit
+@jit(fastmath=ORDERED)
 def sigmoid_bce(dz, z, target):
     # z (B, M) logits, target (B, M) -> dz (B, M) = (sigmoid(z) - target) / (B M); returns the mean BCE
     t = z.dtype.type

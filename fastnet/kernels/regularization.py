@@ -8,32 +8,23 @@
     penalty      w (N,) -> dw (N,) += l1 sign(w) + l2 w; returns l1 sum|w| + l2/2 sum w^2
 """
 import numpy as np
-from numba import prange
 
-from ._jit import ELEMENTWISE, PARALLEL_MIN_ELEMENTS, jit, pjit
+from ._jit import ELEMENTWISE, ORDERED, jit
 from .backend import twin
 
 
-@jit(inline="always", fastmath=ELEMENTWISE)
-def _dropout_row(r, y, x, mask, s):
-    zero = type(s)(0)
-    for c in range(x.shape[1]):
-        y[r, c] = x[r, c] * (s if mask[r, c] else zero)  # a dropped NaN stays NaN, as in the twin
-
-
-@pjit(fastmath=ELEMENTWISE)
+@jit(fastmath=ELEMENTWISE)
 def dropout(y, x, mask, scale):
     # x (N, M), mask (N, M) -> y (N, M) = x * mask * scale   (also the backward: dx = dy * mask * scale)
+    # serial, as the activations are: a memory-bound pass inside the compiled step
     s = y.dtype.type(scale)
-    if x.size < PARALLEL_MIN_ELEMENTS:
-        for r in range(x.shape[0]):
-            _dropout_row(r, y, x, mask, s)
-    else:
-        for r in prange(x.shape[0]):
-            _dropout_row(r, y, x, mask, s)
+    zero = y.dtype.type(0)
+    for r in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            y[r, c] = x[r, c] * (s if mask[r, c] else zero)  # a dropped NaN stays NaN, as in the twin
 
 
-@jit
+@jit(fastmath=ORDERED)  # called from the compiled step: ORDERED, see _jit.py
 def penalty(dw, w, l1, l2):
     # w (N,) -> dw (N,) += l1 sign(w) + l2 w; returns l1 sum|w| + l2/2 sum w^2
     t = w.dtype.type

@@ -1,0 +1,236 @@
+"""The training step as one compiled function: gather, forward, loss, backward, for any Dense stack.
+
+Like llm.c's ``gpt2_forward``/``gpt2_backward``, one function walks the layers, and the
+network is data: a table ``prog`` with one row per op (a Dense layer with its fused
+activation, an activation alone, or dropout) and ``consts`` with its float constants. So
+one compiled artifact serves every MLP, and a step is one call (the optimizer's update
+is the second).
+
+    prog[i]    KIND, WIDTH, IN_WIDTH, W_OFF, B_OFF, ACT, IN_COL, OUT_COL, GRAD_IN_COL,
+               GRAD_COL, PRE, MASK_COL, IN_ACT
+    consts[i]  P0, P1, DROP_SCALE, L1, L2, IN_P0, IN_P1
+
+Every activation buffer lives in ``work``: the buffer of a width-w op whose column is c
+is ``work[c·B : (c + w)·B]`` as (B, w), so the table holds for every batch size B. The
+batch (B, n_in) is at column 0, the gathered float targets at column ``TARGET_COL`` (a
+table-wide value passed in), and the GEMMs' packing space after ``cols · B`` (``cols``,
+the columns of all the buffers, is passed in too). W_OFF
+and B_OFF index the flat ``params`` and ``grads`` vectors. GRAD_IN_COL is the column of
+the gradient with respect to the op's input (-1 for the first op with parameters), and
+PRE says that the Dense op above already multiplied this op's gradient by f'.
+
+    loss_and_grad  x (N, n_in) any dtype, idx (B,) -> grads filled, returns (mean loss · scale
+                   [+ penalties], accuracy hits)
+    forward        x (N, n_in), idx (B,) -> the last op's output in work, dropout off
+
+Fusions: the bias and activation in the forward GEMM's epilogue, f' of the op below in
+the dx GEMM's epilogue, db in the dW pass, the loss with its gradient. Threads live in
+the GEMMs only (a split fixed by the shapes), so the bits never depend on the thread count.
+"""
+import numpy as np
+
+from ._jit import ORDERED, jit
+from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, activation_backward, activation_forward
+from .batching import argmax_hits, argmax_hits_np, gather_rows, gather_rows_np, threshold_hits, threshold_hits_np
+from .dense import (dense_backward_dw_into, dense_backward_dw_np, dense_backward_dx_into, dense_backward_dx_np,
+                    dense_forward_into, dense_forward_np)
+from .losses import mse, mse_np, sigmoid_bce, sigmoid_bce_np, softmax_ce, softmax_ce_np
+from .regularization import dropout, dropout_np, penalty, penalty_np
+
+# prog columns
+KIND, WIDTH, IN_WIDTH, W_OFF, B_OFF, ACT, IN_COL, OUT_COL, GRAD_IN_COL, GRAD_COL, PRE, MASK_COL, IN_ACT = range(13)
+PROG_COLUMNS = 13
+# consts columns
+P0, P1, DROP_SCALE, L1, L2, IN_P0, IN_P1 = range(7)
+CONST_COLUMNS = 7
+# op kinds
+DENSE, ACTIVATION, DROPOUT = 0, 1, 2
+# losses and accuracy counts
+LOSS = {"softmax_ce": 0, "sigmoid_bce": 1, "mse": 2}
+HITS = {None: 0, "argmax_hits": 1, "threshold_hits": 2}
+SOFTMAX_CE, SIGMOID_BCE, MSE = 0, 1, 2
+NO_HITS, ARGMAX, THRESHOLD = 0, 1, 2
+
+
+@jit(inline="always", fastmath=ORDERED)
+def _view(work, col, batch, width):
+    # the (batch, width) buffer at column col of work
+    return work[col * batch:(col + width) * batch].reshape((batch, width))
+
+
+@jit(fastmath=ORDERED)
+def forward(prog, consts, params, work, masks, x, idx, divisor, cols, train):
+    # x (N, n_in), idx (B,) -> every op's output in work (the last op's is the network's); dropout if train
+    batch = idx.shape[0]
+    pack = work[cols * batch:]
+    gather_rows(_view(work, 0, batch, prog[0, IN_WIDTH]), x, idx, divisor)
+    for i in range(prog.shape[0]):
+        op, c = prog[i], consts[i]
+        a = _view(work, op[IN_COL], batch, op[IN_WIDTH])
+        y = _view(work, op[OUT_COL], batch, op[WIDTH])
+        if op[KIND] == DENSE:
+            n_w = op[WIDTH] * op[IN_WIDTH]
+            w = params[op[W_OFF]:op[W_OFF] + n_w].reshape((op[WIDTH], op[IN_WIDTH]))
+            b = params[op[B_OFF]:op[B_OFF] + op[WIDTH]]
+            dense_forward_into(y, a, w, b, op[ACT], c[P0], c[P1], pack)
+        elif op[KIND] == ACTIVATION:
+            activation_forward(y, a, op[ACT], c[P0], c[P1])
+        elif train:
+            dropout(y, a, _view(masks, op[MASK_COL], batch, op[WIDTH]), c[DROP_SCALE])
+        else:
+            y[:] = a
+
+
+@jit(fastmath=ORDERED)
+def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, x, labels, targets, idx, divisor,
+                  target_col, cols, loss_code, hits_code, scale, penalties, train):
+    # x (N, n_in), labels (N,) or targets (N, M), idx (B,) -> (loss, hits); grads (P,) filled when train
+    batch = idx.shape[0]
+    forward(prog, consts, params, work, masks, x, idx, divisor, cols, train)
+    pack = work[cols * batch:]
+    last = prog.shape[0] - 1
+    n_out = prog[last, WIDTH]
+    out = _view(work, prog[last, OUT_COL], batch, n_out)
+    g_out = _view(work, prog[last, GRAD_COL], batch, n_out)
+    tb = _view(work, target_col, batch, n_out if loss_code != SOFTMAX_CE else 0)
+    for r in range(batch):
+        if loss_code == SOFTMAX_CE:
+            labels_buf[r] = labels[idx[r]]
+        else:
+            for c in range(tb.shape[1]):
+                tb[r, c] = targets[idx[r], c]
+    lab = labels_buf[:batch]
+    if loss_code == SOFTMAX_CE:
+        loss = softmax_ce(g_out, out, lab)
+    elif loss_code == SIGMOID_BCE:
+        loss = sigmoid_bce(g_out, out, tb)
+    else:
+        loss = mse(g_out, out, tb)
+    hits = 0
+    if hits_code == ARGMAX:
+        hits = argmax_hits(out, lab)
+    elif hits_code == THRESHOLD:
+        hits = threshold_hits(out, tb)
+    if not train:
+        return loss, hits
+    t = out.dtype.type
+    if scale != 1.0:
+        loss *= t(scale)
+        g_out *= t(scale)  # backward is linear in it: every gradient scales
+    first = 0
+    while prog[first, KIND] != DENSE:
+        first += 1
+    for i in range(last, first - 1, -1):
+        op, c = prog[i], consts[i]
+        g = _view(work, op[GRAD_COL], batch, op[WIDTH])
+        y = _view(work, op[OUT_COL], batch, op[WIDTH])
+        a = _view(work, op[IN_COL], batch, op[IN_WIDTH])
+        below = op[GRAD_IN_COL]
+        if op[KIND] == DENSE:
+            if op[ACT] != IDENTITY and not op[PRE]:
+                activation_backward(g, g, y, op[ACT], c[P0], c[P1])
+            n_w = op[WIDTH] * op[IN_WIDTH]
+            dw = grads[op[W_OFF]:op[W_OFF] + n_w].reshape((op[WIDTH], op[IN_WIDTH]))
+            dense_backward_dw_into(dw, grads[op[B_OFF]:op[B_OFF] + op[WIDTH]], g, a, pack)
+            if below >= 0:
+                w = params[op[W_OFF]:op[W_OFF] + n_w].reshape((op[WIDTH], op[IN_WIDTH]))
+                dense_backward_dx_into(_view(work, below, batch, op[IN_WIDTH]), g, w, a, op[IN_ACT], c[IN_P0],
+                                       c[IN_P1], pack)
+        elif op[KIND] == ACTIVATION:
+            if not op[PRE]:
+                activation_backward(_view(work, below, batch, op[IN_WIDTH]), g, y, op[ACT], c[P0], c[P1])
+        else:
+            dropout(_view(work, below, batch, op[IN_WIDTH]), g, _view(masks, op[MASK_COL], batch, op[WIDTH]),
+                    c[DROP_SCALE])
+    if penalties:
+        for i in range(first, last + 1):
+            op, c = prog[i], consts[i]
+            if op[KIND] == DENSE and (c[L1] != 0 or c[L2] != 0):
+                n_w = op[WIDTH] * op[IN_WIDTH]
+                loss += penalty(grads[op[W_OFF]:op[W_OFF] + n_w], params[op[W_OFF]:op[W_OFF] + n_w], c[L1], c[L2])
+    return loss, hits
+
+
+# ---- NumPy twins: the same walk over the table, with the NumPy kernels ---------------
+
+def _view_np(work, col, batch, width):
+    return work[col * batch:(col + width) * batch].reshape(batch, width)
+
+
+def forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train):
+    batch = len(idx)
+    gather_rows_np(_view_np(work, 0, batch, prog[0, IN_WIDTH]), x, idx, divisor)
+    t = work.dtype.type
+    for op, c in zip(prog, consts):
+        a = _view_np(work, op[IN_COL], batch, op[IN_WIDTH])
+        y = _view_np(work, op[OUT_COL], batch, op[WIDTH])
+        if op[KIND] == DENSE:
+            n_w = op[WIDTH] * op[IN_WIDTH]
+            dense_forward_np(y, a, params[op[W_OFF]:op[W_OFF] + n_w].reshape(op[WIDTH], op[IN_WIDTH]),
+                             params[op[B_OFF]:op[B_OFF] + op[WIDTH]], op[ACT], c[P0], c[P1])
+        elif op[KIND] == ACTIVATION:
+            ACTIVATIONS_NP[op[ACT]](y, a, t(c[P0]), t(c[P1]))
+        elif train:
+            dropout_np(y, a, _view_np(masks, op[MASK_COL], batch, op[WIDTH]), c[DROP_SCALE])
+        else:
+            y[...] = a
+
+
+def loss_and_grad_np(prog, consts, params, grads, work, masks, labels_buf, x, labels, targets, idx, divisor,
+                     target_col, cols, loss_code, hits_code, scale, penalties, train):
+    batch = len(idx)
+    forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train)
+    last, t = len(prog) - 1, work.dtype.type
+    n_out = prog[last, WIDTH]
+    out = _view_np(work, prog[last, OUT_COL], batch, n_out)
+    g_out = _view_np(work, prog[last, GRAD_COL], batch, n_out)
+    tb = _view_np(work, target_col, batch, n_out if loss_code != SOFTMAX_CE else 0)
+    lab = labels_buf[:batch]
+    if loss_code == SOFTMAX_CE:
+        lab[...] = labels[idx]
+        loss = softmax_ce_np(g_out, out, lab)
+    else:
+        tb[...] = targets[idx]
+        loss = (sigmoid_bce_np if loss_code == SIGMOID_BCE else mse_np)(g_out, out, tb)
+    hits = {NO_HITS: lambda: 0, ARGMAX: lambda: argmax_hits_np(out, lab),
+            THRESHOLD: lambda: threshold_hits_np(out, tb)}[hits_code]()
+    if not train:
+        return loss, hits
+    if scale != 1.0:
+        loss *= t(scale)
+        g_out *= t(scale)
+    first = int(np.flatnonzero(prog[:, KIND] == DENSE)[0])
+    for i in range(last, first - 1, -1):
+        op, c = prog[i], consts[i]
+        g = _view_np(work, op[GRAD_COL], batch, op[WIDTH])
+        y = _view_np(work, op[OUT_COL], batch, op[WIDTH])
+        a = _view_np(work, op[IN_COL], batch, op[IN_WIDTH])
+        if op[KIND] == DENSE:
+            if op[ACT] != IDENTITY and not op[PRE]:
+                DERIVATIVES_NP[op[ACT]](g, y, t(c[P0]), t(c[P1]))
+            n_w = op[WIDTH] * op[IN_WIDTH]
+            dense_backward_dw_np(grads[op[W_OFF]:op[W_OFF] + n_w].reshape(op[WIDTH], op[IN_WIDTH]),
+                                 grads[op[B_OFF]:op[B_OFF] + op[WIDTH]], g, a)
+            if op[GRAD_IN_COL] >= 0:
+                dense_backward_dx_np(_view_np(work, op[GRAD_IN_COL], batch, op[IN_WIDTH]), g,
+                                     params[op[W_OFF]:op[W_OFF] + n_w].reshape(op[WIDTH], op[IN_WIDTH]), a,
+                                     op[IN_ACT], c[IN_P0], c[IN_P1])
+        elif op[KIND] == ACTIVATION:
+            if not op[PRE]:
+                dx = _view_np(work, op[GRAD_IN_COL], batch, op[IN_WIDTH])
+                dx[...] = g
+                DERIVATIVES_NP[op[ACT]](dx, y, t(c[P0]), t(c[P1]))
+        else:
+            dropout_np(_view_np(work, op[GRAD_IN_COL], batch, op[IN_WIDTH]), g,
+                       _view_np(masks, op[MASK_COL], batch, op[WIDTH]), c[DROP_SCALE])
+    if penalties:
+        for op, c in zip(prog[first:], consts[first:]):
+            if op[KIND] == DENSE and (c[L1] or c[L2]):
+                n_w = op[WIDTH] * op[IN_WIDTH]
+                loss += penalty_np(grads[op[W_OFF]:op[W_OFF] + n_w], params[op[W_OFF]:op[W_OFF] + n_w], c[L1], c[L2])
+    return loss, hits
+
+
+def for_backend(name: str):
+    """(loss_and_grad, forward) of backend ``name``: the compiled step, or its NumPy twin."""
+    return (loss_and_grad, forward) if name == "numba" else (loss_and_grad_np, forward_np)
