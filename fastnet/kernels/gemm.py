@@ -42,7 +42,9 @@ stored masked, packing 128 x 784 took 4x as long); the padding is never read. Wh
 runs along k (a of nt and nn, b of nt) a panel is a transpose, made T x T at a time in registers:
 T half-rows are loaded as T/2 vectors (row i in the low 128 bits, row i + T/2 in the high), and
 in-lane interleaves transpose them. Otherwise it is a copy of contiguous rows. a0 is the first
-element of ``work`` on a 64-byte boundary.
+element of ``work`` on a 64-byte boundary. One case is not packed: when M fits in one panel (dW
+of the 10-wide layer, M = 10) and op(B) = b has rows along N, each B panel would be read once, so
+the micro-kernel reads b in place (whole panels; the edge panel is packed): 30% off dW there.
 
 K blocking. The micro-kernel runs over at most KC = 2 KiB / itemsize values of k at a time
 (K cut into equal blocks, 784 = 2 x 392), stores its tile of C and continues from it with the
@@ -282,25 +284,27 @@ def _panel_rows(dtype):
 # ---- the micro-kernel --------------------------------------------------------------------------
 
 @intrinsic
-def _kernel(typingctx, kc, work, a_off, b_off, c, c_off, m_valid, n_valid, accumulate):
-    """One MR x NR tile of C from packed panels (MRP and NR elements per k):
+def _kernel(typingctx, kc, work, a_off, b_addr, ldb, c, c_off, m_valid, n_valid, accumulate):
+    """One MR x NR tile of C from a packed A panel (MRP elements per k) and NR-wide rows of B, ldb apart
+    (a packed B panel, ldb = NR, or op(B) itself, b_addr the address of its element at (k0, j0)):
 
-        c.flat[c_off + i·ldc + j] (+)= sum over k < kc of work[a_off + k·MRP + i] · work[b_off + k·NR + j]
+        c.flat[c_off + i·ldc + j] (+)= sum over k < kc of work[a_off + k·MRP + i] · B[k·ldb + j]
 
     for i < min(MR, m_valid), j < min(NR, n_valid); the sum starts from C with ``accumulate``, else from 0."""
     dtype = _check_arrays((work, c))
     lanes = VECTOR_BYTES * 8 // dtype.bitwidth
     nv, mr, mrp, nr = NR_VECTORS, MR, _panel_rows(dtype), NR_VECTORS * lanes
-    sig = types.void(kc, work, a_off, b_off, c, c_off, m_valid, n_valid, accumulate)
+    sig = types.void(kc, work, a_off, b_addr, ldb, c, c_off, m_valid, n_valid, accumulate)
 
     def codegen(context, builder, signature, args):
-        kc, a_off, b_off, c_off, m_valid, n_valid = _ints(context, builder, signature, args, (0, 2, 3, 5, 6, 7))
-        accumulate = context.cast(builder, args[8], signature.args[8], types.boolean)
+        kc, a_off, b_addr, ldb, c_off, m_valid, n_valid = _ints(context, builder, signature, args,
+                                                                (0, 2, 3, 4, 6, 7, 8))
+        accumulate = context.cast(builder, args[9], signature.args[9], types.boolean)
         e = _Emit(builder, dtype)
-        work_data = _data(context, builder, signature.args[1], args[1])
-        pa, pb = e.at(work_data, a_off), e.at(work_data, b_off)
-        ldc = _row_length(context, builder, signature.args[4], args[4])
-        pc = e.at(_data(context, builder, signature.args[4], args[4]), c_off)
+        pa = e.at(_data(context, builder, signature.args[1], args[1]), a_off)
+        pb = builder.inttoptr(b_addr, e.fty.as_pointer())
+        ldc = _row_length(context, builder, signature.args[5], args[5])
+        pc = e.at(_data(context, builder, signature.args[5], args[5]), c_off)
         rows = [[e.at(pc, builder.add(builder.mul(_I64(i), ldc), _I64(v * lanes))) for v in range(nv)]
                 for i in range(mr)]
 
@@ -332,7 +336,7 @@ def _kernel(typingctx, kc, work, a_off, b_off, c, c_off, m_valid, n_valid, accum
         k = builder.phi(_I64)
         k.add_incoming(_I64(0), entry)
         acc = [[builder.phi(e.vty(lanes)) for _ in range(nv)] for _ in range(mr)]
-        pb_k, pa_k = e.at(pb, builder.mul(k, _I64(nr))), e.at(pa, builder.mul(k, _I64(mrp)))
+        pb_k, pa_k = e.at(pb, builder.mul(k, ldb)), e.at(pa, builder.mul(k, _I64(mrp)))
         b_vecs = [e.load(e.at(pb_k, _I64(v * lanes)), lanes) for v in range(nv)]
         new = []
         for i in range(mr):
@@ -546,6 +550,8 @@ def _task(o, x, y, work, x_along_k, y_along_k, k, packing, ku, lo, hi):
                     q = p - n_ip
                     src, along_k, first, size, off = y, y_along_k, q * nr, nr, b0 + q * nr * kp + k0 * nr
                     valid = n - first
+                    if _b_in_place(n_ip, y_along_k, valid, nr):
+                        continue
                 if along_k:
                     _pack_columns(work, off, src, k0, first, n_k, valid, size, kp - k0)
                 else:
@@ -554,12 +560,24 @@ def _task(o, x, y, work, x_along_k, y_along_k, k, packing, ku, lo, hi):
     n_kb = (k * o.itemsize + KC_BYTES - 1) // KC_BYTES
     kc = (k + n_kb - 1) // n_kb  # K in equal blocks of at most KC
     down = n_jp * nr >= 2 * n_ip * mrp  # tiles column by column when A's panels are the smaller stream
+    work_at, y_at, ld_y, size = _address(work), _address(y), y.shape[1], o.itemsize
     for u in range(lo, hi):
         ip, jp = (u % n_ip, u // n_ip) if down else (u // n_jp, u % n_jp)
         i, j = ip * MR, jp * nr
+        in_place = _b_in_place(n_ip, y_along_k, n - j, nr)
         for p in range(0, k, kc):
-            _kernel(min(kc, k - p), work, a0 + ip * mrp * kp + p * mrp, b0 + jp * nr * kp + p * nr, o, i * n + j,
-                    m - i, n - j, p > 0)
+            if in_place:  # op(y)[p, j] = y[p, j]
+                b_at, ldb = y_at + (p * ld_y + j) * size, ld_y
+            else:
+                b_at, ldb = work_at + (b0 + jp * nr * kp + p * nr) * size, nr
+            _kernel(min(kc, k - p), work, a0 + ip * mrp * kp + p * mrp, b_at, ldb, o, i * n + j, m - i, n - j, p > 0)
+
+
+@jit(inline="always")
+def _b_in_place(n_ip, y_along_k, valid, nr):
+    # whether the micro-kernel reads a B panel from y itself: when one row of tiles uses it (a
+    # packed copy would be read once) and y's rows hold it as they are, all NR columns of it
+    return n_ip == 1 and not y_along_k and valid >= nr
 
 
 @pjit
