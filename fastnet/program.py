@@ -22,6 +22,7 @@ from fastnet._memory import aligned_zeros
 from fastnet.kernels import ACT, step
 from fastnet.kernels.gemm import workspace_size
 from fastnet.layers import Activation, Dense, Dropout
+from fastnet.threads import start_pool
 
 IDENTITY = (ACT["identity"], 0.0, 0.0)
 KINDS = {"dense": step.DENSE, "act": step.ACTIVATION, "dropout": step.DROPOUT}
@@ -78,6 +79,7 @@ class Program:
         self.dtype, self.n_in, self.rng = np.dtype(dtype), n_in, rng
         self.loss_code, self.hits_code = step.LOSS[loss.kernel], step.HITS[loss.hits]
         self.loss_and_grad_kernel, self.forward_kernel = step.for_backend(backend)
+        self.compiled = backend == "numba"
         self.prog, self.consts = self._table(layers)
         self._cache: dict[int, Buffers] = {}
         n_out = self.ops[-1].width
@@ -160,6 +162,8 @@ class Program:
     def run(self, x, y, idx, divisor, *, train: bool, scale: float = 1.0, penalties: bool = True):
         """One batch, ``x[idx]`` (scaled by 1/``divisor``) against ``y[idx]``: (mean loss, hits). With ``train``,
         dropout masks are drawn and the gradient fills the model's ``grads``."""
+        if self.compiled:
+            start_pool()  # before the first compile too: the GEMMs' parallel loops need numba's pool
         buf = self.buffers(len(idx))
         if train:
             self._draw_masks(buf)
@@ -171,6 +175,8 @@ class Program:
 
     def outputs(self, x, idx, divisor) -> np.ndarray:
         """The network's outputs (B, n_out) for ``x[idx]``, dropout off: a view into the work buffer."""
+        if self.compiled:
+            start_pool()
         buf = self.buffers(len(idx))
         self.forward_kernel(self.prog, self.consts, self.params, buf.work, buf.masks, x, idx, divisor, self.cols,
                             False)

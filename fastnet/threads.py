@@ -66,7 +66,7 @@ def start_pool() -> None:
     """Start numba's thread pool (once per process) with threads that spin briefly, then sleep.
 
     The wait variables are in the environment only while the pool starts, and only when the
-    user set none of WAIT_SETTINGS."""
+    user set none of WAIT_SETTINGS. ConfigError if numba's threading layer cannot load."""
     global _pool_started
     if _pool_started:
         return
@@ -75,6 +75,8 @@ def start_pool() -> None:
     os.environ.update(chosen)
     try:
         numba.get_num_threads()  # starts the threading layer, which loads the OpenMP runtime
+    except ValueError as e:
+        raise _layer_error(e) from None
     finally:
         for name in chosen:
             del os.environ[name]
@@ -84,15 +86,21 @@ def start_pool() -> None:
 _pool_started = False
 
 
+def _layer_error(e: ValueError) -> ConfigError:
+    """What numba raises when its threading layer cannot load (e.g. NUMBA_THREADING_LAYER=tbb without
+    TBB installed), as one line."""
+    layer, why = os.environ.get("NUMBA_THREADING_LAYER", "default"), " ".join(str(e).split())
+    return ConfigError(f"numba cannot start its threads with NUMBA_THREADING_LAYER={layer}: {why}; "
+                       "choose another layer (omp, workqueue) or unset it")
+
+
 def _start_threads(call, *args):
-    """Call a numba thread function; the first starts numba's threading layer, which may fail to load."""
+    """Call a numba thread function, starting numba's pool first (see ``start_pool``)."""
+    start_pool()
     try:
-        start_pool()
         return call(*args)
-    except ValueError as e:  # e.g. NUMBA_THREADING_LAYER=tbb without TBB installed
-        layer, why = os.environ.get("NUMBA_THREADING_LAYER", "default"), " ".join(str(e).split())
-        raise ConfigError(f"numba cannot start its threads with NUMBA_THREADING_LAYER={layer}: {why}; "
-                          "choose another layer (omp, workqueue) or unset it") from None
+    except ValueError as e:
+        raise _layer_error(e) from None
 
 
 @contextlib.contextmanager
