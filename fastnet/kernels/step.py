@@ -12,19 +12,19 @@ is the second).
 
 Every activation buffer lives in ``work``: the buffer of a width-w op whose column is c
 is ``work[c·B : (c + w)·B]`` as (B, w), so the table holds for every batch size B. The
-batch (B, n_in) is at column 0, the gathered float targets at column ``TARGET_COL`` (a
-table-wide value passed in), and the GEMMs' packing space after ``cols · B`` (``cols``,
-the columns of all the buffers, is passed in too). W_OFF
-and B_OFF index the flat ``params`` and ``grads`` vectors. GRAD_IN_COL is the column of
-the gradient with respect to the op's input (-1 for the first op with parameters), and
-PRE says that the Dense op above already multiplied this op's gradient by f'.
+batch (B, n_in) is at column 0, the gathered float targets at column ``target_col``, and
+the GEMMs' packing space after ``cols · B`` (``cols``: the columns of all the buffers; both
+are passed in). W_OFF and B_OFF index the flat ``params`` and ``grads`` vectors.
+GRAD_IN_COL is the column of the gradient with respect to the op's input (-1 for the
+first op with parameters), and PRE says that the Dense op above already multiplied this
+op's gradient by f'.
 
     loss_and_grad  x (N, n_in) any dtype, idx (B,) -> grads filled, returns (mean loss · scale
                    [+ penalties], accuracy hits)
     forward        x (N, n_in), idx (B,) -> the last op's output in work, dropout off
 
-Fusions: the bias and activation in the forward GEMM's epilogue, f' of the op below in
-the dx GEMM's epilogue, db in the dW pass, the loss with its gradient. Threads live in
+Fusions: the bias and activation in one pass after the forward GEMM, f' of the op below
+in one pass after the dx GEMM, the loss with its gradient. Threads live in
 the GEMMs only (a split fixed by the shapes), so the bits never depend on the thread count.
 """
 import numpy as np
