@@ -18,7 +18,7 @@ from fastnet.losses import Loss
 from fastnet.optimizers import SGD, Optimizer
 from fastnet.program import Program
 from fastnet.progress import Progress
-from fastnet.threads import kernel_threads
+from fastnet.threads import kernel_threads, threads_for_load
 
 DTYPES = ("float32", "float64")
 EVAL_BATCH = 1024
@@ -364,8 +364,9 @@ class Sequential:
                     interrupt = parallel.shared(interrupt)
                 for _ in range(epochs):
                     epoch = len(self.history)
-                    record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt,
-                                             parallel)
+                    with threads_for_load(self.backend):  # an epoch's threads: the cores others leave free
+                        record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks,
+                                                 interrupt, parallel)
                     if val is not None:
                         record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel=parallel).items()})
                     self.history.append(record)

@@ -2,6 +2,7 @@
 
 NUMBA_NUM_THREADS below 1 stops numba's own import, so these run in fresh processes.
 """
+import io
 import os
 import subprocess
 import sys
@@ -95,3 +96,28 @@ def test_kernel_threads_caps_blas_once_and_restores_it_after_the_outermost_block
     assert blas() == before
     with kernel_threads("numpy"):
         assert blas() == before  # the NumPy backend keeps BLAS's own threads
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread here")
+@pytest.mark.parametrize("busy, inside", [(0, 2), (1, 1), (2, 1), (5, 1)])
+def test_an_epoch_uses_the_cores_other_processes_leave_free(monkeypatch, busy, inside):
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda: busy)
+    fn.set_num_threads(2)
+    with threads.threads_for_load("numba"):
+        assert fn.get_num_threads() == inside
+    assert fn.get_num_threads() == 2
+    with threads.threads_for_load("numpy"):  # BLAS does the NumPy backend's work: left alone
+        assert fn.get_num_threads() == 2
+
+
+def test_busy_cores_takes_the_fewest_of_its_readings_less_this_process(monkeypatch):
+    readings = iter(["1.0 1.0 1.0 4/90 1\n", "1.0 1.0 1.0 2/90 1\n", "1.0 1.0 1.0 3/90 1\n"])
+    monkeypatch.setattr(threads, "open", lambda path: io.StringIO(next(readings)), raising=False)
+    assert threads.busy_cores(samples=3, gap=0) == 1  # a process that ran for an instant does not count
+
+    def no_such_file(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(threads, "open", no_such_file, raising=False)
+    assert threads.busy_cores() == 0  # elsewhere than Linux: nothing is known, nothing is taken away
