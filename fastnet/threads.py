@@ -120,6 +120,21 @@ def busy_cores(samples: int = 5, gap: float = 0.001) -> int:
     return max(0, min(counts) - 1)
 
 
+READ_EVERY = 1.0
+"""Seconds a reading of the free cores stands: short epochs (a scikit-learn fit runs hundreds) share one."""
+
+_reading: tuple[float, int] | None = None  # (when, free cores) of the last reading
+
+
+def _free_cores() -> int:
+    """The cores other processes leave free, at least one; read again once READ_EVERY has passed."""
+    global _reading
+    now = time.monotonic()
+    if _reading is None or now - _reading[0] > READ_EVERY:
+        _reading = (now, max(1, _cores() - busy_cores()))
+    return _reading[1]
+
+
 def _cores() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -136,7 +151,7 @@ def threads_for_load(backend: str):
         return
     start_pool()
     chosen = numba.get_num_threads()
-    free = max(1, _cores() - busy_cores())
+    free = _free_cores() if chosen > 1 else 1
     if free < chosen:
         numba.set_num_threads(free)
     try:

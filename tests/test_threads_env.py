@@ -103,6 +103,7 @@ def test_kernel_threads_caps_blas_once_and_restores_it_after_the_outermost_block
 def test_an_epoch_uses_the_cores_other_processes_leave_free(monkeypatch, busy, inside):
     monkeypatch.setattr(threads, "_cores", lambda: 2)
     monkeypatch.setattr(threads, "busy_cores", lambda: busy)
+    monkeypatch.setattr(threads, "_reading", None)  # no reading from an earlier test stands
     fn.set_num_threads(2)
     with threads.threads_for_load("numba"):
         assert fn.get_num_threads() == inside
@@ -121,3 +122,18 @@ def test_busy_cores_takes_the_fewest_of_its_readings_less_this_process(monkeypat
 
     monkeypatch.setattr(threads, "open", no_such_file, raising=False)
     assert threads.busy_cores() == 0  # elsewhere than Linux: nothing is known, nothing is taken away
+
+
+def test_a_reading_of_the_load_stands_for_a_second_so_short_epochs_cost_nothing(monkeypatch):
+    readings = []
+    monkeypatch.setattr(threads, "busy_cores", lambda: readings.append(1) or 0)
+    monkeypatch.setattr(threads, "_reading", None)
+    fn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for _ in range(50):
+        with threads.threads_for_load("numba"):
+            pass
+    assert len(readings) == (1 if numba.config.NUMBA_NUM_THREADS > 1 else 0)
+    monkeypatch.setattr(threads.time, "monotonic", lambda: 1e9)  # much later: read again
+    with threads.threads_for_load("numba"):
+        pass
+    assert len(readings) == (2 if numba.config.NUMBA_NUM_THREADS > 1 else 0)
