@@ -153,9 +153,9 @@ class Program:
         """Keep each unit with probability 1 - p, per dropout op; drawn in float32 so every backend and
         dtype sees one mask."""
         batch = len(buf.labels)
-        for op, c in zip(self.ops, self.prog):
+        for op, row in zip(self.ops, self.prog):
             if op.kind == "dropout":
-                span = slice(c[step.MASK_COL] * batch, (c[step.MASK_COL] + op.width) * batch)
+                span = slice(row[step.MASK_COL] * batch, (row[step.MASK_COL] + op.width) * batch)
                 self.rng.random(dtype=np.float32, out=buf.uniform[span])
                 np.greater_equal(buf.uniform[span], np.float32(op.layer.p), out=buf.masks[span].view(np.bool_))
 
