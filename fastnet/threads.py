@@ -4,15 +4,20 @@ Numba's threads and a BLAS library's threads would otherwise compete for the sam
 cores (OpenBLAS threads spin after each call), so while the numba backend trains,
 BLAS is capped at 1 thread. The NumPy backend is left to BLAS's own threading.
 
-Waiting: the compiled step's GEMMs use every core (``set_num_threads`` or ``fastnet train
---threads`` choose fewer). Between them, numba's OpenMP threads spin briefly, about 0.1 ms,
-then sleep, so that a busy machine does not make two threads slower than one: a thread that
-spins holds a core that another process, or the other numba thread, needs. libgomp reads how
-long to spin from GOMP_SPINCOUNT (other OpenMP runtimes from OMP_WAIT_POLICY) once, when it
-loads, which is when numba starts its pool. So ``start_pool`` sets those variables for that
-moment only and puts the environment back at once: nothing else in the process, nor a child
-process, sees them. A user's own OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME wins, and a
-pool that someone else started first is left as it is. docs/performance.md has the measurements.
+How many: the compiled step's GEMMs use every core that other processes leave free, read at
+each epoch's start (``threads_for_load``); ``set_num_threads`` or ``fastnet train --threads``
+choose fewer.
+
+Waiting: between GEMMs, numba's OpenMP threads spin briefly, about 0.1 ms, then sleep, so that
+a busy machine does not make two threads slower than one: a thread that spins holds a core that
+another process, or the other numba thread, needs. libgomp reads how long to spin from
+GOMP_SPINCOUNT (other OpenMP runtimes from OMP_WAIT_POLICY) once, when it loads, which is when
+numba starts its pool. So ``start_pool`` sets those variables for that moment only and puts the
+environment back at once: a child process or a runtime loaded later does not see them. A library
+that shares numba's OpenMP runtime (PyTorch's CPU wheel uses the system libgomp too) runs with the
+same spin count; PyTorch eager measured no slower with it. A user's own OMP_WAIT_POLICY,
+GOMP_SPINCOUNT or KMP_BLOCKTIME wins, and a pool that someone else started first is left as it is.
+docs/performance.md has the measurements.
 """
 from __future__ import annotations
 
