@@ -10,13 +10,13 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_mpi import MISSING  # skipped only without mpi4py or an mpiexec, and never skipped in CI
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -199,24 +199,7 @@ def test_readme_onnx_example_runs_as_written(tmp_path, monkeypatch):
     assert (probs.argmax(axis=1) == test.y).mean() > 0.85  # 2 epochs of 784-64-10 relu
 
 
-# As tests/test_mpi.py decides: skipped only without mpi4py or an mpiexec, and never skipped in CI.
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-
-
-def _mpi_missing() -> str | None:
-    try:
-        import mpi4py  # noqa: F401  (not mpi4py.MPI: that would start MPI in this process)
-    except ImportError:
-        return "mpi4py is not installed: pip install -e '.[test]' brings it (and mpich)"
-    return None if MPIEXEC else "no mpiexec beside this Python or on PATH: pip install mpich"
-
-
-MPI_MISSING = _mpi_missing()
-if MPI_MISSING and os.environ.get("CI"):
-    raise RuntimeError(f"CI must run the MPI tests, but {MPI_MISSING}")
-
-
-@pytest.mark.skipif(MPI_MISSING is not None, reason=str(MPI_MISSING))
+@pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 def test_readme_mpi_example_runs_as_written(tmp_path):
     """train.py as README gives it, then README's mpiexec commands; 1 numba thread a rank, as in test_mpi.py."""
     script = block("MPI", "python")
