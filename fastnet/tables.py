@@ -219,7 +219,7 @@ def _cell_problem(text: str) -> str:
         value = f"({text!r})" if text.strip() else "(an empty field)"
         return f"a missing value {value}; fill in or drop the rows with missing values"
     if _is_number(text):
-        return f"{text!r} is not a finite number; features must be finite"
+        return f"{text!r} is not a finite number; fix or drop the row"
     return f"{text!r} is not a number; feature columns must hold numbers (encode text as numbers, or drop it)"
 
 
@@ -403,7 +403,8 @@ class _Text(_Source):
                     raise DataError(f"{path}: the file is empty; a table needs a header line of column names "
                                     f"and rows of data")
         self.delimiter = _delimiter(path, line)
-        self.columns = [name.strip() for name in next(csv.reader([line], delimiter=self.delimiter))]
+        header = csv.reader([line], delimiter=self.delimiter, skipinitialspace=True)
+        self.columns = [name.strip() for name in next(header)]
         _check_names(path, self.columns)
         if all(_is_number(name) for name in self.columns):
             raise DataError(f"{path}: the first line holds numbers, not column names; add a header line "
@@ -495,7 +496,7 @@ class _Text(_Source):
         return x, None if target is None else self._target(cells[:, target], numbers, target, task)
 
     def _split_rows(self, lines, first_row):
-        reader = csv.reader(lines, delimiter=self.delimiter, strict=True)
+        reader = csv.reader(lines, delimiter=self.delimiter, skipinitialspace=True, strict=True)
         rows, numbers, done = [], [], 0
         try:
             for fields in reader:
@@ -574,6 +575,8 @@ def _delimiter(path: Path, header: str) -> str:
 class _Arrays(_Source):
     """Features in one array, targets in another: the pair of a .npy and its targets' .npy, or a .npz."""
 
+    y_index = None  # what messages call the targets' array, if not by its name
+
     def __init__(self, path: Path):
         self.path = path
         self.x_name = self._features_name()
@@ -633,13 +636,14 @@ class _Arrays(_Source):
         bad = _first_missing(y) if y.dtype.kind == "U" else \
             (int(np.argmin(np.isfinite(y))) if y.dtype.kind == "f" and not np.isfinite(y).all() else None)
         if bad is not None:
-            raise DataError(f"{label}: {name}[{bad}] is {str(y[bad])!r}, a missing or infinite target; "
-                            f"fill in or drop those samples")
+            raise DataError(f"{label}: {self.y_index or name}[{bad}]: {_cell_problem(str(y[bad]))}")
         return y
 
 
 class _Npy(_Arrays):
     """A .npy of features; the targets are another .npy, named by ``target``."""
+
+    y_index = "y"  # what messages call the targets' array: its file's name is said before
 
     def _array(self, name):
         return _npy_file(self.path if name == self.x_name else Path(name))
