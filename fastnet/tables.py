@@ -90,7 +90,7 @@ FLOATS = ("float32", "float64")
 SHOWN_COLUMNS = 12  # an error lists at most this many column names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Table:
     """A data set read by :func:`read`: what training needs.
 
@@ -158,14 +158,17 @@ def iter_chunks(path, columns: list[str] | None = None, dtype="float32",
     Raises DataError as :func:`read` does, for the rows it has reached.
     """
     dtype, chunk_rows = _check_options(dtype, chunk_rows)
-    source = _open(path)
-    wanted = source.columns if columns is None else list(columns)
-    rows = 0
-    for x, _ in source.blocks(source.indices(wanted), None, chunk_rows):
-        rows += len(x)
-        yield x.astype(dtype, copy=False)
-    if not rows:
-        raise source.no_rows()
+    source = _open(path)  # a bad file or column is refused here, before the first chunk is asked for
+    indices = source.indices(source.columns if columns is None else list(columns))
+
+    def chunks():
+        rows = 0
+        for x, _ in source.blocks(indices, None, chunk_rows):
+            rows += len(x)
+            yield x.astype(dtype, copy=False)
+        if not rows:
+            raise source.no_rows()
+    return chunks()
 
 
 def column_names(path) -> list[str]:
@@ -188,15 +191,15 @@ def infer_task(y) -> str:
 
 def _check_options(dtype, chunk_rows) -> tuple[np.dtype, int | None]:
     try:
-        dtype = np.dtype(dtype)
+        valid = np.dtype(dtype).name in FLOATS
     except TypeError:
-        dtype = None
-    if dtype is None or dtype.name not in FLOATS:
+        valid = False
+    if not valid:
         raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
     whole = isinstance(chunk_rows, (int, np.integer)) and not isinstance(chunk_rows, bool)
     if chunk_rows is not None and not (whole and chunk_rows >= 1):
         raise ConfigError(f"chunk_rows must be a whole number >= 1 (or None), got {chunk_rows!r}")
-    return dtype, chunk_rows
+    return np.dtype(dtype), chunk_rows
 
 
 def _shown(names) -> str:

@@ -263,7 +263,7 @@ def test_a_missing_target_column_lists_the_columns(penguins):
     message = refused(penguins, target="mass")
     assert "no column 'mass'; its columns are 'bill', 'flipper', 'species'" in message
     with pytest.raises(DataError, match="no column 'mass'"):
-        list(tables.iter_chunks(penguins, columns=["bill", "mass"]))
+        tables.iter_chunks(penguins, columns=["bill", "mass"])  # at the call, before any chunk is asked for
 
 
 def test_not_utf8_text(tmp_path):
@@ -352,6 +352,9 @@ def test_bad_options():
                    {"chunk_rows": 2.5}, {"chunk_rows": True}):
         with pytest.raises(ConfigError):
             tables.read("whatever.csv", **kwargs)
+        if "task" not in kwargs:
+            with pytest.raises(ConfigError):
+                tables.iter_chunks("whatever.csv", **kwargs)
 
 
 # --- Parquet ------------------------------------------------------------------------------------------
