@@ -241,7 +241,7 @@ def _encode(y: np.ndarray, task: str | None, where: str, labels: list[str] | Non
     given back as integers (3, not 3.0).
     """
     if task == "regression" and (labels is not None or y.dtype.kind == "U"):
-        raise DataError(f"{where} holds text ({labels[0] if labels else y[0]!r}); regression needs numbers: "
+        raise DataError(f"{where} holds text ({str(labels[0] if labels else y[0])!r}); regression needs numbers: "
                         f"use task='classification', or another target")
     if labels is not None:
         order = np.argsort(np.array(labels))
@@ -351,7 +351,7 @@ class _Source:
         return [where[name] for name in names]
 
     def no_rows(self) -> DataError:
-        return DataError(f"{self.path}: has a header but no data rows; add rows of data")
+        return DataError(f"{self.path}: has no data rows; add rows of data")
 
     def read(self, target, task, dtype, chunk_rows) -> Table:
         """The table, its target being one of its columns (by default the last)."""
@@ -359,7 +359,8 @@ class _Source:
         t = self.indices([name])[0]
         features = [i for i in range(len(self.columns)) if i != t]
         if not features:
-            raise DataError(f"{self.path}: has only the target column {name!r}; add columns of features")
+            raise DataError(f"{self.path}: has only the target column {name!r}; add columns of features (or is "
+                            f"the delimiter not a comma, tab, ';' or '|'?)")
         x, y, labels = self._collect(features, t, dtype, chunk_rows, task)
         y, task, classes = _encode(y, task, f"{self.path}: target column {name!r}", labels, self.whole_as_int,
                                    dtype)

@@ -241,15 +241,21 @@ def test_reading_holds_the_output_and_one_chunk(tmp_path):
     ('a,b,y\n1,"2\n3",0\n', "row 2: a quoted field runs onto the next line"),
     ("", "the file is empty"),
     ("\n\n", "the file is empty"),
-    ("a,b,y\n", "has a header but no data rows"),
-    ("a,b,y\n\n\n", "has a header but no data rows"),
+    ("a,b,y\n", "has no data rows"),
+    ("a,b,y\n\n\n", "has no data rows"),
     ("a,b,a\n1,2,3\n", "the header names column 'a' twice (columns 1 and 3)"),
     (",a,y\n0,1,2\n", "column 1 of the header has no name"),
     ("1,2,3\n4,5,6\n", "the first line holds numbers, not column names"),
     ("y\n1\n2\n", "has only the target column 'y'"),
+    ("a b y\n1 2 0\n", "has only the target column 'a b y'; add columns of features (or is the delimiter not"),
 ])
 def test_bad_text_tables(tmp_path, text, expected):
     assert expected in refused(write(tmp_path / "bad.csv", text))
+
+
+def test_iter_chunks_of_no_rows(tmp_path):
+    with pytest.raises(DataError, match="has no data rows"):
+        list(tables.iter_chunks(write(tmp_path / "d.csv", "a,b\n\n")))
 
 
 def test_a_bad_row_far_down_is_named_by_its_line(tmp_path):
@@ -302,6 +308,9 @@ def test_bad_array_files(tmp_path):
     assert "x[2, 1]: a missing value ('nan')" in refused(tmp_path / "nan.npy", target=str(tmp_path / "y4.npy"))
     assert "truncated" in refused(tmp_path / "short.npy", target=str(tmp_path / "y4.npy"))
     assert "is not a NumPy .npy array" in refused(tmp_path / "junk.npy")
+    np.save(tmp_path / "none.npy", np.ones((0, 2)))
+    np.save(tmp_path / "y0.npy", np.ones(0))
+    assert "has no data rows" in refused(tmp_path / "none.npy", target=str(tmp_path / "y0.npy"))
     ynan = tmp_path / "ynan.npy"
     np.save(ynan, np.array([0.0, np.nan, 1.0]))
     assert "y[1]" in refused(x, target=str(ynan), blamed=ynan)
