@@ -8,13 +8,12 @@ Your own data (Python)
     from fastnet import tables
 
     table = tables.read("penguins.csv", target="species")   # x: the other columns; y: class indices
+    mean, std = table.x.mean(axis=0), table.x.std(axis=0)    # the values come as they are: scale them
     model = fn.Sequential(fn.Dense(table.x.shape[1], 32), fn.ReLU(), fn.Dense(32, len(table.classes)),
                           loss=fn.SoftmaxCrossEntropy(), seed=0)
-    model.fit(table.x, table.y, epochs=20, optimizer=fn.Adam(lr=0.01))
+    model.fit((table.x - mean) / std, table.y, epochs=20, optimizer=fn.Adam(lr=0.01))
     for x in tables.iter_chunks("new.csv", columns=table.columns):   # any size: a chunk at a time
-        print(table.classes[model.predict(x).argmax(axis=1)])          # the original labels
-
-The values are used as they are: scale the features yourself (or let ``fastnet train`` do it).
+        print(table.classes[model.predict((x - mean) / std).argmax(axis=1)])   # the original labels
 
 Formats, by the file's extension
 --------------------------------

@@ -411,3 +411,21 @@ def test_load_wine_round_trips_exactly_through_csv(tmp_path):
     numbers = tables.read(write(tmp_path / "w.csv", path.read_text().replace("class_0", "0").replace(
         "class_1", "1").replace("class_2", "2")), dtype="float64")
     assert np.array_equal(numbers.y, wine.target) and numbers.classes.tolist() == [0, 1, 2]
+
+
+# --- the module's example ---------------------------------------------------------------------------
+
+def test_the_docstring_example_runs(tmp_path, monkeypatch, capsys):
+    code = tables.__doc__.split("::\n")[1].split("\nFormats")[0]
+    code = "\n".join(line[4:] for line in code.splitlines())
+    assert code.count("seed=0)") == 1
+    code = code.replace("seed=0)", "seed=0, backend='numpy')").replace("lr=0.01))", "lr=0.01), progress=False)")
+    rng = np.random.default_rng(0)
+    kinds = rng.integers(0, 3, 120)
+    names = np.array(["Adelie", "Chinstrap", "Gentoo"])
+    rows = [f"{40 + 5 * k + rng.normal():.1f},{190 + 10 * k + rng.normal():.0f},{names[k]}" for k in kinds]
+    write(tmp_path / "penguins.csv", "bill,flipper,species\n" + "\n".join(rows) + "\n")
+    write(tmp_path / "new.csv", "flipper,bill\n190,40\n210,50\n")  # the columns in another order
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "tables.__doc__", "exec"), {})
+    assert capsys.readouterr().out.split() == ["['Adelie'", "'Gentoo']"]
