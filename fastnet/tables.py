@@ -467,7 +467,9 @@ class _Text(_Source):
         every = sorted(wanted) == list(range(len(self.columns)))
         if not every:  # NumPy counts the fields only of the columns it parses: count them all here
             lines = [line for line in lines if not line.isspace()]
-            if any('"' in line or line.count(self.delimiter) != len(self.columns) - 1 for line in lines):
+            quotes = text_target is not None  # a text label may be quoted: _labels checks how
+            if any(line.count(self.delimiter) != len(self.columns) - 1 or (not quotes and '"' in line)
+                   for line in lines):
                 return None
         try:
             with warnings.catch_warnings():
@@ -485,9 +487,25 @@ class _Text(_Source):
         if not np.isfinite(values).all():
             return None
         if text_target is not None:
-            labels = np.array([line.rstrip("\n").split(self.delimiter)[text_target].strip() for line in lines])
-            return None if _first_missing(labels) is not None else (values, labels)
+            labels = self._labels(lines, text_target)
+            return None if labels is None or _first_missing(labels) is not None else (values, labels)
         return values[:, :n_features], (values[:, n_features] if len(wanted) > n_features else None)
+
+    def _labels(self, lines, target):
+        """The target's field of each line, unquoted if quoted whole ("setosa"); None if quotes are
+        anywhere else, for the csv module to judge."""
+        labels = []
+        for line in lines:
+            label = line.rstrip("\n").split(self.delimiter)[target]
+            if '"' in line:
+                quoted = label.lstrip(" ")
+                inner = quoted[1:-1]
+                if line.count('"') != label.count('"') or len(quoted) < 2 or quoted[0] != '"' or \
+                        quoted[-1] != '"' or '"' in inner.replace('""', ""):
+                    return None
+                label = inner.replace('""', '"')
+            labels.append(label.strip())
+        return np.array(labels)
 
     def _rows(self, lines, first_row, features, target, task):
         """The chunk as the csv module parses it, every problem reported by row and column."""

@@ -173,7 +173,8 @@ def mixed_table(tmp_path):
         cells = [repr(float(v)) for v in row]
         if i % 9 == 4:
             cells[1] = f'"{cells[1]}"'
-        lines.append(",".join(cells + [["setosa", "versicolor", "virginica"][i % 3]]))
+        label = ["setosa", "versicolor", "virginica", '"virginica"', '"say ""hi"""', ' "setosa"'][i % 6]
+        lines.append(",".join(cells + [label]))
         if i % 13 == 0:
             lines.append("")
     return write(tmp_path / "mixed.csv", "\n".join(lines) + "\n"), x
@@ -184,6 +185,9 @@ def test_chunked_reading_equals_whole_reading(tmp_path, dtype):
     path, x = mixed_table(tmp_path)
     whole = tables.read(path, dtype=dtype)
     assert np.array_equal(whole.x, x.astype(dtype)) and whole.x.dtype == dtype
+    assert whole.classes.tolist() == ['say "hi"', "setosa", "versicolor", "virginica"]
+    assert whole.classes[whole.y].tolist() == (["setosa", "versicolor", "virginica", "virginica", 'say "hi"',
+                                                "setosa"] * 7)[:40]
     for rows in (1, 2, 5, 7, 39, 1000):
         part = tables.read(path, dtype=dtype, chunk_rows=rows)
         assert np.array_equal(part.x, whole.x) and np.array_equal(part.y, whole.y)
@@ -239,6 +243,7 @@ def test_reading_holds_the_output_and_one_chunk(tmp_path):
     ("a,b,y\n1,inf,0\n", "row 2, column 'b': 'inf' is not a finite number"),
     ("a,b,y\n1,2,inf\n", "row 2, target column 'y': 'inf' is not a finite number"),
     ('a,b,y\n1,"2\n3",0\n', "row 2: a quoted field runs onto the next line"),
+    ('a,b,y\n1,2,cat\n3,4,"cat" \n', "row 3: "),  # a space after the closing quote
     ("", "the file is empty"),
     ("\n\n", "the file is empty"),
     ("a,b,y\n", "has no data rows"),
