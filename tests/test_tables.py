@@ -197,6 +197,14 @@ def test_chunked_reading_equals_whole_reading(tmp_path, dtype):
     assert np.array_equal(np.concatenate(chunks), x[:, [2, 0]].astype(dtype))
 
 
+def test_the_output_grows_when_the_row_estimate_is_short(tmp_path, monkeypatch):
+    path, x = mixed_table(tmp_path)
+    whole = tables.read(path, dtype="float64")
+    monkeypatch.setattr(tables._Text, "rows_hint", lambda self: 1)
+    short = tables.read(path, dtype="float64", chunk_rows=3)
+    assert np.array_equal(short.x, whole.x) and np.array_equal(short.y, whole.y)
+
+
 def test_iter_chunks_of_every_format(tmp_path):
     x = np.arange(30.0).reshape(10, 3)
     np.save(tmp_path / "x.npy", x)
