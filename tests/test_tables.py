@@ -198,7 +198,7 @@ def test_chunked_reading_equals_whole_reading(tmp_path, dtype):
 
 
 def test_the_output_grows_when_the_row_estimate_is_short(tmp_path, monkeypatch):
-    path, x = mixed_table(tmp_path)
+    path, _ = mixed_table(tmp_path)
     whole = tables.read(path, dtype="float64")
     monkeypatch.setattr(tables._Text, "rows_hint", lambda self: 1)
     short = tables.read(path, dtype="float64", chunk_rows=3)
