@@ -1,4 +1,4 @@
-"""Ctrl-C or SIGTERM during ``fit``: stop at the next batch boundary, where the model can be saved and resumed exactly."""
+"""Ctrl-C or SIGTERM during ``fit``: stop at the next batch boundary, where the model can be saved and resumed."""
 from __future__ import annotations
 
 import signal

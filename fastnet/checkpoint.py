@@ -169,7 +169,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise _naming(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            _keep_mode(path, f.fileno())
+            _keep_mode(path, fd)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
