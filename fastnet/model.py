@@ -298,8 +298,8 @@ class Sequential:
             the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
             ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
 
-        Ctrl-C (in the main thread) stops training after the batch under way and raises
-        ``TrainingInterrupted``, a KeyboardInterrupt; a second Ctrl-C stops at once. Stopped
+        Ctrl-C or SIGTERM (in the main thread) stops training after the batch under way and raises
+        ``TrainingInterrupted``, a KeyboardInterrupt; a second one stops at once. Stopped
         between batches, the model can be saved, loaded and fitted again to end bit for bit where
         the uninterrupted run would have: the next ``fit`` first finishes the interrupted epoch
         (it counts as one of ``epochs``), with the same data and ``batch_size``.
