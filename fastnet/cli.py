@@ -21,9 +21,9 @@ import numpy as np
 
 import fastnet as fn
 from fastnet import distributed
+from fastnet._interrupt import exit_status, stopped_by
 from fastnet._paths import check_outputs
 from fastnet.errors import ConfigError, DistributedError, FastnetError
-from fastnet._interrupt import exit_status, stopped_by
 from fastnet.model import TrainingInterrupted
 from fastnet.plot import has_matplotlib
 from fastnet.progress import Discard, Progress
@@ -119,15 +119,16 @@ def build_parser() -> Parser:
     run.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", type=_path, help="write a safetensors checkpoint after every epoch")
-    out.add_argument("--resume", metavar="PATH", type=_path, help="continue from a checkpoint, even one saved by Ctrl-C "
-                     "mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
+    out.add_argument("--resume", metavar="PATH", type=_path, help="continue from a checkpoint, even one saved by "
+                     "Ctrl-C mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
     out.add_argument("--plot", metavar="PATH", type=_path, help="write a PNG of the curves and the confusion matrix")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout; the rest goes to stderr")
     _quiet_flag(out)
     train.set_defaults(run=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model on a test set")
-    evaluate.add_argument("model", metavar="MODEL", type=_path, help="a .safetensors file written by fastnet train --save")
+    evaluate.add_argument("model", metavar="MODEL", type=_path,
+                          help="a .safetensors file written by fastnet train --save")
     _data_flags(evaluate)
     evaluate.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -161,7 +162,8 @@ def build_parser() -> Parser:
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
     export = sub.add_parser("export", help="write a saved model as an ONNX graph (needs the onnx extra)")
-    export.add_argument("model", metavar="MODEL", type=_path, help="a .safetensors file written by fastnet train --save")
+    export.add_argument("model", metavar="MODEL", type=_path,
+                        help="a .safetensors file written by fastnet train --save")
     export.add_argument("out", metavar="OUT", type=_path, help="the .onnx file to write")
     _quiet_flag(export)
     export.set_defaults(run=cmd_export)
