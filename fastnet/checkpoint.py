@@ -16,6 +16,7 @@ import math
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from fastnet._finite import nonfinite
 from fastnet.callbacks import History
 from fastnet.checkpoint_schema import read_checked
 from fastnet.errors import CheckpointError, ConfigError
@@ -137,8 +139,16 @@ def copy_model(model, dtype: str | None = None):
 
 
 def save(model, path, include_optimizer: bool = True) -> None:
-    """Write ``model`` to ``path`` atomically: an interrupted save leaves any previous file intact."""
+    """Write ``model`` to ``path`` atomically: an interrupted save leaves any previous file intact.
+
+    Raises ConfigError, writing nothing, if the parameters or optimizer state hold NaN or Inf.
+    """
     meta, tensors = describe(model, include_optimizer)
+    bad = nonfinite(tensors)
+    if bad:
+        raise ConfigError(f"not saved to {path}: {bad}, so the model has diverged; nothing was written and a file "
+                          "already there is left as it was. Train again with a lower learning rate, or from the "
+                          "last good checkpoint")
     write_atomic(Path(path), st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
 
 
@@ -147,6 +157,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
     The temporary name, ``.NAME.<16 hex>.<pid>.tmp``, carries the writer's process id, so the temporary
     files that killed writers left beside ``path`` are removed first, and a live writer's never are.
+    A file replaced keeps its permissions; a new one gets the umask's. An OSError names ``path``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
@@ -155,18 +166,38 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as e:
-        e.filename = str(path)  # name the file the caller asked for, not a temporary name they never saw
-        raise
+        raise _naming(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            _keep_mode(path, fd)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, path) from None
         raise
+
+
+def _keep_mode(path: Path, fd: int) -> None:
+    """Give the temporary file ``fd`` the permission bits of the file at ``path`` it will replace, if any,
+    so that overwriting a private (say 0600) file does not widen who may read it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing to replace: the umask decides
+        return
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(mode))
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error``, naming the file the caller asked for, not a temporary name they never saw."""
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror, str(path)).with_traceback(error.__traceback__)
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -215,6 +246,14 @@ def unwritable(path) -> str | None:
     return None
 
 
+def finite(tensors: dict) -> dict:
+    """``tensors`` as read from a file, or ConfigError if any holds NaN or Inf: a diverged model is not loaded."""
+    bad = nonfinite(tensors)
+    if bad:
+        raise ConfigError(f"{bad}: it comes from a run that diverged; load an earlier checkpoint")
+    return tensors
+
+
 def load_into(into, path, backend: str | None = None):
     """Read a model saved with ``model.save`` into ``into``, an uninitialised model; see ``fastnet.load``.
 
@@ -226,7 +265,7 @@ def load_into(into, path, backend: str | None = None):
     path = Path(path)
     raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
     try:
-        return rebuild(meta, st_load(raw), into, backend=backend)
+        return rebuild(meta, finite(st_load(raw)), into, backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
     except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file

@@ -1,8 +1,8 @@
 """The ``fastnet`` command: ``fastnet train``, ``evaluate``, ``export`` and ``bench`` (also ``python -m fastnet``).
 
 Errors a user can fix (bad flag values, missing or corrupt data, unreadable
-models) print one line on stderr and exit with status 2; Ctrl-C during training
-saves a checkpoint when --save was given and exits with status 130.
+models) print one line on stderr and exit with status 2; Ctrl-C (or SIGTERM) during
+training saves a checkpoint when --save was given and exits with status 130 (143).
 
 Under ``mpiexec -n N`` (N > 1), train and evaluate run data-parallel on the N ranks
 (``fastnet.distributed``): rank 0 alone prints and writes files, and every rank exits
@@ -21,13 +21,14 @@ import numpy as np
 
 import fastnet as fn
 from fastnet import distributed
-from fastnet.checkpoint import unwritable
+from fastnet._interrupt import exit_status, stopped_by
+from fastnet._paths import check_outputs
 from fastnet.errors import ConfigError, DistributedError, FastnetError
 from fastnet.model import TrainingInterrupted
 from fastnet.plot import has_matplotlib
 from fastnet.progress import Discard, Progress
 
-EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 130, 141  # 141: 128 + SIGPIPE, as a shell reports it
+EXIT_USAGE, EXIT_BROKEN_PIPE = 2, 141  # 141: 128 + SIGPIPE, as a shell reports it
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 
@@ -78,6 +79,13 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
+def _path(text: str) -> str:
+    """A path argument: anything but empty, which is a script's unset variable rather than a file."""
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty (an unset variable?); give a file name")
+    return text
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="fastnet", description="Train and evaluate MLPs on MNIST-style data with numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastnet {fn.__version__}")
@@ -110,16 +118,17 @@ def build_parser() -> Parser:
     run.add_argument("--seed", type=_number(int, 0), help=f"default: {DEFAULTS['seed']}")
     run.add_argument("--threads", type=_number(int, 1), help="numba threads (default: all cores)")
     out = train.add_argument_group("output")
-    out.add_argument("--save", metavar="PATH", help="write a safetensors checkpoint after every epoch")
-    out.add_argument("--resume", metavar="PATH", help="continue from a checkpoint, even one saved by Ctrl-C "
-                     "mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
-    out.add_argument("--plot", metavar="PATH", help="write a PNG of the curves and the confusion matrix")
+    out.add_argument("--save", metavar="PATH", type=_path, help="write a safetensors checkpoint after every epoch")
+    out.add_argument("--resume", metavar="PATH", type=_path, help="continue from a checkpoint, even one saved by "
+                     "Ctrl-C mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
+    out.add_argument("--plot", metavar="PATH", type=_path, help="write a PNG of the curves and the confusion matrix")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout; the rest goes to stderr")
     _quiet_flag(out)
     train.set_defaults(run=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model on a test set")
-    evaluate.add_argument("model", metavar="MODEL", help="a .safetensors file written by fastnet train --save")
+    evaluate.add_argument("model", metavar="MODEL", type=_path,
+                          help="a .safetensors file written by fastnet train --save")
     _data_flags(evaluate)
     evaluate.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -137,7 +146,7 @@ def build_parser() -> Parser:
                        help="run with N competing CPU-bound processes, and time fastnet on 1 thread too "
                        "(default: %(default)s)")
     bench.add_argument("--samples", type=_number(int, 1), default=60_000, help="samples per epoch (default: %(default)s)")
-    bench.add_argument("--out", metavar="PREFIX",
+    bench.add_argument("--out", metavar="PREFIX", type=_path,
                        help="write PREFIX.json and, with matplotlib, PREFIX.png (default: fastnet-bench, "
                        "fastnet-bench-sklearn with --sklearn or fastnet-bench-mpi with --mpi, in the per-user data "
                        "folder fastnet/bench, e.g. ~/.local/share/fastnet/bench on Linux; a relative PREFIX is "
@@ -153,8 +162,9 @@ def build_parser() -> Parser:
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
     export = sub.add_parser("export", help="write a saved model as an ONNX graph (needs the onnx extra)")
-    export.add_argument("model", metavar="MODEL", help="a .safetensors file written by fastnet train --save")
-    export.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    export.add_argument("model", metavar="MODEL", type=_path,
+                        help="a .safetensors file written by fastnet train --save")
+    export.add_argument("out", metavar="OUT", type=_path, help="the .onnx file to write")
     _quiet_flag(export)
     export.set_defaults(run=cmd_export)
     parser.commands = sub.choices  # command name -> its parser, for messages about its flags
@@ -170,7 +180,7 @@ def _data_flags(parser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=fn.datasets.NAMES, default="mnist-sample",
                        help="default: %(default)s (bundled, offline)")
-    group.add_argument("--data", metavar="DIR", help="folder with the IDX files, or torchvision's root "
+    group.add_argument("--data", metavar="DIR", type=_path, help="folder with the IDX files, or torchvision's root "
                        "(ROOT/MNIST/raw); with the default dataset, any MNIST-format folder")
     group.add_argument("--download", action="store_true", help="fetch mnist/fashion-mnist if missing")
 
@@ -264,19 +274,30 @@ def refuse_conflicts(args, given: set, saved: dict) -> None:
                               "as it was, or train a new model without --resume")
 
 
-def check_outputs(*outputs: tuple[str, str | None]) -> None:
-    """Refuse, before any work, the output paths that could not be written after it: (label, path) pairs,
-    the label naming the flag ("--save ") or nothing (""), a path of None standing for no output."""
-    for label, path in outputs:
-        problem = path and unwritable(path)
-        if problem:
-            raise ConfigError(f"{label}{path}: cannot write there: {problem}")
+# The files each command reads and writes, as (label, name in args): check_files, run before every command,
+# refuses an output that could not be written or would destroy an input or another output. A command that
+# takes a path lists it here; the data files of a command with the data flags are inputs too.
+READS = {"train": (("--resume", "resume"),), "evaluate": (("MODEL", "model"),), "export": (("MODEL", "model"),)}
+WRITES = {"train": (("--save", "save"), ("--plot", "plot")), "export": (("OUT", "out"),)}
+REPLACES = {("--save", "--resume")}  # a resumed run's own checkpoint is its to overwrite
+
+
+def check_files(args) -> None:
+    """Refuse, before any work, outputs that could not be written or that are the same file as an input
+    (model, checkpoint or data file) or as another output."""
+    def pairs(table):
+        return [(label, getattr(args, name)) for label, name in table.get(args.command, ())]
+
+    inputs = pairs(READS)
+    if hasattr(args, "dataset"):
+        idx = bool(args.data) and args.dataset == fn.datasets.SAMPLE  # load_data's choice
+        inputs += [("the data file", path) for path in fn.datasets.data_files(args.dataset, args.data, idx)]
+    check_outputs(pairs(WRITES), inputs, REPLACES)
 
 
 def cmd_train(args, out, say) -> int:
     if args.comm is not None and args.comm.Get_rank() != 0:
         args.save = args.plot = None  # rank 0 alone writes files
-    check_outputs(("--save ", args.save), ("--plot ", args.plot))
     if args.plot:
         _require_matplotlib()
     given = fill_defaults(args)
@@ -309,16 +330,11 @@ def cmd_train(args, out, say) -> int:
         model.fit(train.x, train.y, epochs=remaining, batch_size=args.batch_size, optimizer=optimizer,
                   validation_data=(test.x, test.y), progress=Progress(stream=out.human), callbacks=callbacks,
                   comm=args.comm)
-    except TrainingInterrupted:  # stopped between batches: the checkpoint resumes exactly
-        if args.save:
-            model.save(args.save)
-            say(f"interrupted: checkpoint saved to {args.save}; --resume {args.save} continues the run")
-        else:
-            say("interrupted")
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
-        say("interrupted at once, in the middle of a batch: nothing saved")
-        return EXIT_INTERRUPTED
+    except TrainingInterrupted as stop:  # stopped between batches: the checkpoint resumes exactly
+        return save_interrupted(model, args.save, stop, say)
+    except KeyboardInterrupt as stop:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
+        say(f"{stopped_by(stop)} at once, in the middle of a batch: nothing saved")
+        return exit_status(stop)
     result = model.evaluate(test.x, test.y, comm=args.comm)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
     if args.save:
@@ -331,6 +347,23 @@ def cmd_train(args, out, say) -> int:
     if args.json:
         out.json({"config": config, "history": model.history.records, "test": result})
     return 0
+
+
+def save_interrupted(model, path: str | None, stop: TrainingInterrupted, say) -> int:
+    """After Ctrl-C or SIGTERM stopped fit between batches: save to ``path`` (--save), unless the model
+    diverged in the batches since its last save (that file is then kept, and stderr says why), and
+    return the exit status for the signal."""
+    how = stopped_by(stop)
+    if not path:
+        say(how)
+    else:
+        try:
+            model.save(path)
+        except ConfigError as e:  # non-finite state: the file holds the last good one
+            print(f"{how}: {e}", file=sys.stderr, flush=True)
+        else:
+            say(f"{how}: checkpoint saved to {path}; --resume {path} continues the run")
+    return exit_status(stop)
 
 
 def use_threads(threads: int | None, ranks_here: int) -> None:
@@ -418,7 +451,6 @@ def cmd_bench(args, out, say) -> int:
 def cmd_export(args, out, say) -> int:
     from fastnet.onnx_export import OPSET
 
-    check_outputs(("", args.out))
     model = fn.load(args.model)
     if args.comm is not None and args.comm.Get_rank() != 0:  # under mpiexec, rank 0 alone writes the file
         return 0
@@ -506,6 +538,7 @@ def main(argv=None) -> int:
 def _run(args, out, say) -> tuple[int, BaseException | None]:
     """Run the command: its exit status, and the error to report in one line (or None)."""
     try:
+        check_files(args)
         return args.run(args, out, say), None
     except FastnetError as e:
         return EXIT_USAGE, e
@@ -514,10 +547,10 @@ def _run(args, out, say) -> tuple[int, BaseException | None]:
         return EXIT_BROKEN_PIPE, None
     except OSError as e:
         return EXIT_USAGE, e
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if not out.silent:
-            print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED, None
+            print(stopped_by(stop), file=sys.stderr)
+        return exit_status(stop), None
 
 
 def _message(error: BaseException) -> str:

@@ -26,8 +26,8 @@ from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
 from .inputs import Images
 
-__all__ = ["Dataset", "Images", "load", "load_idx", "default_root", "NAMES", "CLASSES", "MIRRORS", "CHECKSUMS",
-           "SIZES"]
+__all__ = ["Dataset", "Images", "load", "load_idx", "data_files", "default_root", "NAMES", "CLASSES", "MIRRORS",
+           "CHECKSUMS", "SIZES"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -218,6 +218,22 @@ def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, nam
     if missing:
         raise DataError(f"{directory}: missing {', '.join(f'{stem}[.gz]' for stem in missing)}")
     return _load_files(paths, name or directory.name, classes or _DIGITS)
+
+
+def data_files(name: str = SAMPLE, root: str | os.PathLike | None = None, idx: bool = False) -> list[Path]:
+    """Every path ``load(name, root, download=True)`` (or, with ``idx``, ``load_idx(root)``) may read or
+    download into: the raw and .gz names of the four IDX files in each folder it looks in.
+
+    So that a command can refuse, before it starts, to write its outputs over its data.
+    """
+    if idx:
+        folders = [Path(root)]
+    elif name == SAMPLE:
+        folders = [Path(str(files("fastnet") / "data" / SAMPLE))]
+    else:
+        root = default_root() if root is None else Path(root)
+        folders = [root / TORCHVISION_DIRS[name] / "raw", root]
+    return [folder / f"{stem}{gz}" for folder in folders for stem in FILES for gz in ("", ".gz")]
 
 
 def default_root() -> Path:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from fastnet import _memory, checkpoint, inputs
+from fastnet._finite import nonfinite
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
 from fastnet.callbacks import Callback, History
@@ -154,7 +155,8 @@ class Sequential:
         return out
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Load parameters by the names ``get_weights`` uses; shapes must match."""
+        """Load parameters by the names ``get_weights`` uses; shapes must match, and values be finite
+        in the model's dtype."""
         current = self.get_weights()
         missing = set(current) - set(weights)
         if missing:
@@ -165,6 +167,11 @@ class Sequential:
             if np.shape(value) != current[name].shape:
                 raise ConfigError(f"set_weights(): {name} must have shape {current[name].shape}, "
                                   f"got {np.shape(value)}")
+        with np.errstate(over="ignore"):  # a value too large for the dtype becomes Inf, refused below
+            weights = {name: np.asarray(value, dtype=self.dtype) for name, value in weights.items()}
+        bad = nonfinite(weights)
+        if bad:
+            raise ConfigError(f"set_weights(): {bad} as {self.dtype}; weights must be finite numbers")
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
                 layer.weight[...] = weights[f"layers.{i}.weight"]
@@ -291,8 +298,8 @@ class Sequential:
             the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
             ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
 
-        Ctrl-C (in the main thread) stops training after the batch under way and raises
-        ``TrainingInterrupted``, a KeyboardInterrupt; a second Ctrl-C stops at once. Stopped
+        Ctrl-C or SIGTERM (in the main thread) stops training after the batch under way and raises
+        ``TrainingInterrupted``, a KeyboardInterrupt; a second one stops at once. Stopped
         between batches, the model can be saved, loaded and fitted again to end bit for bit where
         the uninterrupted run would have: the next ``fit`` first finishes the interrupted epoch
         (it counts as one of ``epochs``), with the same data and ``batch_size``.

@@ -289,26 +289,31 @@ class Terminal:
         os.close(self.controller)
 
 
-@pytest.mark.parametrize("epoch", [1, 2])
-def test_a_real_ctrl_c_mid_epoch_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, uninterrupted, epoch):
-    # Ctrl-C as soon as the progress bar of the next epoch is on the terminal: inside that epoch however fast
-    # or loaded the machine is (a fixed delay after the previous epoch's line could miss a 0.1 s epoch).
-    path = tmp_path / "cut.safetensors"
+def signal_in_epoch(args, epoch: int, signum=signal.SIGINT) -> tuple[int, str, str]:
+    """Run ``fastnet *args`` and send it ``signum`` as soon as the progress bar of epoch ``epoch`` (1-based)
+    is on its terminal: inside that epoch however fast or loaded the machine is (a fixed delay after the
+    previous epoch's line could miss a 0.1 s epoch). Returns (exit status, stdout, terminal text)."""
     terminal = Terminal()
-    proc = subprocess.Popen([sys.executable, "-m", "fastnet", *CTRL_C_FLAGS, "--save", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "fastnet", *args],
                             stdout=subprocess.PIPE, stderr=terminal.child_end, text=True, preexec_fn=sigint_as_usual)
     try:
         deadline = time.monotonic() + 240
-        while f"epoch {epoch + 1}:" not in terminal.text():
+        while f"epoch {epoch}:" not in terminal.text():
             assert proc.poll() is None and time.monotonic() < deadline, terminal.text()[-2000:]
             time.sleep(0.005)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
         terminal.close()
-    err = terminal.text()
-    assert proc.returncode == 130, err
+    return proc.returncode, out, terminal.text()
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_real_ctrl_c_mid_epoch_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, uninterrupted, epoch):
+    path = tmp_path / "cut.safetensors"
+    code, out, err = signal_in_epoch([*CTRL_C_FLAGS, "--save", str(path)], epoch + 1)  # Ctrl-C in the next epoch
+    assert code == 130, err
     assert "checkpoint saved" in out and "Traceback" not in err
     cut = fn.load(path)
     assert cut.partial_epoch is not None and cut.partial_epoch["epoch"] == epoch  # stopped inside the next epoch
