@@ -22,7 +22,7 @@ import numpy as np
 import fastnet as fn
 from fastnet import distributed
 from fastnet.checkpoint import unwritable
-from fastnet.errors import ConfigError, DistributedError, FastnetError
+from fastnet.errors import ConfigError, DistributedError, FastnetError, InputError
 from fastnet.model import TrainingInterrupted
 from fastnet.plot import has_matplotlib
 from fastnet.progress import Discard, Progress
@@ -400,6 +400,7 @@ def cmd_evaluate(args, out, say) -> int:
     if not model.loss.integer_targets:  # the class accuracy, not BCE's share of outputs on the right side of 0.5
         result["accuracy"] = float(hits.sum() / samples.sum())
     per_class = {name: float(h / n) if n else None for name, n, h in zip(test.classes, samples, hits)}
+    refuse_nonfinite_result(result, f"{args.model} on {test.name}")
     say(f"{args.model} on {test.name} test ({len(test):,} samples)")
     say(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.2%}")
     for name, acc in per_class.items():
@@ -456,7 +457,21 @@ class Output:
 
     def json(self, obj) -> None:
         if not self.silent:
-            print(json.dumps(obj, default=_jsonable), file=sys.stdout, flush=True)
+            try:
+                text = json.dumps(obj, default=_jsonable, allow_nan=False)
+            except ValueError:  # JSON has no NaN or Inf: refuse, rather than print what no parser reads
+                raise InputError("the results hold NaN or Inf, which JSON cannot carry (see the lines above); "
+                                 "nothing was printed on stdout") from None
+            print(text, file=sys.stdout, flush=True)
+
+
+def refuse_nonfinite_result(result: dict, what: str) -> None:
+    """InputError naming the first NaN or Inf score in ``result``: a score that is no number is reported
+    as an error (exit 2), never printed as if it were one (and JSON has no NaN)."""
+    bad = next((k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)), None)
+    if bad is not None:
+        raise InputError(f"{what}: the {bad} is {result[bad]}, not a number to report; the model's outputs "
+                         "overflow on this data (weights or inputs too large)")
 
 
 def _jsonable(value):

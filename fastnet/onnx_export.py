@@ -21,6 +21,7 @@ import numpy as np
 
 from fastnet._version import __version__
 from fastnet.checkpoint import write_atomic
+from fastnet.divergence import refuse_nonfinite
 from fastnet.errors import ConfigError
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
@@ -119,6 +120,7 @@ def to_model_proto(model, both_classes: bool = False):
     scikit-learn's ``predict_proba`` does.
     """
     onnx = _require_onnx()
+    refuse_nonfinite(model, "export the model to ONNX")
     if model.params.nbytes > MAX_BYTES:
         raise ConfigError(f"the model's {model.params.nbytes:,} bytes of parameters do not fit in one ONNX file, "
                           f"which protobuf limits to 2 GB; export a smaller model")
