@@ -26,6 +26,7 @@ from safetensors.numpy import save as st_save
 from fastnet.callbacks import History
 from fastnet.checkpoint_schema import read_checked
 from fastnet.errors import CheckpointError, ConfigError
+from fastnet.inputs import as_path
 from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
 from fastnet.losses import LOSSES
@@ -223,7 +224,7 @@ def load_into(into, path, backend: str | None = None):
     """
     if backend is not None:
         get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
-    path = Path(path)
+    path = as_path(path, "load")
     raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
     try:
         return rebuild(meta, st_load(raw), into, backend=backend)

@@ -10,7 +10,7 @@ import numpy as np
 from fastnet import _memory, checkpoint, divergence, inputs
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
-from fastnet.callbacks import Callback, History
+from fastnet.callbacks import Callback, Checkpoint, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
 from fastnet.layers import Dense, Layer
@@ -345,6 +345,8 @@ class Sequential:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"{cb!r} is not a fastnet Callback")
             cb.params = {"epochs": epochs, "batch_size": batch_size, "metrics": metrics}
+            if isinstance(cb, Checkpoint):
+                _refuse_unwritable(cb)
         val_batch = 0 if val is None else min(EVAL_BATCH, len(val[0]))
         self._check_fit_fits(self.optimizer, min(batch_size, len(x)), val_batch)
         self.optimizer.bind(self.params.size, self.dtype, owner=self)
@@ -581,6 +583,14 @@ class Sequential:
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
         checkpoint.save(self, path, include_optimizer=include_optimizer)
+
+
+def _refuse_unwritable(callback: Checkpoint) -> None:
+    """ConfigError before training, not after its first epoch, when a Checkpoint could not write its file."""
+    problem = checkpoint.unwritable(callback.path)
+    if problem:
+        raise ConfigError(f"Checkpoint({str(callback.path)!r}) cannot write there: {problem}; "
+                          "give it the path of a file in a writable folder")
 
 
 def load(path, backend: str | None = None) -> Sequential:

@@ -8,6 +8,10 @@ import numpy as np
 from fastnet.checkpoint import write_atomic
 
 
+# Metrics beyond this magnitude are not drawn: matplotlib's axis limits (and their margins) would overflow.
+DRAWABLE = 1e300
+
+
 def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) -> np.ndarray:
     """counts[i, j] = how many samples of class i were predicted as class j."""
     return np.bincount(actual.astype(np.int64) * n_classes + predicted,  # uint8 labels would overflow
@@ -36,21 +40,18 @@ def report_figure(history, predicted, actual, classes, title: str = ""):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    epochs = history["epoch"]
+    epochs = range(1, len(history) + 1)  # what fit records as "epoch"; a file's own values are not trusted
     fig, (ax_loss, ax_acc, ax_cm) = plt.subplots(1, 3, figsize=(15, 4.5))
-    ax_loss.plot(epochs, history["loss"], label="train")
-    if "val_loss" in history.records[-1]:
-        ax_loss.plot(epochs, history["val_loss"], label="test")
-    ax_loss.set(title="loss", xlabel="epoch")
-    ax_loss.legend()
-    ax_acc.plot(epochs, history["accuracy"], label="train")
-    if "val_accuracy" in history.records[-1]:
-        ax_acc.plot(epochs, history["val_accuracy"], label="test")
-    ax_acc.set(title="accuracy", xlabel="epoch")
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-    for ax in (ax_loss, ax_acc):
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for key, label in ((name, "train"), (f"val_{name}", "test")):
+            values = _metric(history, key)
+            if values is not None:
+                ax.plot(epochs, values, label=label)
+        ax.set(title=name, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-    ax_acc.legend()
+        if ax.lines:
+            ax.legend()
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
     cm = confusion_matrix(predicted, actual, len(classes))
     ax_cm.imshow(cm, cmap="Blues")
     ax_cm.set(title="test confusion matrix", xlabel="predicted", ylabel="true",
@@ -64,6 +65,17 @@ def report_figure(history, predicted, actual, classes, title: str = ""):
     fig.suptitle(f"{title}: {accuracy}" if title else accuracy)
     fig.tight_layout()
     return fig
+
+
+def _metric(history, key: str) -> list | None:
+    """``history[key]`` as floats, NaN (not drawn) in epochs without it or beyond ``DRAWABLE``; None when
+    no epoch recorded it. A model trained without accuracy (MSE) or validation data, or a history from
+    a file, plots what it has."""
+    if not any(key in record for record in history.records):
+        return None
+    values = np.array(history[key], dtype=float)
+    values[~(np.abs(values) <= DRAWABLE)] = np.nan  # left out, as epochs without the metric are
+    return values
 
 
 def has_matplotlib() -> bool:
