@@ -178,7 +178,7 @@ def _data_flags(parser) -> None:
 def load_data(args):
     if args.data and args.dataset == "mnist-sample":
         return fn.datasets.load_idx(args.data)
-    return fn.datasets.load(args.dataset, root=args.data, download=args.download)
+    return fn.datasets.load(args.dataset, root=args.data, download=args.download, progress=not args.quiet)
 
 
 def build_model(args, n_in: int, n_classes: int):
@@ -482,7 +482,14 @@ def _jsonable(value):
 
 def _error(command: str, message: str) -> None:
     """One line on stderr, whatever the message holds."""
-    print(f"fastnet {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(printable(f"fastnet {command}: error: {' '.join(message.split())}", sys.stderr), file=sys.stderr)
+
+
+def printable(text: str, stream) -> str:
+    """``text`` with what ``stream``'s encoding cannot carry escaped (a non-ASCII path under
+    PYTHONIOENCODING=ascii or a C locale), so a report never crashes once the work is done."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def main(argv=None) -> int:
@@ -506,7 +513,7 @@ def main(argv=None) -> int:
     out = Output(getattr(args, "json", False), args.quiet, silent=not leader)
 
     def say(line: str) -> None:
-        print(line, file=out.human, flush=True)
+        print(printable(line, out.human), file=out.human, flush=True)
 
     code, error = _run(args, out, say)
     if args.comm is not None and not isinstance(error, DistributedError):  # a DistributedError is agreed already

@@ -1,11 +1,13 @@
 """A PNG training report: loss and accuracy per epoch, and the test confusion matrix (needs matplotlib)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from fastnet.checkpoint import write_atomic
+from fastnet.errors import ConfigError
 
 
 # Metrics beyond this magnitude are not drawn: matplotlib's axis limits (and their margins) would overflow.
@@ -79,9 +81,20 @@ def _metric(history, key: str) -> list | None:
 
 
 def has_matplotlib() -> bool:
-    """Whether matplotlib (the ``plot`` extra) is installed."""
+    """Whether matplotlib (the ``plot`` extra) is installed.
+
+    ConfigError, in one line, if it is but cannot start: it needs a writable config folder
+    (MPLCONFIGDIR, ~/.config/matplotlib or a temporary folder) for its font cache.
+    """
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning about each folder it tried would be lines beside the error
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return False
+    except OSError as error:
+        raise ConfigError(f"matplotlib cannot start: {' '.join(str(error).split())}") from None
+    finally:
+        logger.setLevel(level)
     return True
