@@ -12,6 +12,7 @@ them, so a full MNIST training set takes 47 MB rather than 188 MB as float32.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -303,17 +304,23 @@ def _download(name: str, directory: Path, progress: bool = True) -> None:
 
 @contextmanager
 def _pooch_log(progress: bool):
-    """pooch logs each download at INFO on stderr; without ``progress``, only its warnings."""
+    """pooch logs each download at INFO on stderr; without ``progress``, only its warnings.
+
+    A filter, not setLevel: pooch's logger is outside logging's tree, so a level change would not
+    clear the answer it cached for INFO at an earlier download.
+    """
     import pooch
 
+    def warnings_only(record):
+        return record.levelno >= logging.WARNING
+
     logger = pooch.get_logger()
-    level = logger.level
     if not progress:
-        logger.setLevel("WARNING")
+        logger.addFilter(warnings_only)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.removeFilter(warnings_only)  # a no-op when it was not added
 
 
 def _fetch(name: str, filename: str, directory: Path) -> None:
