@@ -41,8 +41,8 @@ def diverged(loss: float, start: float | None = None) -> str | None:
     if not math.isfinite(loss):
         return f"the loss is {loss}"
     if start is not None and loss > GROWTH * max(start, 1.0):
-        return (f"the loss is {loss:.3g}, more than {GROWTH:,.0f} times its value at the start of fit "
-                f"({start:.3g}) and than 1")
+        return (f"the loss is {loss:.3g}, over {GROWTH:,.0f} times its first value in this fit "
+                f"({start:.3g}, counted as at least 1)")
     return None
 
 
