@@ -139,8 +139,9 @@ def copy_model(model, dtype: str | None = None):
 
 def save(model, path, include_optimizer: bool = True) -> None:
     """Write ``model`` to ``path`` atomically: an interrupted save leaves any previous file intact."""
+    path = as_path(path, "save")
     meta, tensors = describe(model, include_optimizer)
-    write_atomic(Path(path), st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
+    write_atomic(path, st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

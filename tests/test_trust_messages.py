@@ -88,9 +88,15 @@ def test_no_writable_temp_or_config_folder_blocks_only_what_needs_one(tmp_path):
     assert_one_line_error(fastnet("train", *TINY, "--plot", str(tmp_path / "p.png")), "matplotlib", "MPLCONFIGDIR")
 
 
-def test_load_none_is_a_config_error():
+def test_none_as_a_path_is_a_config_error():
     with pytest.raises(fn.ConfigError, match="load needs a file path .* got None"):
         fn.load(None)
+    model = fn.Sequential(fn.Dense(2, 2), loss=fn.MSE(), backend="numpy", seed=0)
+    with pytest.raises(fn.ConfigError, match="save needs a file path .* got None"):
+        model.save(None)
+    pytest.importorskip("onnx")
+    with pytest.raises(fn.ConfigError, match="to_onnx needs a file path .* got None"):
+        model.to_onnx(None)
 
 
 def test_checkpoint_into_a_folder_is_refused_before_training(tmp_path):
