@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnet as fn
-from fastnet.cli import main
+from fastnet.cli import Output, main
 
 
 def tiny(hidden=fn.Sigmoid, dtype="float32", n_in=4, n_out=3):
@@ -38,8 +38,6 @@ def test_evaluate_refuses_a_nonfinite_loss_instead_of_printing_nan(tmp_path, cap
 
 
 def test_json_output_is_valid_json_or_an_error(capsys):
-    from fastnet.cli import Output
-
     Output(as_json=True).json({"loss": 0.5})
     assert json.loads(capsys.readouterr().out) == {"loss": 0.5}
     with pytest.raises(fn.InputError, match="NaN or Inf"):
@@ -85,9 +83,7 @@ def test_fit_stops_on_a_huge_but_finite_loss():
 
 
 def test_fit_leaves_a_merely_rising_loss_alone():
-    from fastnet.divergence import GROWTH, LossWatch
-
-    watch = LossWatch()
+    GROWTH, watch = fn.divergence.GROWTH, fn.divergence.LossWatch()  # fastnet.divergence, loaded by fastnet
     assert watch.problem(0.001) is None  # the start; below 1, the bound is GROWTH × 1
     assert watch.problem(GROWTH * 0.99) is None
     assert "times its first value" in watch.problem(GROWTH * 1.01)
