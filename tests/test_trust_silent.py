@@ -83,10 +83,10 @@ def test_fit_stops_on_a_huge_but_finite_loss():
 
 
 def test_fit_leaves_a_merely_rising_loss_alone():
-    GROWTH, watch = fn.divergence.GROWTH, fn.divergence.LossWatch()  # fastnet.divergence, loaded by fastnet
+    growth, watch = fn.divergence.GROWTH, fn.divergence.LossWatch()  # fastnet.divergence, loaded by fastnet
     assert watch.problem(0.001) is None  # the start; below 1, the bound is GROWTH × 1
-    assert watch.problem(GROWTH * 0.99) is None
-    assert "times its first value" in watch.problem(GROWTH * 1.01)
+    assert watch.problem(growth * 0.99) is None
+    assert "times its first value" in watch.problem(growth * 1.01)
     assert "nan" in watch.problem(math.nan)
 
 
