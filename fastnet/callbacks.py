@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from fastnet.errors import ConfigError
-from fastnet.inputs import is_number, is_whole
+from fastnet.inputs import as_path, is_number, is_whole
 
 
 class History:
@@ -134,6 +134,9 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path, include_optimizer: bool = True):
+        as_path(path, "Checkpoint")  # fit checks that it can be written before training
+        if not isinstance(include_optimizer, bool):
+            raise ConfigError(f"Checkpoint include_optimizer must be True or False, got {include_optimizer!r}")
         self.path, self.include_optimizer = path, include_optimizer
 
     def on_epoch_end(self, model, record):

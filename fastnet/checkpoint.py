@@ -19,7 +19,6 @@ import secrets
 import stat
 from pathlib import Path
 
-import numpy as np
 
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
@@ -28,6 +27,7 @@ from fastnet._finite import nonfinite
 from fastnet.callbacks import History
 from fastnet.checkpoint_schema import read_checked
 from fastnet.errors import CheckpointError, ConfigError
+from fastnet.inputs import as_path
 from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
 from fastnet.losses import LOSSES
@@ -143,13 +143,14 @@ def save(model, path, include_optimizer: bool = True) -> None:
 
     Raises ConfigError, writing nothing, if the parameters or optimizer state hold NaN or Inf.
     """
+    path = as_path(path, "save")
     meta, tensors = describe(model, include_optimizer)
     bad = nonfinite(tensors)
     if bad:
         raise ConfigError(f"not saved to {path}: {bad}, so the model has diverged; nothing was written and a file "
                           "already there is left as it was. Train again with a lower learning rate, or from the "
                           "last good checkpoint")
-    write_atomic(Path(path), st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
+    write_atomic(path, st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -262,7 +263,7 @@ def load_into(into, path, backend: str | None = None):
     """
     if backend is not None:
         get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
-    path = Path(path)
+    path = as_path(path, "load")
     raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
     try:
         return rebuild(meta, finite(st_load(raw)), into, backend=backend)

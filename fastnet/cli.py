@@ -23,7 +23,7 @@ import fastnet as fn
 from fastnet import distributed
 from fastnet._interrupt import exit_status, stopped_by
 from fastnet._paths import check_outputs
-from fastnet.errors import ConfigError, DistributedError, FastnetError
+from fastnet.errors import ConfigError, DistributedError, FastnetError, InputError
 from fastnet.model import TrainingInterrupted
 from fastnet.plot import has_matplotlib
 from fastnet.progress import Discard, Progress
@@ -188,7 +188,7 @@ def _data_flags(parser) -> None:
 def load_data(args):
     if args.data and args.dataset == "mnist-sample":
         return fn.datasets.load_idx(args.data)
-    return fn.datasets.load(args.dataset, root=args.data, download=args.download)
+    return fn.datasets.load(args.dataset, root=args.data, download=args.download, progress=not args.quiet)
 
 
 def build_model(args, n_in: int, n_classes: int):
@@ -433,6 +433,7 @@ def cmd_evaluate(args, out, say) -> int:
     if not model.loss.integer_targets:  # the class accuracy, not BCE's share of outputs on the right side of 0.5
         result["accuracy"] = float(hits.sum() / samples.sum())
     per_class = {name: float(h / n) if n else None for name, n, h in zip(test.classes, samples, hits)}
+    refuse_nonfinite_result(result, f"{args.model} on {test.name}")
     say(f"{args.model} on {test.name} test ({len(test):,} samples)")
     say(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.2%}")
     for name, acc in per_class.items():
@@ -488,7 +489,21 @@ class Output:
 
     def json(self, obj) -> None:
         if not self.silent:
-            print(json.dumps(obj, default=_jsonable), file=sys.stdout, flush=True)
+            try:
+                text = json.dumps(obj, default=_jsonable, allow_nan=False)
+            except ValueError:  # JSON has no NaN or Inf: refuse, rather than print what no parser reads
+                raise InputError("the results hold NaN or Inf, which JSON cannot carry (see the lines above); "
+                                 "nothing was printed on stdout") from None
+            print(text, file=sys.stdout, flush=True)
+
+
+def refuse_nonfinite_result(result: dict, what: str) -> None:
+    """InputError naming the first NaN or Inf score in ``result``: a score that is no number is reported
+    as an error (exit 2), never printed as if it were one (and JSON has no NaN)."""
+    bad = next((k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)), None)
+    if bad is not None:
+        raise InputError(f"{what}: the {bad} is {result[bad]}, not a number to report; the model's outputs "
+                         "overflow on this data (weights or inputs too large)")
 
 
 def _jsonable(value):
@@ -499,7 +514,14 @@ def _jsonable(value):
 
 def _error(command: str, message: str) -> None:
     """One line on stderr, whatever the message holds."""
-    print(f"fastnet {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(printable(f"fastnet {command}: error: {' '.join(message.split())}", sys.stderr), file=sys.stderr)
+
+
+def printable(text: str, stream) -> str:
+    """``text`` with what ``stream``'s encoding cannot carry escaped (a non-ASCII path under
+    PYTHONIOENCODING=ascii or a C locale), so a report never crashes once the work is done."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def main(argv=None) -> int:
@@ -523,7 +545,7 @@ def main(argv=None) -> int:
     out = Output(getattr(args, "json", False), args.quiet, silent=not leader)
 
     def say(line: str) -> None:
-        print(line, file=out.human, flush=True)
+        print(printable(line, out.human), file=out.human, flush=True)
 
     code, error = _run(args, out, say)
     if args.comm is not None and not isinstance(error, DistributedError):  # a DistributedError is agreed already

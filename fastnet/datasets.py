@@ -12,8 +12,9 @@ them, so a full MNIST training set takes 47 MB rather than 188 MB as float32.
 
 from __future__ import annotations
 
+import logging
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib.resources import as_file, files
@@ -140,7 +141,8 @@ class Dataset:
         return len(self.y)
 
 
-def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bool = False):
+def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bool = False,
+         progress: bool = True):
     """Load a dataset as ``(train, test)``.
 
     Parameters
@@ -156,6 +158,8 @@ def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bo
         Fetch the files that are missing into ``root/MNIST/raw/`` (or
         ``root/FashionMNIST/raw/``), checking each against a pinned checksum.
         Files already there are never replaced.
+    progress : bool
+        Say on stderr which file is being downloaded (pooch's log); False keeps a download silent.
 
     Returns
     -------
@@ -185,7 +189,7 @@ def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bo
             f"in {raw_dir} and in {root}. Pass download=True (--download on the command "
             f"line) to fetch it, or point root (--data DIR) at a folder holding these files."
         )
-    _download(name, raw_dir)
+    _download(name, raw_dir, progress)
     return _load_files(_idx_paths(raw_dir)[0], name, CLASSES[name])
 
 
@@ -302,7 +306,7 @@ def _check_split(images: IdxFile, labels: IdxFile) -> None:
         raise DataError(f"{images.path} holds no images")
 
 
-def _download(name: str, directory: Path) -> None:
+def _download(name: str, directory: Path, progress: bool = True) -> None:
     """Fetch the files missing from ``directory``; a file already there is left alone.
 
     pooch streams each file to a temporary file in ``directory``, checks its hash
@@ -310,7 +314,29 @@ def _download(name: str, directory: Path) -> None:
     """
     for stem in FILES:
         if not (directory / stem).is_file() and not (directory / f"{stem}.gz").is_file():
-            _fetch(name, f"{stem}.gz", directory)
+            with _pooch_log(progress):
+                _fetch(name, f"{stem}.gz", directory)
+
+
+@contextmanager
+def _pooch_log(progress: bool):
+    """pooch logs each download at INFO on stderr; without ``progress``, only its warnings.
+
+    A filter, not setLevel: pooch's logger is outside logging's tree, so a level change would not
+    clear the answer it cached for INFO at an earlier download.
+    """
+    import pooch
+
+    def warnings_only(record):
+        return record.levelno >= logging.WARNING
+
+    logger = pooch.get_logger()
+    if not progress:
+        logger.addFilter(warnings_only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(warnings_only)  # a no-op when it was not added
 
 
 def _fetch(name: str, filename: str, directory: Path) -> None:

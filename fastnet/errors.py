@@ -11,7 +11,7 @@ class DataError(FastnetError, ValueError):
 
 
 class DivergenceError(FastnetError, FloatingPointError):
-    """Training produced a NaN or Inf loss."""
+    """Training diverged: a NaN or Inf loss or weights, or a loss far beyond its start (see fastnet.divergence)."""
 
 
 class CheckpointError(FastnetError, ValueError):

@@ -5,6 +5,7 @@ import numpy as np
 
 from fastnet import inputs
 from fastnet.checkpoint import copy_model
+from fastnet.divergence import refuse_nonfinite
 from fastnet.errors import ConfigError, InputError
 from fastnet.model import Sequential
 from fastnet.progress import Progress
@@ -37,6 +38,10 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
         None checks all of them.
     progress : bool
         Say on stderr when the float64 kernels are being compiled, as fit does.
+
+    Returns NaN when a gradient or a finite difference is NaN or Inf (inputs so large that the
+    loss overflows, say): a check never reports success on NaN. A model with a NaN or Inf
+    parameter is refused with ConfigError.
     """
     if not isinstance(model, Sequential):
         raise ConfigError(f"gradcheck needs a fastnet Sequential model, got {type(model).__name__}")
@@ -46,6 +51,7 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
         raise ConfigError(f"gradcheck max_params must be a whole number >= 1 or None, got {max_params!r}")
     if not (inputs.is_whole(seed) and seed >= 0):
         raise ConfigError(f"gradcheck seed must be a whole number >= 0, got {seed!r}")
+    refuse_nonfinite(model, "gradcheck the model")
     twin = copy_model(model, dtype="float64")
     twin.optimizer = None  # the check never updates: no optimizer kernels to compile
     x, divisor = inputs.check_x(x, twin.n_in, twin.dtype)
@@ -64,8 +70,8 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
     which = np.arange(twin.n_params)
     if max_params is not None and twin.n_params > max_params:
         which = np.sort(np.random.default_rng(seed).choice(twin.n_params, max_params, replace=False))
-    worst = 0.0
-    for i in which:
+    errors = np.empty(len(which))
+    for k, i in enumerate(which):
         keep = twin.params[i]
 
         def central(h):
@@ -77,6 +83,5 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
             return (up - down) / (2 * h)
 
         numeric = (4 * central(eps / 2) - central(eps)) / 3
-        err = abs(analytic[i] - numeric) / max(abs(analytic[i]) + abs(numeric), 1e-8)
-        worst = max(worst, err)
-    return worst
+        errors[k] = abs(analytic[i] - numeric) / max(abs(analytic[i]) + abs(numeric), 1e-8)
+    return float(errors.max())  # NaN if any is: a check never passes on NaN

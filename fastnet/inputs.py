@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +20,13 @@ def is_number(value) -> bool:
 def is_whole(value) -> bool:
     """An integer (Python or NumPy), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def as_path(path, what: str) -> Path:
+    """``path`` as a Path; ConfigError, saying what ``what`` needs, for anything but a str or os.PathLike."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"{what} needs a file path (a str or pathlib.Path), got {path!r}")
+    return Path(path)
 
 
 class Images(np.ndarray):
@@ -83,10 +92,7 @@ def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
     if x.dtype.kind != "f":
         raise DTypeError(f"x has dtype {x.dtype}; pass numbers (floats or integers), or uint8 images "
                          f"as fastnet.datasets.Images(x) to scale them to [0, 1]")
-    x = np.ascontiguousarray(x, dtype=dtype)
-    if not np.isfinite(x).all():
-        raise InputError(f"x contains NaN or Inf (first at row {_first_bad_row(x)}); clean or drop those samples")
-    return x, 1.0
+    return _finite("x", x, dtype), 1.0
 
 
 def check_y(y, n: int, n_outputs: int, loss: Loss, dtype: np.dtype) -> np.ndarray:
@@ -113,12 +119,24 @@ def check_y(y, n: int, n_outputs: int, loss: Loss, dtype: np.dtype) -> np.ndarra
         raise ShapeError(f"{type(loss).__name__} needs targets of shape (n, {n_outputs}), got {y.shape}")
     if y.dtype.kind not in "biuf":
         raise DTypeError(f"targets must be numbers, got {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=dtype)
-    if not np.isfinite(y).all():
-        raise InputError(f"y contains NaN or Inf (first at row {_first_bad_row(y)}); clean or drop those samples")
+    y = _finite("y", y, dtype)
     if loss.hits == "threshold_hits" and not np.isin(y, (0, 1)).all():
         raise InputError("BinaryCrossEntropy targets must be 0 or 1")
     return y
+
+
+def _finite(name: str, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` as a contiguous ``dtype`` array; InputError if it holds NaN or Inf, or numbers that
+    become Inf in ``dtype`` (1e300 in float32), each said as what it is."""
+    with np.errstate(over="ignore"):  # an overflowing cast is reported below, not warned about
+        cast = np.ascontiguousarray(values, dtype=dtype)
+    if np.isfinite(cast).all():
+        return cast
+    row = _first_bad_row(cast)
+    if np.isfinite(values[row]).all():
+        raise InputError(f"{name} holds {np.abs(values[row]).max():.3g} (row {row}), beyond the range of "
+                         f"{np.dtype(dtype)} (±{np.finfo(dtype).max:.3g}); scale the data down, or use a float64 model")
+    raise InputError(f"{name} contains NaN or Inf (first at row {row}); clean or drop those samples")
 
 
 def _first_bad_row(a: np.ndarray) -> int:

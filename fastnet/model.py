@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fastnet import _memory, checkpoint, inputs
+from fastnet import _memory, checkpoint, divergence, inputs
 from fastnet._finite import nonfinite
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
-from fastnet.callbacks import Callback, History
+from fastnet.callbacks import Callback, Checkpoint, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
 from fastnet.layers import Dense, Layer
@@ -218,7 +218,7 @@ class Sequential:
         self._use_optimizer(optimizer)  # checked before any work; update() then binds it
         x, divisor, y = self._check_batch(x, y)
         loss = self._loss_and_grad(x, y, np.arange(len(x)), divisor)[0]
-        if not math.isfinite(loss):
+        if divergence.diverged(loss):
             raise DivergenceError(f"the loss is {loss}; the weights are left as they were. "
                                   "Lower the learning rate or check the inputs' scale.")
         self.update()
@@ -312,7 +312,8 @@ class Sequential:
             (stretch it with ``optimizer.schedule.t_max = ...`` or pass a new optimizer); or ``x``
             or ``batch_size`` that differ from those of an interrupted epoch.
         DivergenceError
-            If the loss becomes NaN or Inf. The weights are left at the last finite state.
+            If the loss becomes NaN or Inf, or more than a million times both its first value in this
+            call and 1 (the rule of ``fastnet.divergence``). The weights are left at the last finite state.
         """
         if comm is not None:
             from fastnet.distributed import DataParallel
@@ -351,6 +352,8 @@ class Sequential:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"{cb!r} is not a fastnet Callback")
             cb.params = {"epochs": epochs, "batch_size": batch_size, "metrics": metrics}
+            if isinstance(cb, Checkpoint):
+                _refuse_unwritable(cb)
         val_batch = 0 if val is None else min(EVAL_BATCH, len(val[0]))
         self._check_fit_fits(self.optimizer, min(batch_size, len(x)), val_batch)
         self.optimizer.bind(self.params.size, self.dtype, owner=self)
@@ -369,11 +372,12 @@ class Sequential:
             with DeferredInterrupt() as interrupt:
                 if parallel is not None:
                     interrupt = parallel.shared(interrupt)
+                watch = divergence.LossWatch()
                 for _ in range(epochs):
                     epoch = len(self.history)
                     with threads_for_load(self.backend):  # an epoch's threads: the cores others leave free
                         record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks,
-                                                 interrupt, parallel)
+                                                 interrupt, parallel, watch)
                     if val is not None:
                         record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel=parallel).items()})
                     self.history.append(record)
@@ -412,9 +416,11 @@ class Sequential:
         return rng.permutation(n)
 
     def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt,
-                   parallel=None) -> dict:
+                   parallel=None, watch=None) -> dict:
         """Train one epoch, or the rest of an interrupted one; raise TrainingInterrupted between
-        batches once ``interrupt.requested``, leaving ``partial_epoch`` to resume from."""
+        batches once ``interrupt.requested``, leaving ``partial_epoch`` to resume from, and
+        DivergenceError when ``watch`` (a ``divergence.LossWatch``) judges a batch loss diverged."""
+        watch = watch or divergence.LossWatch()
         n = len(x)
         part, self.partial_epoch = self.partial_epoch, None
         if part is None:
@@ -438,8 +444,9 @@ class Sequential:
                     loss, hits = self._loss_and_grad(x, y, idx, divisor)
                 else:  # this rank's shard, then the sums over the ranks
                     loss, hits = parallel.loss_and_grad(x, y, idx, divisor, interrupt)
-                if not math.isfinite(loss):
-                    self._diverged(epoch, j, loss, snapshot)
+                why = watch.problem(loss)
+                if why:
+                    self._diverged(epoch, j, why, snapshot)
                 self._update(self.optimizer, lr)
                 total_loss += loss * len(idx)
                 total_hits += hits
@@ -452,7 +459,7 @@ class Sequential:
                                           "seconds": part["seconds"] + time.perf_counter() - start}
                     raise TrainingInterrupted(f"training stopped in epoch {epoch + 1} after batch {j + 1}")
             if not np.isfinite(self.params).all():
-                self._diverged(epoch, j, math.nan, snapshot)
+                self._diverged(epoch, j, "the weights are NaN or Inf", snapshot)
         finally:
             bar.close()
         seconds = part["seconds"] + time.perf_counter() - start
@@ -462,14 +469,14 @@ class Sequential:
         record.update(lr=lr, seconds=seconds)
         return record
 
-    def _diverged(self, epoch: int, batch: int, loss: float, snapshot: np.ndarray):
+    def _diverged(self, epoch: int, batch: int, why: str, snapshot: np.ndarray):
         where = f"epoch {epoch + 1}, batch {batch + 1}"
         if np.isfinite(self.params).all():
             kept = "the weights are left as they were before this batch"
         else:
             self.params[...] = snapshot
             kept = f"the weights overflowed, so they were restored to the start of epoch {epoch + 1}"
-        raise DivergenceError(f"training diverged at {where}: the loss is {loss}; {kept}. "
+        raise DivergenceError(f"training diverged at {where}: {why}; {kept}. "
                               "Lower the learning rate or check the inputs' scale.")
 
     def _evaluate(self, x, y, divisor, parallel=None) -> dict:
@@ -583,6 +590,14 @@ class Sequential:
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
         checkpoint.save(self, path, include_optimizer=include_optimizer)
+
+
+def _refuse_unwritable(callback: Checkpoint) -> None:
+    """ConfigError before training, not after its first epoch, when a Checkpoint could not write its file."""
+    problem = checkpoint.unwritable(callback.path)
+    if problem:
+        raise ConfigError(f"Checkpoint({str(callback.path)!r}) cannot write there: {problem}; "
+                          "give it the path of a file in a writable folder")
 
 
 def load(path, backend: str | None = None) -> Sequential:

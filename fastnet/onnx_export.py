@@ -15,13 +15,13 @@ runtimes, where a newer opset would shut out older ones. onnx and onnxruntime co
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from fastnet._version import __version__
 from fastnet.checkpoint import write_atomic
+from fastnet.divergence import refuse_nonfinite
 from fastnet.errors import ConfigError
+from fastnet.inputs import as_path
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 
@@ -119,6 +119,7 @@ def to_model_proto(model, both_classes: bool = False):
     scikit-learn's ``predict_proba`` does.
     """
     onnx = _require_onnx()
+    refuse_nonfinite(model, "export the model to ONNX")
     if model.params.nbytes > MAX_BYTES:
         raise ConfigError(f"the model's {model.params.nbytes:,} bytes of parameters do not fit in one ONNX file, "
                           f"which protobuf limits to 2 GB; export a smaller model")
@@ -149,4 +150,5 @@ def to_model_proto(model, both_classes: bool = False):
 
 def export(model, path, both_classes: bool = False) -> None:
     """Write ``model`` as an ONNX file at ``path``, atomically (see the module docstring for the graph)."""
-    write_atomic(Path(path), to_model_proto(model, both_classes).SerializeToString())
+    path = as_path(path, "to_onnx")
+    write_atomic(path, to_model_proto(model, both_classes).SerializeToString())

@@ -45,7 +45,7 @@ class StepLR(Schedule):
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def factor(self, epoch):
-        return self.gamma ** (epoch // self.step_size)
+        return _power(self.gamma, epoch // self.step_size)
 
 
 class ExponentialLR(Schedule):
@@ -57,7 +57,7 @@ class ExponentialLR(Schedule):
         self.gamma = float(gamma)
 
     def factor(self, epoch):
-        return self.gamma**epoch
+        return _power(self.gamma, epoch)
 
 
 class CosineLR(Schedule):
@@ -75,6 +75,14 @@ class CosineLR(Schedule):
 
 
 SCHEDULES = {cls.__name__: cls for cls in (StepLR, ExponentialLR, CosineLR)}
+
+
+def _power(gamma: float, n: int) -> float:
+    """gamma ** n, inf where that overflows (a gamma > 1 over many epochs): ``check_lr`` refuses it."""
+    try:
+        return gamma**n
+    except OverflowError:
+        return math.inf
 
 
 # ---- optimizers ---------------------------------------------------------------------
@@ -103,18 +111,32 @@ class Optimizer:
 
         That happens past the end of a CosineLR with min_factor=0, or when a decay underflows.
         A schedule that reaches 0 stays there, so the first such epoch is found by bisection.
+        Likewise a rate that grows past the floating-point range (StepLR or ExponentialLR with
+        gamma > 1) is refused at the first epoch where it is infinite.
         """
-        if stop <= start or self.lr_at(stop - 1) != 0:
+        if stop <= start:
             return
-        lo, hi = start, stop - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self.lr_at(mid) == 0 else (mid + 1, hi)
+        if math.isinf(self.lr_at(stop - 1)):
+            first = self._first_epoch(start, stop, math.isinf)
+            raise ConfigError(f"epoch {first + 1} would train at an infinite learning rate: {self.schedule!r} "
+                              f"grows {self.lr} past the floating-point range; use a gamma <= 1, or fewer epochs")
+        if self.lr_at(stop - 1) != 0:
+            return
+        lo = self._first_epoch(start, stop, lambda lr: lr == 0)
         fix = "pass fit an optimizer with a new schedule"
         if isinstance(self.schedule, CosineLR):
             fix = f"set optimizer.schedule.t_max = {stop} to stretch it over all {stop} epochs, or {fix}"
         raise ConfigError(f"epoch {lo + 1} would train at learning rate 0: {self.schedule!r} has run its course; "
                           f"{fix}")
+
+    def _first_epoch(self, start: int, stop: int, bad) -> int:
+        """The first epoch in [start, stop) whose rate is ``bad``, by bisection: it is bad at ``stop - 1``
+        and stays bad once it is."""
+        lo, hi = start, stop - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if bad(self.lr_at(mid)) else (mid + 1, hi)
+        return lo
 
     def bind(self, n: int, dtype, owner=None) -> None:
         """Allocate zeroed state for ``n`` parameters, unless state of that size already exists.

@@ -1,11 +1,17 @@
 """A PNG training report: loss and accuracy per epoch, and the test confusion matrix (needs matplotlib)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from fastnet.checkpoint import write_atomic
+from fastnet.errors import ConfigError
+
+
+# Metrics beyond this magnitude are not drawn: matplotlib's axis limits (and their margins) would overflow.
+DRAWABLE = 1e300
 
 
 def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) -> np.ndarray:
@@ -36,21 +42,18 @@ def report_figure(history, predicted, actual, classes, title: str = ""):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    epochs = history["epoch"]
+    epochs = range(1, len(history) + 1)  # what fit records as "epoch"; a file's own values are not trusted
     fig, (ax_loss, ax_acc, ax_cm) = plt.subplots(1, 3, figsize=(15, 4.5))
-    ax_loss.plot(epochs, history["loss"], label="train")
-    if "val_loss" in history.records[-1]:
-        ax_loss.plot(epochs, history["val_loss"], label="test")
-    ax_loss.set(title="loss", xlabel="epoch")
-    ax_loss.legend()
-    ax_acc.plot(epochs, history["accuracy"], label="train")
-    if "val_accuracy" in history.records[-1]:
-        ax_acc.plot(epochs, history["val_accuracy"], label="test")
-    ax_acc.set(title="accuracy", xlabel="epoch")
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-    for ax in (ax_loss, ax_acc):
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for key, label in ((name, "train"), (f"val_{name}", "test")):
+            values = _metric(history, key)
+            if values is not None:
+                ax.plot(epochs, values, label=label)
+        ax.set(title=name, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-    ax_acc.legend()
+        if ax.lines:
+            ax.legend()
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
     cm = confusion_matrix(predicted, actual, len(classes))
     ax_cm.imshow(cm, cmap="Blues")
     ax_cm.set(title="test confusion matrix", xlabel="predicted", ylabel="true",
@@ -66,10 +69,32 @@ def report_figure(history, predicted, actual, classes, title: str = ""):
     return fig
 
 
+def _metric(history, key: str) -> list | None:
+    """``history[key]`` as floats, NaN (not drawn) in epochs without it or beyond ``DRAWABLE``; None when
+    no epoch recorded it. A model trained without accuracy (MSE) or validation data, or a history from
+    a file, plots what it has."""
+    if not any(key in record for record in history.records):
+        return None
+    values = np.array(history[key], dtype=float)
+    values[~(np.abs(values) <= DRAWABLE)] = np.nan  # left out, as epochs without the metric are
+    return values
+
+
 def has_matplotlib() -> bool:
-    """Whether matplotlib (the ``plot`` extra) is installed."""
+    """Whether matplotlib (the ``plot`` extra) is installed.
+
+    ConfigError, in one line, if it is but cannot start: it needs a writable config folder
+    (MPLCONFIGDIR, ~/.config/matplotlib or a temporary folder) for its font cache.
+    """
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning about each folder it tried would be lines beside the error
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return False
+    except OSError as error:
+        raise ConfigError(f"matplotlib cannot start: {' '.join(str(error).split())}") from None
+    finally:
+        logger.setLevel(level)
     return True

@@ -124,6 +124,15 @@ class _BaseMLP(BaseEstimator):
              "a number in (0, 1)")
         need(self.n_threads is None or (is_whole(self.n_threads) and self.n_threads >= 1), "n_threads",
              "None or a whole number >= 1")
+        for name in ("shuffle", "nesterovs_momentum", "early_stopping"):  # as scikit-learn's 'boolean'
+            need(isinstance(getattr(self, name), (bool, np.bool_)), name, "True or False")
+        need(isinstance(self.verbose, (bool, np.bool_)) or is_whole(self.verbose), "verbose", "a bool or an int")
+        need(is_number(self.learning_rate_init) and self.learning_rate_init > 0, "learning_rate_init",
+             "a number > 0")
+        need(is_number(self.momentum) and 0 <= self.momentum <= 1, "momentum", "a number in [0, 1]")
+        for name in ("beta_1", "beta_2"):
+            need(is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1, name, "a number in [0, 1)")
+        need(is_number(self.epsilon) and self.epsilon > 0, "epsilon", "a number > 0")
 
     # ---- threads ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 import os
 import time
 
@@ -46,8 +47,9 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the numba kernels (at most numba's NUMBA_NUM_THREADS)."""
     check_numba_env()
     top = numba.config.NUMBA_NUM_THREADS
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:  # np.int64(2) is a whole number too
         raise ConfigError(f"threads must be a whole number from 1 to {top}, got {n!r}")
+    n = int(n)
     if n > top:
         raise ConfigError(f"cannot use {n} threads: {_pool_limit(n, top)}")
     _start_threads(numba.set_num_threads, n)

@@ -4,7 +4,6 @@ writable cache at all, and the source tree imports as it stands (the import grap
 The cache tests run a copy of the package laid out as pip installs it (site/fastnet) in a fresh
 process that compiles one small kernel.
 """
-import ast
 import os
 import shutil
 import subprocess

@@ -1,5 +1,4 @@
 """Backends agree, runs reproduce bit for bit (also across thread counts), and training steps allocate nothing."""
-import hashlib
 import json
 import os
 import subprocess

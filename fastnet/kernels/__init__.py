@@ -15,7 +15,7 @@ kernel above its NumPy twin:
 ``get_backend("numba")`` and ``get_backend("numpy")`` give the two sets. Compiled kernels
 are cached in ``cache_dir()``, a per-user folder (or $NUMBA_CACHE_DIR), never in the package.
 """
-from ._env import check_numba_env  # first, keep it so: it reads numba's settings before numba does
+from ._env import check_jit, check_numba_env  # first, keep it so: it reads numba's settings before numba does
 from . import activations, batching, dense, losses, optimizers, regularization
 from ._cache import cache_dir, caching
 from .activations import ACT
@@ -33,6 +33,7 @@ def get_backend(name: str) -> Backend:
     backend = lookup(BACKENDS, name)
     if backend.name == "numba":
         check_numba_env()
+        check_jit()
     return backend
 
 

@@ -43,6 +43,8 @@ def caching() -> bool:
 
 def cache_kernel(dispatcher):
     """Give a numba dispatcher fastnet's kernel cache; without a usable one it just compiles."""
+    if config.DISABLE_JIT:  # numba returned the plain Python function: nothing is compiled, nothing to cache
+        return dispatcher
     cache_class = _cache_class()
     if cache_class is not None:
         try:

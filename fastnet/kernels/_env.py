@@ -57,6 +57,16 @@ PROBLEM = _threads or _layer_problem(os.environ.get("NUMBA_THREADING_LAYER"))
 _import_numba(hide_threads=_threads is not None)
 
 
+def check_jit() -> None:
+    """Raise ConfigError if NUMBA_DISABLE_JIT turned numba's compiler off: the numba backend's kernels
+    use intrinsics that only exist compiled. (The NumPy backend runs without it.)"""
+    import numba
+
+    if numba.config.DISABLE_JIT:
+        raise ConfigError("NUMBA_DISABLE_JIT=1 turns off numba's compiler, which the numba backend needs: "
+                          "unset it, or use the NumPy backend (backend='numpy', --backend numpy)")
+
+
 def check_numba_env() -> None:
     """Raise ConfigError if numba's thread settings (environment variables) are unusable."""
     if PROBLEM is not None:
