@@ -13,18 +13,13 @@ import pytest
 import fastnet as fn
 from fastnet import inputs
 from fastnet.kernels import get_backend
+from test_kernels_step import LOSSES, data as _data
 
-LOSSES = {"softmax": (fn.SoftmaxCrossEntropy, 4), "bce": (fn.BinaryCrossEntropy, 3), "mse": (fn.MSE, 2)}
 BACKENDS = ("numba", "numpy")
 
 
 def data(loss, n, n_out, rng, n_in=6):
-    x = rng.standard_normal((n, n_in))
-    if loss is fn.SoftmaxCrossEntropy:
-        return x, rng.integers(0, n_out, n)
-    if loss is fn.BinaryCrossEntropy:
-        return x, (rng.random((n, n_out)) < 0.5).astype(np.float64)
-    return x, rng.standard_normal((n, n_out))
+    return _data(loss, n, n_in, n_out, rng)
 
 
 def model(loss, backend="numba", dtype="float64", n_out=None, dropout=False, seed=0):
