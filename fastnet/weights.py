@@ -18,7 +18,8 @@ from fastnet.inputs import is_number, is_whole
 from fastnet.losses import BinaryCrossEntropy, Loss
 
 
-def sample_weights(sample_weight, class_weight, y: np.ndarray, loss: Loss, n_out: int, dtype) -> np.ndarray | None:
+def sample_weights(sample_weight, class_weight, y: np.ndarray, loss: Loss, n_out: int,
+                   dtype) -> np.ndarray | None:
     """Each sample's weight, shape (len(y),) in ``dtype``, or None when neither argument is given.
 
     ``y`` is the checked targets (``inputs.check_y``), ``n_out`` the model's outputs. ``sample_weight``
