@@ -200,6 +200,33 @@ def test_weighted_step_gives_identical_bits_with_1_and_2_threads():
     assert runs[0] == runs[1]
 
 
+_TWO_RANKS = """
+import numpy as np
+from mpi4py import MPI
+import fastnet as fn
+rng = np.random.default_rng(0)
+x, y, w = rng.standard_normal((61, 6)), rng.integers(0, 4, 61), 3 * rng.random(61)
+models = [fn.Sequential(fn.Dense(6, 5), fn.Tanh(), fn.Dense(5, 4), loss=fn.SoftmaxCrossEntropy(), dtype="float64",
+                        seed=0) for _ in range(3)]
+two, one, plain = models
+two.fit(x, y, epochs=2, batch_size=10, sample_weight=w, comm=MPI.COMM_WORLD, progress=False)
+one.fit(x, y, epochs=2, batch_size=10, sample_weight=w, progress=False)
+plain.fit(x, y, epochs=2, batch_size=10, progress=False)
+assert np.allclose(two.params, one.params, rtol=1e-9, atol=1e-12) and not np.allclose(plain.params, one.params)
+assert np.allclose(two.history["loss"], one.history["loss"], rtol=1e-9)
+scores = two.evaluate(x, y, sample_weight=w, comm=MPI.COMM_WORLD), one.evaluate(x, y, sample_weight=w)
+assert abs(scores[0]["loss"] - scores[1]["loss"]) <= 1e-9 * scores[1]["loss"], scores
+print("same")
+"""
+
+
+def test_two_ranks_train_and_evaluate_with_weights_as_one_process():
+    from test_mpi import MISSING, mpirun
+    if MISSING:
+        pytest.skip(MISSING)
+    done = mpirun(2, "-c", _TWO_RANKS)
+    assert done.returncode == 0 and done.stdout.count("same") == 2, done.stderr
+
 # 7. bad weights: one line that says what is wrong -------------------------------------------------
 
 N = 10
