@@ -86,7 +86,7 @@ def _checked(w: np.ndarray, dtype, name: str) -> np.ndarray:
     if (converted < 0).any():
         row = int(np.argmax(converted < 0))
         raise InputError(f"{name} is negative at row {row} ({w[row].item()!r}); weights must be >= 0")
-    if not converted.any():
+    if converted.size and not converted.any():  # no samples (evaluate on empty x) is not this mistake
         raise InputError(f"{name} gives every sample weight 0, so nothing would be learned; "
                          "give some samples a weight > 0")
     return converted

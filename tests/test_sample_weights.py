@@ -269,3 +269,10 @@ def test_class_weight_without_class_labels_names_sample_weight(loss, n_out):
     x, y = data(LOSSES[loss][0], N, n_out, np.random.default_rng(0))
     with pytest.raises(fn.ConfigError, match="sample_weight instead"):
         m.fit(x, y, progress=False, class_weight={0: 1.0})
+
+
+def test_evaluate_on_no_samples_with_no_weights_is_nan_not_an_error():
+    m = model("softmax", "numpy")
+    x, y = data(fn.SoftmaxCrossEntropy, 0, m.n_out, np.random.default_rng(0))
+    scores = m.evaluate(x, y, sample_weight=np.ones(0))
+    assert np.isnan(scores["loss"]) and np.isnan(scores["accuracy"])

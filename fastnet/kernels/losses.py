@@ -8,6 +8,11 @@
                  loss = mean(max(z, 0) - z t + log(1 + exp(-|z|)))  (the stable form)
     softmax      z (B, C) -> p (B, C), for predictions
 
+Each loss has a ``_weighted`` form with one more argument, w (B,): row r's loss and gradient
+times w[r], still divided by B (Keras's "sum_over_batch_size"). The compiled step calls these,
+with w empty for no weights, which gives exactly the bits of the plain form: the plain form is
+the weighted one with w empty, and a weight of 1 multiplies exactly.
+
 Each kernel runs serially: at (B, 10) a thread launch costs more than the work,
 and a serial sum gives the same bits whatever the thread count. An empty batch
 has loss 0. The compiled step calls them, so they compile with ORDERED (see ``_jit.py``):
