@@ -193,9 +193,9 @@ class DataParallel:
         """``model._fit`` on every rank; errors as the module docstring says."""
         return self._guarded(self.model._fit, *args, parallel=self, **kwargs)
 
-    def evaluate(self, x, y) -> dict:
+    def evaluate(self, x, y, sample_weight=None) -> dict:
         """``model.evaluate`` on every rank, each evaluating its share of the samples."""
-        return self._guarded(self.model._evaluate_data, x, y, parallel=self)
+        return self._guarded(self.model._evaluate_data, x, y, parallel=self, sample_weight=sample_weight)
 
     def _guarded(self, run, *args, **kwargs):
         try:
@@ -281,11 +281,13 @@ class DataParallel:
             rng.random(n, dtype=np.float32)
             skip -= n
 
-    def loss_and_grad(self, x, y, idx, divisor, interrupt: SharedInterrupt) -> tuple[float, int]:
-        """The global batch ``idx``: its gradient in ``model.grads`` on every rank; its loss and hits."""
+    def loss_and_grad(self, x, y, idx, divisor, interrupt: SharedInterrupt, weights=None) -> tuple[float, int]:
+        """The global batch ``idx``: its gradient in ``model.grads`` on every rank; its loss and hits.
+        With sample ``weights``, each rank's sum(weight · loss) / n_shard, scaled by n_shard / len(idx),
+        sums to the global batch's sum(weight · loss) / len(idx)."""
         model, rows = self.model, self.shard(idx)
         if len(rows):
-            loss, hits = model._loss_and_grad(x, y, rows, divisor, len(rows) / len(idx), self.rank == 0)
+            loss, hits = model._loss_and_grad(x, y, rows, divisor, len(rows) / len(idx), self.rank == 0, weights)
         else:  # a batch smaller than the rank count leaves this rank nothing: it adds zeros
             model.grads[...] = 0
             loss, hits = 0.0, 0

@@ -20,6 +20,7 @@ from fastnet.optimizers import SGD, Optimizer
 from fastnet.program import Program
 from fastnet.progress import Progress
 from fastnet.threads import kernel_threads, threads_for_load
+from fastnet.weights import sample_weights
 
 DTYPES = ("float32", "float64")
 EVAL_BATCH = 1024
@@ -251,10 +252,12 @@ class Sequential:
             raise inputs.InputError("x is empty: a training step needs at least one sample")
         return x, divisor, y
 
-    def _loss_and_grad(self, x, y, rows, divisor, scale: float = 1.0, penalties: bool = True) -> tuple[float, int]:
+    def _loss_and_grad(self, x, y, rows, divisor, scale: float = 1.0, penalties: bool = True,
+                       weights=None) -> tuple[float, int]:
         """``loss_and_grad`` on ``x[rows]``, already checked (gathered, and scaled by ``divisor``, into
-        the batch buffers without a copy of ``x``). Returns (loss, accuracy hits)."""
-        return self._program.run(x, y, rows, divisor, train=True, scale=scale, penalties=penalties)
+        the batch buffers without a copy of ``x``), each sample's loss times ``weights[rows]`` if given.
+        Returns (loss, accuracy hits)."""
+        return self._program.run(x, y, rows, divisor, train=True, scale=scale, penalties=penalties, weights=weights)
 
     @staticmethod
     def _batches(n: int, batch_size: int, order: np.ndarray):
@@ -270,7 +273,7 @@ class Sequential:
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
             validation_data=None, shuffle: bool = True, progress: bool = True,
-            callbacks=(), comm=None) -> History:
+            callbacks=(), comm=None, sample_weight=None, class_weight=None) -> History:
         """Train for ``epochs`` more epochs and return the model's ``History``.
 
         Parameters
@@ -297,6 +300,13 @@ class Sequential:
             ``fastnet.distributed``. ``batch_size`` is the global batch, split between the ranks, and
             the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
             ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
+        sample_weight : (n,) numbers >= 0, optional
+            Each sample's weight, as in Keras: a batch's loss is sum(weight · loss) / batch size
+            (Keras's "sum_over_batch_size"), in the kernels, without copying rows. ``loss`` in the
+            history is weighted so; ``accuracy`` is not. See ``fastnet.weights``.
+        class_weight : dict {class label: weight}, optional
+            The weight of each class (1 for classes left out), for SoftmaxCrossEntropy or a one-output
+            BinaryCrossEntropy; a sample weighs its class's weight. Not together with ``sample_weight``.
 
         Ctrl-C or SIGTERM (in the main thread) stops training after the batch under way and raises
         ``TrainingInterrupted``, a KeyboardInterrupt; a second one stops at once. Stopped
@@ -318,11 +328,13 @@ class Sequential:
         if comm is not None:
             from fastnet.distributed import DataParallel
             return DataParallel(comm, self).fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle,
-                                                progress, callbacks)
-        return self._fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks)
+                                                progress, callbacks, sample_weight=sample_weight,
+                                                class_weight=class_weight)
+        return self._fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks,
+                         sample_weight=sample_weight, class_weight=class_weight)
 
     def _fit(self, x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks,
-             parallel=None) -> History:
+             parallel=None, sample_weight=None, class_weight=None) -> History:
         """``fit``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
         if not inputs.is_whole(epochs) or epochs < 0:
             raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
@@ -332,6 +344,7 @@ class Sequential:
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
             raise inputs.InputError("x is empty: fit needs at least one sample")
+        weights = sample_weights(sample_weight, class_weight, y, self.loss, self.n_out, self.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -377,7 +390,7 @@ class Sequential:
                     epoch = len(self.history)
                     with threads_for_load(self.backend):  # an epoch's threads: the cores others leave free
                         record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks,
-                                                 interrupt, parallel, watch)
+                                                 interrupt, parallel, watch, weights)
                     if val is not None:
                         record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel=parallel).items()})
                     self.history.append(record)
@@ -416,7 +429,7 @@ class Sequential:
         return rng.permutation(n)
 
     def _fit_epoch(self, x, y, divisor, batch_size, shuffle, epoch, report, callbacks, interrupt,
-                   parallel=None, watch=None) -> dict:
+                   parallel=None, watch=None, weights=None) -> dict:
         """Train one epoch, or the rest of an interrupted one; raise TrainingInterrupted between
         batches once ``interrupt.requested``, leaving ``partial_epoch`` to resume from, and
         DivergenceError when ``watch`` (a ``divergence.LossWatch``) judges a batch loss diverged."""
@@ -441,9 +454,9 @@ class Sequential:
         try:
             for j, idx in enumerate(self._batches(n - done, batch_size, order[done:]), first):
                 if parallel is None:
-                    loss, hits = self._loss_and_grad(x, y, idx, divisor)
+                    loss, hits = self._loss_and_grad(x, y, idx, divisor, weights=weights)
                 else:  # this rank's shard, then the sums over the ranks
-                    loss, hits = parallel.loss_and_grad(x, y, idx, divisor, interrupt)
+                    loss, hits = parallel.loss_and_grad(x, y, idx, divisor, interrupt, weights)
                 why = watch.problem(loss)
                 if why:
                     self._diverged(epoch, j, why, snapshot)
@@ -479,11 +492,11 @@ class Sequential:
         raise DivergenceError(f"training diverged at {where}: {why}; {kept}. "
                               "Lower the learning rate or check the inputs' scale.")
 
-    def _evaluate(self, x, y, divisor, parallel=None) -> dict:
+    def _evaluate(self, x, y, divisor, parallel=None, weights=None) -> dict:
         total_loss, total_hits, n = 0.0, 0, len(x)
         order = np.arange(n) if parallel is None else parallel.shard(np.arange(n))
         for idx in self._batches(len(order), EVAL_BATCH, order):
-            loss, hits = self._program.run(x, y, idx, divisor, train=False)
+            loss, hits = self._program.run(x, y, idx, divisor, train=False, weights=weights)
             total_loss += loss * len(idx)
             total_hits += hits
         if parallel is not None:
@@ -493,25 +506,28 @@ class Sequential:
             out["accuracy"] = total_hits / (n * (1 if self.loss.integer_targets else self.n_out)) if n else math.nan
         return out
 
-    def evaluate(self, x, y, comm=None) -> dict:
+    def evaluate(self, x, y, comm=None, sample_weight=None) -> dict:
         """Mean loss (without weight penalties) and, for classification, accuracy: ``{"loss", "accuracy"}``.
 
         Dropout is off; the result is deterministic. With ``comm`` (an mpi4py communicator, see ``fit``)
-        each rank evaluates its share of the samples and every rank gets the totals.
+        each rank evaluates its share of the samples and every rank gets the totals. ``sample_weight``
+        (n,) weighs each sample's loss as in ``fit``: the loss is sum(weight · loss) / n, as Keras's
+        ``evaluate`` gives it; accuracy stays unweighted.
         """
         if comm is not None:
             from fastnet.distributed import DataParallel
-            return DataParallel(comm, self).evaluate(x, y)
-        return self._evaluate_data(x, y)
+            return DataParallel(comm, self).evaluate(x, y, sample_weight)
+        return self._evaluate_data(x, y, sample_weight=sample_weight)
 
-    def _evaluate_data(self, x, y, parallel=None) -> dict:
+    def _evaluate_data(self, x, y, parallel=None, sample_weight=None) -> dict:
         """``evaluate``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
+        weights = sample_weights(sample_weight, None, y, self.loss, self.n_out, self.dtype)
         if parallel is not None:
             parallel.start_evaluation(samples=len(x))
         with kernel_threads(self.backend):
-            return self._evaluate(x, y, divisor, parallel)
+            return self._evaluate(x, y, divisor, parallel, weights)
 
     def predict(self, x) -> np.ndarray:
         """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,

@@ -66,6 +66,7 @@ class Buffers:
     masks: np.ndarray  # uint8: the dropout masks, drawn before each training step
     uniform: np.ndarray  # float32 scratch the masks are drawn through
     labels: np.ndarray  # int64 (B,): the batch's class labels
+    weights: np.ndarray  # model dtype (B,): the batch's sample weights, when there are any
 
 
 class Program:
@@ -85,6 +86,7 @@ class Program:
         n_out = self.ops[-1].width
         self.no_labels = np.zeros(0, np.int64)
         self.no_targets = np.zeros((0, n_out), self.dtype)
+        self.no_weights = np.zeros(0, self.dtype)
 
     def _table(self, layers):
         ops = self.ops
@@ -135,8 +137,8 @@ class Program:
         return need
 
     def bytes_per_row(self) -> int:
-        """About what ``buffers`` allocates per sample of a batch."""
-        return self.cols * self.dtype.itemsize + self.mask_cols * 5 + 8
+        """About what ``buffers`` allocates per sample of a batch (its columns and weight, masks, label)."""
+        return (self.cols + 1) * self.dtype.itemsize + self.mask_cols * 5 + 8
 
     def buffers(self, batch: int) -> Buffers:
         """The buffers for batch size ``batch``, allocated on first use and then reused."""
@@ -146,7 +148,7 @@ class Program:
             self._cache[batch] = Buffers(aligned_zeros(self.cols * batch + self.workspace(batch), self.dtype),
                                          np.zeros(self.mask_cols * batch, np.uint8),
                                          np.zeros(self.mask_cols * batch, np.float32),
-                                         np.zeros(batch, np.int64))
+                                         np.zeros(batch, np.int64), np.zeros(batch, self.dtype))
         return self._cache[batch]
 
     def _draw_masks(self, buf: Buffers) -> None:
@@ -159,9 +161,12 @@ class Program:
                 self.rng.random(dtype=np.float32, out=buf.uniform[span])
                 np.greater_equal(buf.uniform[span], np.float32(op.layer.p), out=buf.masks[span].view(np.bool_))
 
-    def run(self, x, y, idx, divisor, *, train: bool, scale: float = 1.0, penalties: bool = True):
+    def run(self, x, y, idx, divisor, *, train: bool, scale: float = 1.0, penalties: bool = True,
+            weights: np.ndarray | None = None):
         """One batch, ``x[idx]`` (scaled by 1/``divisor``) against ``y[idx]``: (mean loss, hits). With ``train``,
-        dropout masks are drawn and the gradient fills the model's ``grads``."""
+        dropout masks are drawn and the gradient fills the model's ``grads``. ``weights`` (N,), in the model's
+        dtype, weighs each sample's loss: the loss is sum(weights[idx] · loss) / len(idx), Keras's
+        "sum_over_batch_size"; hits are not weighted. None is no weights, bit for bit as before."""
         if self.compiled:
             start_pool()  # before the first compile too: the GEMMs' parallel loops need numba's pool
         buf = self.buffers(len(idx))
@@ -169,8 +174,9 @@ class Program:
             self._draw_masks(buf)
         labels, targets = (y, self.no_targets) if self.loss_code == step.SOFTMAX_CE else (self.no_labels, y)
         loss, hits = self.loss_and_grad_kernel(
-            self.prog, self.consts, self.params, self.grads, buf.work, buf.masks, buf.labels, x, labels, targets,
-            idx, divisor, self.target_col, self.cols, self.loss_code, self.hits_code, scale, penalties, train)
+            self.prog, self.consts, self.params, self.grads, buf.work, buf.masks, buf.labels, buf.weights, x, labels,
+            targets, self.no_weights if weights is None else weights, idx, divisor, self.target_col, self.cols,
+            self.loss_code, self.hits_code, scale, penalties, train)
         return float(loss), int(hits)
 
     def outputs(self, x, idx, divisor) -> np.ndarray:

@@ -258,6 +258,24 @@ def _sigmoid_bce(rng, dtype, s, _):
                 returns="float", ret_scale=float((np.abs(z.astype(np.float64)) + 1).sum() / n))
 
 
+
+def _weighted(name: str):
+    """Register ``name + "_weighted"``: ``name``'s case with per-row weights in [0, 3) appended. Row r's
+    loss terms and gradient are w[r] times the unweighted ones, and so is their rounding error."""
+    unweighted = CASES[name].build
+
+    @builds(name + "_weighted")
+    def build(rng, dtype, s, variant):
+        case = unweighted(rng, dtype, s, variant)
+        w = (3 * rng.random(s.rows)).astype(dtype)
+        scale = {i: v * w.astype(np.float64)[:, None] for i, v in case.scale.items()}
+        return Case(case.args + (w,), case.writes, scale, case.returns, 3 * case.ret_scale)
+    return build
+
+
+for _name in ("softmax_ce", "mse", "sigmoid_bce"):
+    _weighted(_name)
+
 @builds("dropout")
 def _dropout(rng, dtype, s, _):
     x = _normal(rng, (s.rows, s.cols), dtype)

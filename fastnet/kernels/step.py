@@ -21,6 +21,12 @@ op's gradient by f'.
 
     loss_and_grad  x (N, n_in) any dtype, idx (B,) -> grads filled, returns (mean loss · scale
                    [+ penalties], accuracy hits)
+                   sample_weight (N,), gathered by idx as x is (empty: no weights), weighs each
+                   sample's loss and gradient. The reduction is Keras's "sum_over_batch_size":
+                   sum over the batch of weight · loss, divided by the batch size B (not by the
+                   sum of the weights). The hits stay unweighted, as Keras's ``metrics`` are
+                   (only its ``weighted_metrics`` see the weights). A weight of 1 gives exactly
+                   the bits of no weight.
     forward        x (N, n_in), idx (B,) -> the last op's output in work, dropout off
 
 Fusions: the bias and activation in one pass after the forward GEMM, f' of the op below
@@ -34,7 +40,8 @@ from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, activation_ba
 from .batching import argmax_hits, argmax_hits_np, gather_rows, gather_rows_np, threshold_hits, threshold_hits_np
 from .dense import (dense_backward_dw_into, dense_backward_dw_np, dense_backward_dx_into, dense_backward_dx_np,
                     dense_forward_into, dense_forward_np)
-from .losses import mse, mse_np, sigmoid_bce, sigmoid_bce_np, softmax_ce, softmax_ce_np
+from .losses import (mse_weighted, mse_weighted_np, sigmoid_bce_weighted, sigmoid_bce_weighted_np,
+                     softmax_ce_weighted, softmax_ce_weighted_np)
 from .regularization import dropout, dropout_np, penalty, penalty_np
 
 # prog columns
@@ -82,9 +89,10 @@ def forward(prog, consts, params, work, masks, x, idx, divisor, cols, train):
 
 
 @jit(fastmath=ORDERED)
-def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, x, labels, targets, idx, divisor,
-                  target_col, cols, loss_code, hits_code, scale, penalties, train):
-    # x (N, n_in), labels (N,) or targets (N, M), idx (B,) -> (loss, hits); grads (P,) filled when train
+def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, weights_buf, x, labels, targets,
+                  sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train):
+    # x (N, n_in), labels (N,) or targets (N, M), sample_weight (N,) or (0,), idx (B,) -> (loss, hits);
+    # grads (P,) filled when train
     batch = idx.shape[0]
     forward(prog, consts, params, work, masks, x, idx, divisor, cols, train)
     pack = work[cols * batch:]
@@ -100,12 +108,15 @@ def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, x, label
             for c in range(tb.shape[1]):
                 tb[r, c] = targets[idx[r], c]
     lab = labels_buf[:batch]
+    w = weights_buf[:batch if sample_weight.shape[0] else 0]
+    for r in range(w.shape[0]):
+        w[r] = sample_weight[idx[r]]
     if loss_code == SOFTMAX_CE:
-        loss = softmax_ce(g_out, out, lab)
+        loss = softmax_ce_weighted(g_out, out, lab, w)
     elif loss_code == SIGMOID_BCE:
-        loss = sigmoid_bce(g_out, out, tb)
+        loss = sigmoid_bce_weighted(g_out, out, tb, w)
     else:
-        loss = mse(g_out, out, tb)
+        loss = mse_weighted(g_out, out, tb, w)
     hits = 0
     if hits_code == ARGMAX:
         hits = argmax_hits(out, lab)
@@ -176,8 +187,8 @@ def forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train):
             y[...] = a
 
 
-def loss_and_grad_np(prog, consts, params, grads, work, masks, labels_buf, x, labels, targets, idx, divisor,
-                     target_col, cols, loss_code, hits_code, scale, penalties, train):
+def loss_and_grad_np(prog, consts, params, grads, work, masks, labels_buf, weights_buf, x, labels, targets,
+                     sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train):
     batch = len(idx)
     forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train)
     last, t = len(prog) - 1, work.dtype.type
@@ -186,12 +197,14 @@ def loss_and_grad_np(prog, consts, params, grads, work, masks, labels_buf, x, la
     g_out = _view_np(work, prog[last, GRAD_COL], batch, n_out)
     tb = _view_np(work, target_col, batch, n_out if loss_code != SOFTMAX_CE else 0)
     lab = labels_buf[:batch]
+    w = weights_buf[:batch if sample_weight.size else 0]
+    w[...] = sample_weight[idx[:len(w)]]
     if loss_code == SOFTMAX_CE:
         lab[...] = labels[idx]
-        loss = softmax_ce_np(g_out, out, lab)
+        loss = softmax_ce_weighted_np(g_out, out, lab, w)
     else:
         tb[...] = targets[idx]
-        loss = (sigmoid_bce_np if loss_code == SIGMOID_BCE else mse_np)(g_out, out, tb)
+        loss = (sigmoid_bce_weighted_np if loss_code == SIGMOID_BCE else mse_weighted_np)(g_out, out, tb, w)
     hits = {NO_HITS: lambda: 0, ARGMAX: lambda: argmax_hits_np(out, lab),
             THRESHOLD: lambda: threshold_hits_np(out, tb)}[hits_code]()
     if not train:
