@@ -37,6 +37,7 @@ LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 DROPOUT_KEY = 3  # the spawn key of the ranks' dropout streams: past the 3 children Sequential spawns
 INSTALL = "pip install mpi4py mpich"
+SHOWN = 80  # the most characters of a value a disagreement between ranks shows
 
 
 def _mpi():
@@ -86,7 +87,8 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
 
     If any rank failed, every rank raises: the error itself when all ranks failed alike, else a
     DistributedError with the first failing rank's message, naming that rank. Settings that differ
-    between ranks are a DistributedError on every rank too. A rank that fails before a collective
+    between ranks are a DistributedError on every rank too, naming the first setting that differs and
+    its values on rank 0 and on the first rank that differs. A rank that fails before a collective
     sequence calls this (or ``exit_status``) where the others call the sequence's opening ``agree``.
     """
     message = None if error is None else error if isinstance(error, str) else _one_line(error)
@@ -96,12 +98,96 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
         if isinstance(error, BaseException) and all(m == message for m, _ in everyone):
             raise error
         raise DistributedError(common)
-    for rank, (_, theirs) in enumerate(everyone):
-        differ = [key for key in settings if theirs.get(key) != settings[key]]
+    disagreement = _disagreement([theirs for _, theirs in everyone])
+    if disagreement is not None:
+        raise DistributedError(disagreement)
+
+
+def set_up(setup, settings=lambda result: {}):
+    """``setup()`` (a command's argument parsing), then, when an MPI launcher started this process, the
+    first collective of the run: returns (``setup``'s result, the communicator or None).
+
+    Every rank joins the agreement whether its ``setup`` succeeded or raised, so that a rank given a bad
+    flag that the others were not stops them all (``agree``: a DistributedError naming it) instead of
+    leaving them waiting in their first collective; the ranks also agree on ``settings(result)``. Only the
+    launcher's environment variables decide whether to join (``launched_comm``). Raises ``setup``'s own
+    error when it failed on every rank alike, or in a plain run.
+    """
+    try:
+        result, error = setup(), None
+    except (Exception, SystemExit) as e:  # SystemExit: --help or --version, printed on this rank
+        result, error = None, e
+    try:
+        comm = launched_comm()
+    except ConfigError:
+        if error is not None:
+            raise error from None
+        raise
+    if comm is not None:
+        agree(comm, error, **({} if error is not None else settings(result)))
+    if error is not None:
+        raise error
+    return result, comm
+
+
+# The train flags each rank may set for itself: they change how one rank runs or reports, never what
+# is computed. --threads: the kernels give the same bits on any thread count; --json, --quiet: what this
+# rank prints; --save, --plot: rank 0 alone writes; --resume, --data, --dataset, --download: where this
+# rank reads its model and data from, which may be a copy of its own on each machine: what it reads is
+# compared instead, when fit starts (the model, its weights and state, and the data's content).
+PER_RANK_FLAGS = frozenset({"threads", "json", "quiet", "save", "plot", "resume", "data", "dataset", "download"})
+
+
+def agree_on_flags(comm, flags: dict) -> None:
+    """Collective (nothing without ``comm``): the ranks compare ``flags`` (a command's flags, name to
+    value, defaults filled in), all but ``PER_RANK_FLAGS``; any that differs is a DistributedError on every
+    rank naming the flag, e.g. "ranks disagree on --activation: rank 0 relu, rank 1 tanh; ..."."""
+    if comm is not None:
+        agree(comm, **{f"--{name.replace('_', '-')}": value for name, value in flags.items()
+                       if name not in PER_RANK_FLAGS})
+
+
+def _disagreement(settings: list[dict]) -> str | None:
+    """The line every rank reports when the ranks' ``settings`` (one dict a rank) differ, else None:
+    the first key that differs between rank 0 and the first rank that differs, with both values."""
+    ours = settings[0]
+    for rank, theirs in enumerate(settings[1:], 1):
+        keys = list(ours) + [key for key in theirs if key not in ours]
+        differ = [key for key in keys if ours.get(key) != theirs.get(key)]
         if differ:
-            raise DistributedError(f"ranks 0 and {rank} differ in {', '.join(differ)}: every rank must build the "
-                                   "same model (same seed, or the same checkpoint) and pass the same data and "
-                                   "settings")
+            what, a, b = _difference(differ[0], ours.get(differ[0]), theirs.get(differ[0]))
+            more = f" (and on {', '.join(differ[1:])})" if differ[1:] else ""
+            return (f"ranks disagree on {what}: rank 0 {a}, rank {rank} {b}{more}; every rank must build the same "
+                    "model (same flags and seed, or the same checkpoint) and pass the same data and settings")
+    return None
+
+
+def _difference(key: str, a, b) -> tuple[str, str, str]:
+    """What differs and the two values, as text short enough for one line: in a long list of equal
+    length (a model's layers), the first item that differs."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and len(str(a)) > SHOWN:
+        i = next(i for i, (u, v) in enumerate(zip(a, b)) if u != v)
+        return f"{key} (item {i + 1} of {len(a)})", _shown(a[i]), _shown(b[i])
+    return key, _shown(a), _shown(b)
+
+
+def _shown(value) -> str:
+    text = "nothing" if value is None else " ".join(str(value).split())
+    return text if len(text) <= SHOWN else text[:SHOWN - 3] + "..."
+
+
+def digest(a: np.ndarray) -> str:
+    """Shape, dtype and a CRC-32 of the bytes of ``a``: what ranks compare to learn they hold the same
+    data. Read in slices of about 1 MB, so a non-contiguous array is never copied whole."""
+    a = np.asarray(a)
+    crc = 0
+    if a.flags.c_contiguous:
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8))
+    else:
+        rows = max(1, (1 << 20) // max(1, a[:1].nbytes))
+        for start in range(0, len(a), rows):
+            crc = zlib.crc32(np.ascontiguousarray(a[start:start + rows]).reshape(-1).view(np.uint8), crc)
+    return f"{'x'.join(map(str, a.shape))} {a.dtype}, crc32 {crc:08x}"
 
 
 def shard_slice(n: int, rank: int, size: int) -> slice:
@@ -221,14 +307,26 @@ class DataParallel:
     def fingerprint(self) -> int:
         return zlib.crc32(self.model.params.view(np.uint8))
 
-    def start_evaluation(self, samples: int) -> None:
-        self.agree(samples=samples, weights=self.fingerprint())
-
-    def start(self, report, callbacks: list, **settings):
-        """Check that every rank runs the same training; rank 0 alone reports and writes checkpoints."""
+    def described(self) -> dict:
+        """What every rank's model must share besides its weights: layers (with their dropout and
+        penalties), loss, dtype, backend (the update's bits depend on it) and seed (shuffle and dropout)."""
         model = self.model
-        self.agree(weights=self.fingerprint(), epochs_done=len(model.history), optimizer=model.optimizer.config(),
-                   steps=model.optimizer.steps, shuffle_state=str(model.shuffle_rng.bit_generator.state), **settings)
+        return {"layers": [repr(layer) for layer in model.layers], "loss": repr(model.loss),
+                "dtype": str(model.dtype), "backend": model.backend, "seed": model.seed}
+
+    def start_evaluation(self, x, y, divisor: float) -> None:
+        self.agree(**self.described(), **_data("", x, y, divisor), weights=self.fingerprint())
+
+    def start(self, report, callbacks: list, data: tuple, validation: tuple | None = None, **settings):
+        """Check that every rank runs the same training: the same model (``described``, weights, optimizer
+        and its state, generators), the same data (x, y, divisor) and validation data, the same
+        ``settings``. Rank 0 alone reports and writes checkpoints."""
+        model = self.model
+        val = {} if validation is None else _data("validation ", *validation)
+        self.agree(**self.described(), **_data("training ", *data), **val, weights=self.fingerprint(),
+                   epochs_done=len(model.history), optimizer=model.optimizer.config(), steps=model.optimizer.steps,
+                   optimizer_state=[digest(state) for state in model.optimizer.state.values()],
+                   shuffle_state=str(model.shuffle_rng.bit_generator.state), **settings)
         if self.rank == 0:
             return report, callbacks
         return Progress(enabled=False), [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
@@ -295,7 +393,15 @@ class DataParallel:
         return loss, hits
 
 
+def _data(label: str, x, y, divisor: float) -> dict:
+    """The settings that say which data a rank holds: its samples' and targets' digests and the scale."""
+    scale = "" if divisor == 1 else f", scaled by {divisor:.6g}"
+    return {f"{label}x": digest(x) + scale, f"{label}y": digest(y)}
+
+
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, SystemExit):  # argparse's --help or --version: printed, then stopped
+        return "it was given --help or --version, which print and stop; give them to every rank or to none"
     text = " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
         text = f"{error.strerror}: {error.filename or ''}".rstrip(": ")

@@ -352,8 +352,8 @@ class Sequential:
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         if parallel is not None:
-            report, callbacks = parallel.start(report, callbacks, samples=len(x), batch_size=batch_size,
-                                               epochs=epochs, shuffle=shuffle, val=None if val is None else len(val[0]))
+            report, callbacks = parallel.start(report, callbacks, (x, y, divisor), val, samples=len(x),
+                                               batch_size=batch_size, epochs=epochs, shuffle=shuffle)
         with kernel_threads(self.backend):
             report.compiling(lambda: self.compile_kernels(x.dtype))
             self.stop_training = False
@@ -495,7 +495,7 @@ class Sequential:
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if parallel is not None:
-            parallel.start_evaluation(samples=len(x))
+            parallel.start_evaluation(x, y, divisor)
         with kernel_threads(self.backend):
             return self._evaluate(x, y, divisor, parallel)
 
