@@ -163,11 +163,12 @@ def _disagreement(settings: list[dict]) -> str | None:
 
 
 def _difference(key: str, a, b) -> tuple[str, str, str]:
-    """What differs and the two values, as text short enough for one line: in a long list of equal
-    length (a model's layers), the first item that differs."""
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and len(str(a)) > SHOWN:
-        i = next(i for i, (u, v) in enumerate(zip(a, b)) if u != v)
-        return f"{key} (item {i + 1} of {len(a)})", _shown(a[i]), _shown(b[i])
+    """What differs and the two values, as text short enough for one line: in long lists (a model's
+    layers), the first item that differs, "nothing" past a list's end."""
+    if isinstance(a, list) and isinstance(b, list) and max(len(str(a)), len(str(b))) > SHOWN:
+        i = next(i for i in range(max(len(a), len(b))) if a[i:i + 1] != b[i:i + 1])
+        a, b = (items[i] if i < len(items) else None for items in (a, b))
+        return f"{key} (item {i + 1})", _shown(a), _shown(b)
     return key, _shown(a), _shown(b)
 
 
