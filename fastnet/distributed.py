@@ -357,8 +357,12 @@ class DataParallel:
         return SharedInterrupt(interrupt)
 
     def agree_interrupt(self, interrupt: SharedInterrupt) -> None:
-        """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here."""
-        interrupt.requested = self._summed(0.0, 0, interrupt.local.requested)[2] or interrupt.requested
+        """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here, and so does
+        ``model.stop_training`` set on any rank (by a callback that runs on some ranks only, say), so that
+        no rank goes on to a step the others will not join."""
+        _, stops, requested = self._summed(0.0, int(self.model.stop_training), interrupt.local.requested)
+        interrupt.requested = requested or interrupt.requested
+        self.model.stop_training = stops > 0
 
     def start_epoch(self, epoch: int, first_batch: int, batch_size: int) -> None:
         """Point this rank's dropout masks for ``epoch`` at a stream of its own.

@@ -145,3 +145,30 @@ def test_fit_refuses_ranks_whose_models_or_data_differ(tmp_path, case, what):
     errors = [(tmp_path / f"rank{r}").read_text() for r in (0, 1)]
     assert errors[0] == errors[1] and len(errors[0].splitlines()) == 1, errors
     assert errors[0].startswith(f"ranks disagree on {what}"), errors[0]
+
+
+STOPS_ON_ONE_RANK = """
+import numpy as np
+import fastnet as fn
+from mpi4py import MPI
+
+class Stop(fn.Callback):
+    def on_epoch_end(self, model, record):
+        model.stop_training = True
+
+comm = MPI.COMM_WORLD
+rng = np.random.default_rng(0)
+x, y = rng.random((64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+model = fn.Sequential(fn.Dense(6, 8), fn.ReLU(), fn.Dense(8, 3), loss=fn.SoftmaxCrossEntropy(), backend="numpy",
+                      seed=0)
+model.fit(x, y, epochs=3, batch_size=16, progress=False, comm=comm, callbacks=[Stop()] if comm.Get_rank() else [])
+print(comm.Get_rank(), len(model.history), flush=True)
+"""
+
+
+def test_a_callback_that_stops_training_on_one_rank_stops_every_rank():
+    """Rank 1 alone runs a callback that stops after epoch 1: rank 0 must stop there too, not wait in epoch 2."""
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", STOPS_ON_ONE_RANK], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split("\n")) == ["", "0 1", "1 1"], done.stdout
