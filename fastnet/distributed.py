@@ -12,7 +12,11 @@ run through ``DataParallel``. One step on N ranks:
 
 Failures: every collective sequence opens with ``agree``, where a rank that failed before it (bad data, a
 bad flag) meets the others, and every rank raises the same error (a ``DistributedError`` naming the rank
-when the ranks did not all fail alike). In training, divergence
+when the ranks did not all fail alike); the first, under ``mpiexec``, comes right after argument parsing
+(``set_up``). Ranks that would not compute the same thing stop there too, on every rank with a
+``DistributedError`` naming what differs: the command's flags (``agree_on_flags``), and when ``fit`` or
+``evaluate`` starts, the model (``DataParallel.described``, its weights, optimizer and generators) and a
+digest of the data (``digest``). In training, divergence
 and Ctrl-C are decided on summed values, so every rank stops at the same batch; any other error on one
 rank prints one line and ends every rank with ``MPI_Abort``, as no rank may be left in a collective.
 

@@ -289,7 +289,9 @@ class Sequential:
             calling ``fit`` with the same model (same seed or checkpoint), data and arguments; see
             ``fastnet.distributed``. ``batch_size`` is the global batch, split between the ranks, and
             the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
-            ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
+            ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank; so do
+            models (layers, loss, dtype, backend, seed, weights, optimizer and its state) or data that
+            differ between ranks: a DistributedError naming what differs, before training.
 
         Ctrl-C (in the main thread) stops training after the batch under way and raises
         ``TrainingInterrupted``, a KeyboardInterrupt; a second Ctrl-C stops at once. Stopped
