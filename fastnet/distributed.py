@@ -404,7 +404,7 @@ class DataParallel:
 
 def _data(label: str, x, y, divisor: float) -> dict:
     """The settings that say which data a rank holds: its samples' and targets' digests and the scale."""
-    scale = "" if divisor == 1 else f", scaled by {divisor:.6g}"
+    scale = "" if divisor == 1 else f", divided by {divisor:.6g}"
     return {f"{label}x": digest(x) + scale, f"{label}y": digest(y)}
 
 
