@@ -42,6 +42,18 @@ def test_a_bad_flag_on_one_rank_ends_every_rank_with_one_line(tmp_path, bad_rank
     assert "unrecognized argument: --bogus" in line, line
 
 
+def test_help_on_one_rank_ends_every_rank(tmp_path):
+    """--help prints and stops; on one rank only, the others must not be left waiting for it."""
+    python = [sys.executable, "-c", RANK_EXIT]
+    done = subprocess.run([MPIEXEC, "-n", "1", *python, "train", *FLAGS, ":", "-n", "1", *python, "train", "--help"],
+                          cwd=ROOT, env=ENV | {"RANK_EXIT_DIR": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 2 and done.stdout.startswith("usage: fastnet train"), done.stderr
+    assert done.stderr.splitlines() == ["fastnet train: error: on rank 1 of 2: it was given --help or --version, which "
+                                        "print and stop; give them to every rank or to none"]
+    assert (tmp_path / "rank0").read_text() == "2"
+
+
 def test_a_different_command_on_one_rank_ends_every_rank_with_one_line(tmp_path):
     line, codes = two_ranks(tmp_path, ["train", *FLAGS], ["evaluate", str(tmp_path / "m.safetensors")])
     assert codes == ["2", "2"]
