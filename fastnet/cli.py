@@ -318,6 +318,7 @@ def cmd_train(args, out, say) -> int:
     config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "comm", "ranks_here")}
     config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend,
                   ranks=1 if args.comm is None else args.comm.Get_size())
+    distributed.agree_on_flags(args.comm, config)  # under mpiexec: every rank was given the same training
     say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
     ranks = "" if args.comm is None else f"{args.comm.Get_size()} ranks × "
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "
@@ -513,8 +514,9 @@ def _jsonable(value):
 
 
 def _error(command: str, message: str) -> None:
-    """One line on stderr, whatever the message holds."""
-    print(printable(f"fastnet {command}: error: {' '.join(message.split())}", sys.stderr), file=sys.stderr)
+    """One line on stderr, whatever the message holds (``command`` may be "", when it is not known)."""
+    line = f"fastnet{' ' * bool(command)}{command}: error: {' '.join(message.split())}"
+    print(printable(line, sys.stderr), file=sys.stderr)
 
 
 def printable(text: str, stream) -> str:
@@ -527,19 +529,17 @@ def printable(text: str, stream) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     leader = distributed.launcher_rank() == 0  # under mpiexec, rank 0 alone prints
-    try:
-        args, extras = parser.parse_known_args(argv)
-        if extras:
-            parser.commands[args.command].unrecognized(extras)
-        args.comm = distributed.launched_comm()  # None in a plain run: mpi4py is not even imported
-        args.ranks_here = distributed.ranks_here(args.comm)  # collective: before anything may fail on one rank
+    try:  # under mpiexec every rank meets the others after parsing, even when its flags are bad
+        args, comm = distributed.set_up(lambda: _parse(parser, argv), lambda args: {"command": args.command})
+        args.comm = comm  # None in a plain run: mpi4py is not even imported
+        args.ranks_here = distributed.ranks_here(comm)  # collective: before anything may fail on one rank
     except UsageError as e:
         if leader:
             print(e, file=sys.stderr)
         return EXIT_USAGE
-    except ConfigError as e:  # mpiexec without mpi4py
+    except (ConfigError, DistributedError) as e:  # mpiexec without mpi4py; another rank's flags failed
         if leader:
-            _error(args.command, str(e))
+            _error(getattr(parser, "chosen", ""), str(e))
         return EXIT_USAGE
     leader = args.comm is None or args.comm.Get_rank() == 0
     out = Output(getattr(args, "json", False), args.quiet, silent=not leader)
@@ -555,6 +555,15 @@ def main(argv=None) -> int:
     if message and leader:
         _error(args.command, message)
     return code
+
+
+def _parse(parser, argv):
+    """The parsed arguments; ``parser.chosen`` is the command, for messages, once it is known."""
+    args, extras = parser.parse_known_args(argv)
+    parser.chosen = args.command
+    if extras:
+        parser.commands[args.command].unrecognized(extras)
+    return args
 
 
 def _run(args, out, say) -> tuple[int, BaseException | None]:

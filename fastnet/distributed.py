@@ -12,7 +12,11 @@ run through ``DataParallel``. One step on N ranks:
 
 Failures: every collective sequence opens with ``agree``, where a rank that failed before it (bad data, a
 bad flag) meets the others, and every rank raises the same error (a ``DistributedError`` naming the rank
-when the ranks did not all fail alike). In training, divergence
+when the ranks did not all fail alike); the first, under ``mpiexec``, comes right after argument parsing
+(``set_up``). Ranks that would not compute the same thing stop there too, on every rank with a
+``DistributedError`` naming what differs: the command's flags (``agree_on_flags``), and when ``fit`` or
+``evaluate`` starts, the model (``DataParallel.described``, its weights, optimizer and generators) and a
+digest of the data (``digest``). In training, divergence
 and Ctrl-C are decided on summed values, so every rank stops at the same batch; any other error on one
 rank prints one line and ends every rank with ``MPI_Abort``, as no rank may be left in a collective.
 
@@ -37,6 +41,7 @@ LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 DROPOUT_KEY = 3  # the spawn key of the ranks' dropout streams: past the 3 children Sequential spawns
 INSTALL = "pip install mpi4py mpich"
+SHOWN = 80  # the most characters of a value a disagreement between ranks shows
 
 
 def _mpi():
@@ -86,7 +91,8 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
 
     If any rank failed, every rank raises: the error itself when all ranks failed alike, else a
     DistributedError with the first failing rank's message, naming that rank. Settings that differ
-    between ranks are a DistributedError on every rank too. A rank that fails before a collective
+    between ranks are a DistributedError on every rank too, naming the first setting that differs and
+    its values on rank 0 and on the first rank that differs. A rank that fails before a collective
     sequence calls this (or ``exit_status``) where the others call the sequence's opening ``agree``.
     """
     message = None if error is None else error if isinstance(error, str) else _one_line(error)
@@ -96,12 +102,97 @@ def agree(comm, error: BaseException | str | None = None, **settings) -> None:
         if isinstance(error, BaseException) and all(m == message for m, _ in everyone):
             raise error
         raise DistributedError(common)
-    for rank, (_, theirs) in enumerate(everyone):
-        differ = [key for key in settings if theirs.get(key) != settings[key]]
+    disagreement = _disagreement([theirs for _, theirs in everyone])
+    if disagreement is not None:
+        raise DistributedError(disagreement)
+
+
+def set_up(setup, settings=lambda result: {}):
+    """``setup()`` (a command's argument parsing), then, when an MPI launcher started this process, the
+    first collective of the run: returns (``setup``'s result, the communicator or None).
+
+    Every rank joins the agreement whether its ``setup`` succeeded or raised, so that a rank given a bad
+    flag that the others were not stops them all (``agree``: a DistributedError naming it) instead of
+    leaving them waiting in their first collective; the ranks also agree on ``settings(result)``. Only the
+    launcher's environment variables decide whether to join (``launched_comm``). Raises ``setup``'s own
+    error when it failed on every rank alike, or in a plain run.
+    """
+    try:
+        result, error = setup(), None
+    except (Exception, SystemExit) as e:  # SystemExit: --help or --version, printed on this rank
+        result, error = None, e
+    try:
+        comm = launched_comm()
+    except ConfigError:
+        if error is not None:
+            raise error from None
+        raise
+    if comm is not None:
+        agree(comm, error, **({} if error is not None else settings(result)))
+    if error is not None:
+        raise error
+    return result, comm
+
+
+# The train flags each rank may set for itself: they change how one rank runs or reports, never what
+# is computed. --threads: the kernels give the same bits on any thread count; --json, --quiet: what this
+# rank prints; --save, --plot: rank 0 alone writes; --resume, --data, --dataset, --download: where this
+# rank reads its model and data from, which may be a copy of its own on each machine: what it reads is
+# compared instead, when fit starts (the model, its weights and state, and the data's content).
+PER_RANK_FLAGS = frozenset({"threads", "json", "quiet", "save", "plot", "resume", "data", "dataset", "download"})
+
+
+def agree_on_flags(comm, flags: dict) -> None:
+    """Collective (nothing without ``comm``): the ranks compare ``flags`` (a command's flags, name to
+    value, defaults filled in), all but ``PER_RANK_FLAGS``; any that differs is a DistributedError on every
+    rank naming the flag, e.g. "ranks disagree on --activation: rank 0 relu, rank 1 tanh; ..."."""
+    if comm is not None:
+        agree(comm, **{f"--{name.replace('_', '-')}": value for name, value in flags.items()
+                       if name not in PER_RANK_FLAGS})
+
+
+def _disagreement(settings: list[dict]) -> str | None:
+    """The line every rank reports when the ranks' ``settings`` (one dict a rank) differ, else None:
+    the first key that differs between rank 0 and the first rank that differs, with both values."""
+    ours = settings[0]
+    for rank, theirs in enumerate(settings[1:], 1):
+        keys = list(ours) + [key for key in theirs if key not in ours]
+        differ = [key for key in keys if ours.get(key) != theirs.get(key)]
         if differ:
-            raise DistributedError(f"ranks 0 and {rank} differ in {', '.join(differ)}: every rank must build the "
-                                   "same model (same seed, or the same checkpoint) and pass the same data and "
-                                   "settings")
+            what, a, b = _difference(differ[0], ours.get(differ[0]), theirs.get(differ[0]))
+            more = f" (and on {', '.join(differ[1:])})" if differ[1:] else ""
+            return (f"ranks disagree on {what}: rank 0 {a}, rank {rank} {b}{more}; every rank must build the same "
+                    "model (same flags and seed, or the same checkpoint) and pass the same data and settings")
+    return None
+
+
+def _difference(key: str, a, b) -> tuple[str, str, str]:
+    """What differs and the two values, as text short enough for one line: in long lists (a model's
+    layers), the first item that differs, "nothing" past a list's end."""
+    if isinstance(a, list) and isinstance(b, list) and max(len(str(a)), len(str(b))) > SHOWN:
+        i = next(i for i in range(max(len(a), len(b))) if a[i:i + 1] != b[i:i + 1])
+        a, b = (items[i] if i < len(items) else None for items in (a, b))
+        return f"{key} (item {i + 1})", _shown(a), _shown(b)
+    return key, _shown(a), _shown(b)
+
+
+def _shown(value) -> str:
+    text = "nothing" if value is None else " ".join(str(value).split())
+    return text if len(text) <= SHOWN else text[:SHOWN - 3] + "..."
+
+
+def digest(a: np.ndarray) -> str:
+    """Shape, dtype and a CRC-32 of the bytes of ``a``: what ranks compare to learn they hold the same
+    data. Read in slices of about 1 MB, so a non-contiguous array is never copied whole."""
+    a = np.asarray(a)
+    crc = 0
+    if a.flags.c_contiguous:
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8))
+    else:
+        rows = max(1, (1 << 20) // max(1, a[:1].nbytes))
+        for start in range(0, len(a), rows):
+            crc = zlib.crc32(np.ascontiguousarray(a[start:start + rows]).reshape(-1).view(np.uint8), crc)
+    return f"{'x'.join(map(str, a.shape))} {a.dtype}, crc32 {crc:08x}"
 
 
 def shard_slice(n: int, rank: int, size: int) -> slice:
@@ -221,14 +312,32 @@ class DataParallel:
     def fingerprint(self) -> int:
         return zlib.crc32(self.model.params.view(np.uint8))
 
-    def start_evaluation(self, samples: int) -> None:
-        self.agree(samples=samples, weights=self.fingerprint())
-
-    def start(self, report, callbacks: list, **settings):
-        """Check that every rank runs the same training; rank 0 alone reports and writes checkpoints."""
+    def described(self) -> dict:
+        """What every rank's model must share besides its weights: layers (with their dropout and
+        penalties), loss, dtype, backend (the update's bits depend on it) and seed (shuffle and dropout)."""
         model = self.model
-        self.agree(weights=self.fingerprint(), epochs_done=len(model.history), optimizer=model.optimizer.config(),
-                   steps=model.optimizer.steps, shuffle_state=str(model.shuffle_rng.bit_generator.state), **settings)
+        return {"layers": [repr(layer) for layer in model.layers], "loss": repr(model.loss),
+                "dtype": str(model.dtype), "backend": model.backend, "seed": model.seed}
+
+    def start_evaluation(self, x, y, divisor: float, sample_weight=None) -> None:
+        self.agree(**self.described(), **_data("", x, y, divisor), weights=self.fingerprint(),
+                   sample_weight=self.weights_digest(sample_weight))
+
+    @staticmethod
+    def weights_digest(sample_weight) -> str:
+        """What must agree of the per-sample weights: their digest, or "none"."""
+        return "none" if sample_weight is None else digest(sample_weight)
+
+    def start(self, report, callbacks: list, data: tuple, validation: tuple | None = None, **settings):
+        """Check that every rank runs the same training: the same model (``described``, weights, optimizer
+        and its state, generators), the same data (x, y, divisor) and validation data, the same
+        ``settings``. Rank 0 alone reports and writes checkpoints."""
+        model = self.model
+        val = {} if validation is None else _data("validation ", *validation)
+        self.agree(**self.described(), **_data("training ", *data), **val, weights=self.fingerprint(),
+                   epochs_done=len(model.history), optimizer=model.optimizer.config(), steps=model.optimizer.steps,
+                   optimizer_state=[digest(state) for state in model.optimizer.state.values()],
+                   shuffle_state=str(model.shuffle_rng.bit_generator.state), **settings)
         if self.rank == 0:
             return report, callbacks
         return Progress(enabled=False), [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
@@ -258,8 +367,12 @@ class DataParallel:
         return SharedInterrupt(interrupt)
 
     def agree_interrupt(self, interrupt: SharedInterrupt) -> None:
-        """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here."""
-        interrupt.requested = self._summed(0.0, 0, interrupt.local.requested)[2] or interrupt.requested
+        """At an epoch's end: a Ctrl-C any rank got since the last step stops every rank here, and so does
+        ``model.stop_training`` set on any rank (by a callback that runs on some ranks only, say), so that
+        no rank goes on to a step the others will not join."""
+        _, stops, requested = self._summed(0.0, int(self.model.stop_training), interrupt.local.requested)
+        interrupt.requested = requested or interrupt.requested
+        self.model.stop_training = stops > 0
 
     def start_epoch(self, epoch: int, first_batch: int, batch_size: int) -> None:
         """Point this rank's dropout masks for ``epoch`` at a stream of its own.
@@ -297,7 +410,15 @@ class DataParallel:
         return loss, hits
 
 
+def _data(label: str, x, y, divisor: float) -> dict:
+    """The settings that say which data a rank holds: its samples' and targets' digests and the scale."""
+    scale = "" if divisor == 1 else f", divided by {divisor:.6g}"
+    return {f"{label}x": digest(x) + scale, f"{label}y": digest(y)}
+
+
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, SystemExit):  # argparse's --help or --version: printed, then stopped
+        return "it was given --help or --version, which print and stop; give them to every rank or to none"
     text = " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
         text = f"{error.strerror}: {error.filename or ''}".rstrip(": ")

@@ -299,7 +299,9 @@ class Sequential:
             calling ``fit`` with the same model (same seed or checkpoint), data and arguments; see
             ``fastnet.distributed``. ``batch_size`` is the global batch, split between the ranks, and
             the weights stay bit-identical on every rank. Rank 0 alone shows progress and runs
-            ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank.
+            ``Checkpoint`` callbacks. An error on any rank raises the same error on every rank; so do
+            models (layers, loss, dtype, backend, seed, weights, optimizer and its state) or data that
+            differ between ranks: a DistributedError naming what differs, before training.
         sample_weight : (n,) numbers >= 0, optional
             Each sample's weight, as in Keras: a batch's loss is sum(weight · loss) / batch size
             (Keras's "sum_over_batch_size"), in the kernels, without copying rows. ``loss`` in the
@@ -375,8 +377,9 @@ class Sequential:
 
         report = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         if parallel is not None:
-            report, callbacks = parallel.start(report, callbacks, samples=len(x), batch_size=batch_size,
-                                               epochs=epochs, shuffle=shuffle, val=None if val is None else len(val[0]))
+            report, callbacks = parallel.start(report, callbacks, (x, y, divisor), val, samples=len(x),
+                                               batch_size=batch_size, epochs=epochs, shuffle=shuffle,
+                                               sample_weight=parallel.weights_digest(weights))
         with kernel_threads(self.backend):
             report.compiling(lambda: self.compile_kernels(x.dtype))
             self.stop_training = False
@@ -525,7 +528,7 @@ class Sequential:
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         weights = sample_weights(sample_weight, None, y, self.loss, self.n_out, self.dtype)
         if parallel is not None:
-            parallel.start_evaluation(samples=len(x))
+            parallel.start_evaluation(x, y, divisor, weights)
         with kernel_threads(self.backend):
             return self._evaluate(x, y, divisor, parallel, weights)
 

@@ -276,9 +276,9 @@ def test_ranks_that_disagree_on_the_model_stop_before_training():
                            sys.executable, "-m", "fastnet", "train", *SMALL, "--seed", "4"],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["fastnet train: error: ranks 0 and 1 differ in weights, shuffle_state: every "
-                                        "rank must build the same model (same seed, or the same checkpoint) and pass "
-                                        "the same data and settings"]
+    assert done.stderr.splitlines() == ["fastnet train: error: ranks disagree on --seed: rank 0 3, rank 1 4; every "
+                                        "rank must build the same model (same flags and seed, or the same checkpoint) "
+                                        "and pass the same data and settings"]
 
 
 def test_divergence_stops_every_rank_with_one_line():
