@@ -128,11 +128,12 @@ if other and case == "dropout":
 if other and case == "data":
     x[5, 2] += 1
 model = fn.Sequential(*layers, loss=fn.SoftmaxCrossEntropy(), backend="numpy", seed=0)
+weights = np.full(64, 2.0 if other else 1.0) if "weights" in case else None
 try:
-    if case == "evaluate data":
-        model.evaluate(x if not other else x[::-1], y, comm=comm)
+    if case.startswith("evaluate"):
+        model.evaluate(x if not other or case == "evaluate weights" else x[::-1], y, comm=comm, sample_weight=weights)
     else:
-        model.fit(x, y, epochs=1, batch_size=16, progress=False, comm=comm)
+        model.fit(x, y, epochs=1, batch_size=16, progress=False, comm=comm, sample_weight=weights)
 except fn.DistributedError as e:
     with open(f"{sys.argv[2]}/rank{comm.Get_rank()}", "w") as f:
         f.write(str(e))
@@ -144,7 +145,9 @@ print("trained on")
 @pytest.mark.parametrize("case,what", [("activation", "layers (item 2): rank 0 ReLU(), rank 1 Tanh()"),
                                        ("dropout", "layers (item 3): rank 0 Dense(n_in=8, n_out=3"),
                                        ("l2", "layers (item 1): rank 0 Dense(n_in=6, n_out=8"),
-                                       ("data", "training x: rank 0 64x6 float32"), ("evaluate data", "x: rank 0")])
+                                       ("data", "training x: rank 0 64x6 float32"), ("evaluate data", "x: rank 0"),
+                                       ("weights", "sample_weight: rank 0 64 float"),
+                                       ("evaluate weights", "sample_weight: rank 0 64 float")])
 def test_fit_refuses_ranks_whose_models_or_data_differ(tmp_path, case, what):
     """In Python, fit(comm=...) and evaluate(comm=...) raise the same DistributedError on every rank."""
     python = [sys.executable, "-c", DIFFERENT_FIT, case, str(tmp_path)]
