@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fastnet.callbacks import History
-from fastnet.checkpoint_schema import read_checked
+from fastnet.checkpoint_schema import DIGEST_KEY, read_checked, tensor_digest
 from fastnet.errors import CheckpointError, ConfigError
 from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
@@ -139,7 +138,9 @@ def copy_model(model, dtype: str | None = None):
 def save(model, path, include_optimizer: bool = True) -> None:
     """Write ``model`` to ``path`` atomically: an interrupted save leaves any previous file intact."""
     meta, tensors = describe(model, include_optimizer)
-    write_atomic(Path(path), st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
+    text = json.dumps(meta)
+    # The checksum lets a load tell a file rewritten while it was read (a mix of two models) from a whole one.
+    write_atomic(Path(path), st_save(tensors, metadata={"fastnet": text, DIGEST_KEY: tensor_digest(text, tensors)}))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -224,9 +225,9 @@ def load_into(into, path, backend: str | None = None):
     if backend is not None:
         get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
     path = Path(path)
-    raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
+    tensors, meta = read_checked(path, FORMAT)  # bounded reads; all checked before the tensors are read
     try:
-        return rebuild(meta, st_load(raw), into, backend=backend)
+        return rebuild(meta, tensors, into, backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
     except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file

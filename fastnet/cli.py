@@ -21,6 +21,7 @@ import numpy as np
 
 import fastnet as fn
 from fastnet import distributed
+from fastnet._memory import out_of_memory
 from fastnet.checkpoint import unwritable
 from fastnet.errors import ConfigError, DistributedError, FastnetError
 from fastnet.model import TrainingInterrupted
@@ -514,6 +515,8 @@ def _run(args, out, say) -> tuple[int, BaseException | None]:
         return EXIT_BROKEN_PIPE, None
     except OSError as e:
         return EXIT_USAGE, e
+    except MemoryError as e:  # what the checks before allocating could not foresee: still one line
+        return EXIT_USAGE, e
     except KeyboardInterrupt:
         if not out.silent:
             print("interrupted", file=sys.stderr)
@@ -521,6 +524,8 @@ def _run(args, out, say) -> tuple[int, BaseException | None]:
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, MemoryError):
+        return out_of_memory(error)
     if isinstance(error, OSError) and not isinstance(error, FastnetError):
         return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
     return str(error)
