@@ -6,6 +6,9 @@
                           loss=fn.SoftmaxCrossEntropy(), seed=0)
     model.fit(train.x, train.y, epochs=5, optimizer=fn.SGD(lr=0.1, momentum=0.9))
 """
+from fastnet._startup import check_address_space
+
+check_address_space()
 try:  # numba and numpy load large libraries: a tight ulimit -v fails here, reported in one line
     from fastnet import datasets
     from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History

@@ -11,6 +11,18 @@ import os
 import sys
 
 EXIT_USAGE = 2
+# numba, llvmlite and the BLAS libraries numpy and scipy bring map about this much address space. Below it,
+# scipy's OpenBLAS (which numba loads at the first kernel) can retry and then abort the process in C, where
+# no Python handler runs: so a smaller ulimit -v is refused before anything is loaded.
+MIN_ADDRESS_SPACE = 512 << 20
+
+
+def check_address_space() -> None:
+    """Refuse, before loading any library, an address-space limit (ulimit -v) too small for fastnet."""
+    limit = _address_space_limit()
+    if limit is not None and limit < MIN_ADDRESS_SPACE:
+        _report(f"fastnet needs at least {MIN_ADDRESS_SPACE >> 20:,} MiB of address space to load its libraries, "
+                f"but this process may use only {limit >> 20:,} MiB (ulimit -v); raise that limit")
 
 
 def cannot_start(error: BaseException):
@@ -20,7 +32,11 @@ def cannot_start(error: BaseException):
     """
     if not isinstance(error, MemoryError) and _address_space_limit() is None:
         raise error
-    message = startup_message(error)
+    _report(startup_message(error))
+
+
+def _report(message: str):
+    """Exit 2 with ``message`` in one line for the command; else raise ImportError(message)."""
     if _is_command():
         command = " ".join(["fastnet"] + [arg for arg in sys.argv[1:2] if arg.isalpha()])  # as cli._error names it
         print(f"{command}: error: {message}", file=sys.stderr)
