@@ -6,6 +6,8 @@ Metadata: "fastnet" -> JSON with the format version, layers, loss, dtype, backen
           states, so a resumed run continues exactly as an uninterrupted one; a model stopped
           by Ctrl-C in the middle of an epoch also has "resume", where that epoch stopped
           (``Sequential.partial_epoch``).
+          "fastnet.blake2b" -> a checksum of that metadata and the tensors, which loading verifies
+          (``checkpoint_schema.tensor_digest``).
 No pickle anywhere; the file is written to a temporary name and moved into place.
 """
 from __future__ import annotations
