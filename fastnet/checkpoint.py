@@ -232,5 +232,7 @@ def load_into(into, path, backend: str | None = None):
         return rebuild(meta, tensors, into, backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
+    except MemoryError:  # not the file's fault: the caller (the CLI) reports it as running out of memory
+        raise
     except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file
         raise CheckpointError(f"{path} is damaged or incomplete: {type(e).__name__}: {e}") from None

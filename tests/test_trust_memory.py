@@ -164,3 +164,16 @@ def test_an_unforeseen_memory_error_is_one_line_and_exit_2(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("fastnet train: error: out of memory")
     assert "1.00 GiB" in err and "ulimit -v" in err
+
+
+def test_running_out_of_memory_while_loading_is_not_called_a_damaged_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "m.safetensors"
+    fn.Sequential(fn.Dense(4, 2), loss=fn.SoftmaxCrossEntropy(), backend="numpy", seed=0).save(path)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (805306368,) and data type float32")
+
+    monkeypatch.setattr(checkpoint, "rebuild", exhausted)
+    assert cli.main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastnet evaluate: error: out of memory") and "damaged" not in err
