@@ -110,14 +110,15 @@ def _address_space_room() -> int | None:
 
 
 def check_fits(needed: int, what: str, fix: str) -> None:
-    """Refuse in one line, before allocating, when ``needed`` bytes exceed what the machine has.
+    """Refuse in one line, before allocating, when ``needed`` bytes exceed what this process may use.
 
     ``what`` says what needs the memory, ``fix`` how to need less.
     """
     available = available_bytes()
     if available is not None and needed > available:
-        raise ConfigError(f"{what} needs about {format_bytes(needed)} of memory but this machine has "
-                          f"{format_bytes(available)} available (within this process's limits); {fix}")
+        raise ConfigError(f"{what} needs about {format_bytes(needed)} of memory but this process has "
+                          f"{format_bytes(available)} available (free memory, within ulimit -v and cgroup limits); "
+                          f"{fix}")
 
 
 def format_bytes(n: int) -> str:
