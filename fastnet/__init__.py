@@ -6,17 +6,25 @@
                           loss=fn.SoftmaxCrossEntropy(), seed=0)
     model.fit(train.x, train.y, epochs=5, optimizer=fn.SGD(lr=0.1, momentum=0.9))
 """
-from fastnet import datasets
-from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
-from fastnet.errors import (CheckpointError, ConfigError, DataError, DistributedError, DivergenceError, DTypeError,
-                            FastnetError, InputError, ShapeError)
-from fastnet._interrupt import TrainingInterrupted
-from fastnet.gradcheck import gradcheck
-from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
-from fastnet.model import Sequential, load
-from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
-from fastnet.threads import get_num_threads, set_num_threads
+from fastnet._startup import check_address_space
+
+check_address_space()
+try:  # numba and numpy load large libraries: a tight ulimit -v fails here, reported in one line
+    from fastnet import datasets
+    from fastnet.callbacks import Callback, Checkpoint, EarlyStopping, History
+    from fastnet.errors import (CheckpointError, ConfigError, DataError, DistributedError, DivergenceError, DTypeError,
+                                FastnetError, InputError, ShapeError)
+    from fastnet._interrupt import TrainingInterrupted
+    from fastnet.gradcheck import gradcheck
+    from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+    from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+    from fastnet.model import Sequential, load
+    from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
+    from fastnet.threads import get_num_threads, set_num_threads
+except (MemoryError, OSError, ImportError) as _error:
+    from fastnet._startup import cannot_start
+
+    cannot_start(_error)
 
 from fastnet._version import __version__
 

@@ -6,6 +6,8 @@ Metadata: "fastnet" -> JSON with the format version, layers, loss, dtype, backen
           states, so a resumed run continues exactly as an uninterrupted one; a model stopped
           by Ctrl-C in the middle of an epoch also has "resume", where that epoch stopped
           (``Sequential.partial_epoch``).
+          "fastnet.blake2b" -> a checksum of that metadata and the tensors, which loading verifies
+          (``checkpoint_schema.tensor_digest``).
 No pickle anywhere; the file is written to a temporary name and moved into place.
 """
 from __future__ import annotations
@@ -20,12 +22,11 @@ import stat
 from pathlib import Path
 
 
-from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fastnet._finite import nonfinite
 from fastnet.callbacks import History
-from fastnet.checkpoint_schema import read_checked
+from fastnet.checkpoint_schema import DIGEST_KEY, read_checked, tensor_digest
 from fastnet.errors import CheckpointError, ConfigError
 from fastnet.inputs import as_path
 from fastnet.kernels import get_backend
@@ -150,7 +151,9 @@ def save(model, path, include_optimizer: bool = True) -> None:
         raise ConfigError(f"not saved to {path}: {bad}, so the model has diverged; nothing was written and a file "
                           "already there is left as it was. Train again with a lower learning rate, or from the "
                           "last good checkpoint")
-    write_atomic(path, st_save(tensors, metadata={"fastnet": json.dumps(meta)}))
+    text = json.dumps(meta)
+    # The checksum lets a load tell a file rewritten while it was read (a mix of two models) from a whole one.
+    write_atomic(path, st_save(tensors, metadata={"fastnet": text, DIGEST_KEY: tensor_digest(text, tensors)}))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -264,10 +267,12 @@ def load_into(into, path, backend: str | None = None):
     if backend is not None:
         get_backend(backend)  # an unknown override is the caller's ConfigError, not a damaged file
     path = as_path(path, "load")
-    raw, meta = read_checked(path, FORMAT)  # bounded reads; metadata and tensors checked before any allocation
+    tensors, meta = read_checked(path, FORMAT)  # bounded reads; all checked before the tensors are read
     try:
-        return rebuild(meta, finite(st_load(raw)), into, backend=backend)
+        return rebuild(meta, finite(tensors), into, backend=backend)
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a model this fastnet cannot rebuild: {e}") from None
+    except MemoryError:  # not the file's fault: the caller (the CLI) reports it as running out of memory
+        raise
     except Exception as e:  # whatever else a crafted file provokes, it is still a damaged file
         raise CheckpointError(f"{path} is damaged or incomplete: {type(e).__name__}: {e}") from None

@@ -1,12 +1,14 @@
 """Check a model file before believing anything in it.
 
-``read_checked(path, fmt)`` returns the file's bytes and its fastnet metadata only once
+``read_checked(path, fmt)`` returns the file's tensors and its fastnet metadata only once
 
 * the path is a regular file of at most ``MAX_FILE_BYTES`` (not /dev/zero, not a FIFO);
 * its safetensors header has a sane length, parses, and its tensor table tiles the data exactly;
 * the metadata has the structure, types, ranges and finite numbers the schema below requires;
 * every tensor the declared architecture implies is there, with exactly the shape and dtype it
-  implies, and there is no other.
+  implies, and there is no other;
+* it declares at most ``MAX_LAYERS`` layers, and loading it fits in the memory this process may use;
+* what was read matches the checksum saved with it (files saved before checksums have none).
 
 Nothing is allocated on the metadata's word: the header is read on its own first, and
 every array that loading then makes is one the file itself holds. Optional keys this
@@ -14,6 +16,7 @@ module does not know (such as "resume") are left to ``checkpoint.rebuild``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,7 +25,8 @@ import stat
 
 import numpy as np
 
-from fastnet.errors import CheckpointError
+from fastnet._memory import check_fits
+from fastnet.errors import CheckpointError, ConfigError
 from fastnet.layers import LAYERS
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
@@ -30,7 +34,10 @@ from fastnet.optimizers import optimizer_from_config
 MAX_FILE_BYTES = 4 << 30  # far above any MLP fastnet trains (784-8192-8192-10 in float64 with Adam: 1.8 GB)
 MAX_HEADER_BYTES = 16 << 20  # the JSON header: metadata, history and tensor table
 MAX_INT = 2**53  # widths, counts and steps beyond this are no real model's
-MAX_ITEMS = 100_000  # layers, history records, tensors
+MAX_ITEMS = 100_000  # history records, tensors
+MAX_LAYERS = 256  # each costs time and memory however few parameters it has; real MLPs have a handful
+DIGEST_KEY = "fastnet.blake2b"  # in the safetensors metadata: tensor_digest of the file's contents
+NUMPY_DTYPE = {"F32": "<f4", "F64": "<f8"}  # the tensor dtypes a model holds (check_tensors admits no other)
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 TENSOR_DTYPE = {"float32": "F32", "float64": "F64"}  # the model's dtype -> its tensors' safetensors dtype
@@ -44,48 +51,122 @@ class Invalid(Exception):
     """What is wrong with the file; ``read_checked`` adds its path and turns it into a CheckpointError."""
 
 
-def read_checked(path, fmt: int) -> tuple[bytes, dict]:
-    """The bytes of the model file ``path`` and its fastnet metadata, once both are checked.
+def read_checked(path, fmt: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The tensors of the model file ``path`` and its fastnet metadata, once both are checked.
 
-    Raises CheckpointError, naming the file, for anything else.
+    Everything comes through one open file handle: the header first, then each tensor straight into
+    its own array (no copy of the whole file). A file whose checksum does not match what was read
+    (rewritten while it was read, or corrupt) is refused. Raises CheckpointError, naming the file.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
+        info = os.fstat(fd)  # fstat of what was opened: no race with a swapped path
+        f = os.fdopen(fd, "rb") if stat.S_ISREG(info.st_mode) else None
+    except OSError as e:
+        os.close(fd)
+        raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
+    if f is None:
+        os.close(fd)
+        why = "it is a folder, not a file" if stat.S_ISDIR(info.st_mode) else "it is not a regular file"
+        raise CheckpointError(f"cannot read model file {path}: {why}")
+    with f:
         try:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):  # fstat of what was opened: no race with a swapped path
-                raise CheckpointError(f"cannot read model file {path}: it is not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise CheckpointError(f"cannot read model file {path}: {info.st_size:,} bytes is more than the "
-                                      f"{MAX_FILE_BYTES:,} a fastnet model file may have")
-            try:
-                header, data_start = _read_header(f, info.st_size)
-            except Invalid as e:
-                raise CheckpointError(f"{path} is not a fastnet model file (safetensors with fastnet metadata): "
-                                      f"{e}") from None
-            meta = header["__metadata__"]["fastnet"]
-            if meta.get("format") != fmt:
-                raise CheckpointError(f"{path} has model format {_show(meta.get('format'))}; this fastnet reads "
-                                      f"format {fmt}")
-            try:
-                check_metadata(meta)
-                check_tensors(_tensor_table(header, info.st_size - data_start), meta)
-            except Invalid as e:
-                raise CheckpointError(f"{path} is damaged or incomplete: {e}") from None
-            f.seek(0)
-            raw = f.read(info.st_size + 1)
+            return _read_open(f, path, info.st_size, fmt)
         except OSError as e:
             raise CheckpointError(f"cannot read model file {path}: {e.strerror or e}") from None
-    if len(raw) != info.st_size:
-        raise CheckpointError(f"{path} changed while it was being read; try again")
-    return raw, meta
 
 
-def _read_header(f, size: int) -> tuple[dict, int]:
-    """The parsed safetensors header of the open file ``f`` (with "fastnet" parsed too) and where data starts."""
+def _read_open(f, path, size: int, fmt: int) -> tuple[dict[str, np.ndarray], dict]:
+    """``read_checked`` on the open regular file ``f`` of ``size`` bytes."""
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"cannot read model file {path}: {size:,} bytes is more than the "
+                              f"{MAX_FILE_BYTES:,} a fastnet model file may have")
+    try:
+        header, data_start, text = _read_header(f, size)
+    except Invalid as e:
+        raise CheckpointError(f"{path} is not a fastnet model file (safetensors with fastnet metadata): "
+                              f"{e}") from None
+    meta = header["__metadata__"]["fastnet"]
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{path} has model format {_show(meta.get('format'))}; this fastnet reads "
+                              f"format {fmt}")
+    try:
+        check_metadata(meta)
+        table, spans = _tensor_table(header, size - data_start)
+        check_tensors(table, meta)
+    except Invalid as e:
+        raise CheckpointError(f"{path} is damaged or incomplete: {e}") from None
+    check_cost(table, size - data_start, path)
+    tensors = _read_tensors(f, table, spans, path)
+    _check_digest(header["__metadata__"].get(DIGEST_KEY), text, tensors, path)
+    return tensors, meta
+
+
+def check_cost(table: dict, data_len: int, path) -> None:
+    """Refuse, before reading any tensor, a model whose loading would not fit in memory.
+
+    Loading holds the tensors as read, then the model's parameters, gradients and optimizer
+    state (the same numbers again, plus the gradients) and the float64 draw of its widest layer.
+    """
+    sizes = {name: math.prod(shape) for name, (_, shape) in table.items()}
+    n_params = sum(n for name, n in sizes.items() if name.startswith("layers."))
+    n_states = sum(1 for name in sizes if name.startswith("optimizer."))
+    itemsize = max((ITEMSIZE[dtype] for dtype, _ in table.values()), default=4)
+    widest = max((n for name, n in sizes.items() if name.endswith(".weight")), default=0)
+    needed = data_len + (2 + n_states) * n_params * itemsize + 8 * widest
+    try:
+        check_fits(needed, f"loading {path} ({n_params:,} parameters)", "free memory or load it on a larger machine")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _read_tensors(f, table: dict, spans: dict, path) -> dict[str, np.ndarray]:
+    """Each tensor read from ``f`` (at the start of the data) straight into an array of its own."""
+    tensors = {}
+    for name in sorted(spans, key=spans.get):  # in file order: one pass, no seeks
+        dtype, shape = table[name]
+        array = np.empty(shape, np.dtype(NUMPY_DTYPE[dtype]))
+        view, done = memoryview(array.reshape(-1).view(np.uint8)), 0
+        while done < len(view):
+            got = f.readinto(view[done:])
+            if not got:
+                raise CheckpointError(f"{path} changed while being read or is truncated: tensor {name} is cut "
+                                      "short; try again")
+            done += got
+        tensors[name] = array
+    if f.read(1):
+        raise CheckpointError(f"{path} changed while being read: it grew past its tensors; try again")
+    return tensors
+
+
+def tensor_digest(text: str, tensors: dict) -> str:
+    """A checksum of a model file's contents: its fastnet metadata ``text`` and its ``tensors``
+    (names, dtypes, shapes and little-endian bytes, in name order), as stored under DIGEST_KEY."""
+    digest = hashlib.blake2b(text.encode(), digest_size=16)
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name], tensors[name].dtype.newbyteorder("<"))
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def _check_digest(stored, text: str, tensors: dict, path) -> None:
+    """Refuse a file whose stored checksum does not match what was read: a mix of two files
+    (rewritten in place while it was being read) or a corrupt one."""
+    if stored is None:  # saved before fastnet stored checksums: still loaded, as before, unverified
+        return
+    if stored != tensor_digest(text, tensors):
+        raise CheckpointError(f"{path} changed while being read or is corrupt: its contents do not match the "
+                              "checksum saved with them; if another program is writing it, try again when it is "
+                              "done, else restore it from a copy")
+
+
+def _read_header(f, size: int) -> tuple[dict, int, str]:
+    """The parsed safetensors header of the open file ``f`` (with "fastnet" parsed too), where data starts,
+    and the fastnet metadata's text (which the checksum covers)."""
     prefix = f.read(8)
     if len(prefix) < 8:
         raise Invalid(f"only {size} bytes")
@@ -97,9 +178,10 @@ def _read_header(f, size: int) -> tuple[dict, int]:
     _expect(isinstance(header, dict), "the header is not a JSON object")
     extra = header.get("__metadata__")
     _expect(isinstance(extra, dict) and isinstance(extra.get("fastnet"), str), "it has no fastnet metadata")
-    extra["fastnet"] = _json(extra["fastnet"].encode(), "the fastnet metadata")
+    text = extra["fastnet"]
+    extra["fastnet"] = _json(text.encode(), "the fastnet metadata")
     _expect(isinstance(extra["fastnet"], dict), "the fastnet metadata is not a JSON object")
-    return header, 8 + n
+    return header, 8 + n, text
 
 
 def _json(text: bytes, what: str):
@@ -111,11 +193,12 @@ def _json(text: bytes, what: str):
         raise Invalid(f"{what} is not valid JSON: {e}") from None
 
 
-def _tensor_table(header: dict, data_len: int) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Each tensor's (dtype, shape), once its byte range is found to match them and the ranges tile the data."""
+def _tensor_table(header: dict, data_len: int) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict]:
+    """Each tensor's (dtype, shape), once its byte range is found to match them and the ranges tile the data;
+    and each tensor's (begin, end) byte range."""
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     _expect(len(entries) <= MAX_ITEMS, f"it lists {len(entries):,} tensors")
-    table, spans = {}, []
+    table, spans = {}, {}
     for name, entry in entries.items():
         _expect(isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"},
                 f"tensor {_show(name)} is not described by dtype, shape and data_offsets")
@@ -129,19 +212,21 @@ def _tensor_table(header: dict, data_len: int) -> dict[str, tuple[str, tuple[int
         _expect(end - begin == math.prod(shape) * ITEMSIZE[dtype],
                 f"tensor {name} declares shape {shape} of {dtype} but spans {end - begin:,} bytes")
         table[name] = (dtype, tuple(shape))
-        spans.append((begin, end))
+        spans[name] = (begin, end)
     position = 0
-    for begin, end in sorted(spans):
+    for begin, end in sorted(spans.values()):
         _expect(begin == position, "its tensors' byte ranges overlap or leave gaps")
         position = end
     _expect(position == data_len, f"its tensors span {position:,} bytes but the file holds {data_len:,}")
-    return table
+    return table, spans
 
 
 def check_metadata(meta: dict) -> None:
     """Raise Invalid unless ``meta`` has the structure and plain, finite, bounded values a saved model has."""
     layers = meta.get("layers")
-    _expect(isinstance(layers, list) and 0 < len(layers) <= MAX_ITEMS, "layers must be a non-empty list")
+    _expect(isinstance(layers, list) and len(layers) > 0, "layers must be a non-empty list")
+    _expect(len(layers) <= MAX_LAYERS, f"it declares {len(layers):,} layers; a fastnet model may have at most "
+            f"{MAX_LAYERS:,}")
     for i, layer in enumerate(layers):
         _expect(isinstance(layer, dict) and layer.get("kind") in LAYERS and isinstance(layer.get("config"), dict),
                 f"layer {i} must be {{'kind': one of {', '.join(LAYERS)}, 'config': {{...}}}}, got {_show(layer)}")

@@ -22,6 +22,7 @@ import numpy as np
 import fastnet as fn
 from fastnet import distributed
 from fastnet._interrupt import exit_status, stopped_by
+from fastnet._memory import out_of_memory
 from fastnet._paths import check_outputs
 from fastnet.errors import ConfigError, DistributedError, FastnetError, InputError
 from fastnet.model import TrainingInterrupted
@@ -578,6 +579,8 @@ def _run(args, out, say) -> tuple[int, BaseException | None]:
         return EXIT_BROKEN_PIPE, None
     except OSError as e:
         return EXIT_USAGE, e
+    except MemoryError as e:  # what the checks before allocating could not foresee: still one line
+        return EXIT_USAGE, e
     except KeyboardInterrupt as stop:
         if not out.silent:
             print(stopped_by(stop), file=sys.stderr)
@@ -585,6 +588,8 @@ def _run(args, out, say) -> tuple[int, BaseException | None]:
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, MemoryError):
+        return out_of_memory(error)
     if isinstance(error, OSError) and not isinstance(error, FastnetError):
         return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
     return str(error)

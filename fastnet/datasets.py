@@ -18,11 +18,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib.resources import as_file, files
+from math import prod
 from pathlib import Path
 
 import numpy as np
 import platformdirs
 
+from ._memory import check_fits
 from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
 from .inputs import Images
@@ -101,6 +103,10 @@ SIZES = {
         "t10k-labels-idx1-ubyte.gz": 5_148,
     },
 }
+# A hundred times MNIST's 60,000, ten times the largest IDX sets (EMNIST's 700,000): a header claiming
+# more is a mistake or an attack, whose epochs would never end even when its memory fits.
+MAX_SAMPLES = 10_000_000
+PER_SAMPLE_BYTES = 1 + 8 + 8  # its label, and its int64 index in the shuffled order and in predict's batches
 TIMEOUT = 30  # seconds without a byte from a mirror before giving up on it
 _DOWNLOAD_CHUNK = 1 << 16
 
@@ -285,11 +291,30 @@ def _load_files(paths, name: str, classes: list[str]):
                 f"train images are {'x'.join(map(str, train_x.shape[1:]))} ({paths[0]}) but "
                 f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
             )
+        check_cost((train_x, test_x), len(classes))
         return tuple(
             Dataset(Images(images.read().reshape(images.shape[0], -1)),
                     check_labels(labels.read(), len(classes), labels.path), list(classes), name, split)
             for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test"))
         )
+
+
+def check_cost(image_files, n_classes: int) -> None:
+    """Refuse, from their headers alone, image sets with more than MAX_SAMPLES samples, or whose data
+    and what training and scoring make of it (PER_SAMPLE_BYTES and a float64 score per class for each
+    sample) would not fit in the memory this process may use."""
+    for images in image_files:
+        if images.shape[0] > MAX_SAMPLES:
+            raise DataError(f"{images.path}: the header claims {images.shape[0]:,} images, more than the "
+                            f"{MAX_SAMPLES:,} a fastnet dataset may have; use a subset of the data")
+    needed = sum(images.shape[0] * (prod(images.shape[1:]) + PER_SAMPLE_BYTES + 8 * n_classes)
+                 for images in image_files)
+    counts = " and ".join(f"{images.shape[0]:,}" for images in image_files)
+    try:
+        check_fits(needed, f"the dataset in {image_files[0].path.parent} ({counts} images, their labels and "
+                   "scores)", "use a subset of the data")
+    except ConfigError as e:
+        raise DataError(str(e)) from None
 
 
 def _open_labels(path: Path) -> IdxFile:
