@@ -12,6 +12,7 @@ from safetensors.numpy import load_file, save_file
 from test_cli import assert_one_line_error, run
 
 import fastnet as fn
+from fastnet.checkpoint_schema import DIGEST_KEY, tensor_digest
 from fastnet.cli import Output, main
 
 # --- non-finite model state (set_weights, save, load)
@@ -51,13 +52,15 @@ def test_save_refuses_a_model_with_non_finite_state_and_writes_nothing(tmp_path,
 
 
 def poisoned_file(tmp_path, tensor: str):
-    """A model file as fastnet writes it, but for one NaN in ``tensor``."""
+    """A model file as fastnet writes it, but for one NaN in ``tensor`` (and a checksum that matches it:
+    the checksum catches a file changed while read, not a crafted one)."""
     good = tmp_path / "good.safetensors"
     adam_model().save(good)
     with safe_open(str(good), "np") as f:
         metadata = f.metadata()
     tensors = load_file(good)
     tensors[tensor].flat[0] = np.nan
+    metadata[DIGEST_KEY] = tensor_digest(metadata["fastnet"], tensors)
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, bad, metadata=metadata)
     return bad
