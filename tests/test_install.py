@@ -175,3 +175,20 @@ def test_the_distribution_name_is_ours_and_its_version_is_the_packages():
     assert metadata.version("fastnet-cpu") == fastnet.__version__
     shown = subprocess.run([sys.executable, "-m", "fastnet", "--version"], capture_output=True, text=True, timeout=120)
     assert shown.stdout.split() == ["fastnet", fastnet.__version__]
+
+
+def test_the_wheel_and_the_sdist_ship_py_typed(tmp_path):
+    """PEP 561: without fastnet/py.typed in what pip installs, type checkers ignore fastnet's annotations."""
+    import tarfile
+    import zipfile
+
+    source = tmp_path / "source"
+    shutil.copytree(PACKAGE, source / "fastnet", ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    build = "from setuptools import build_meta as b; b.build_wheel('dist'); b.build_sdist('dist')"
+    result = subprocess.run([sys.executable, "-c", build], cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [wheel], [sdist] = (list((source / "dist").glob(pattern)) for pattern in ("*.whl", "*.tar.gz"))
+    assert "fastnet/py.typed" in zipfile.ZipFile(wheel).namelist()
+    assert any(name.endswith("/fastnet/py.typed") for name in tarfile.open(sdist).getnames())
