@@ -55,7 +55,8 @@ class Progress:
 
 class _CompileNotice(event.Listener):
     """Says "preparing kernels" to ``stream`` (None: to no one) as numba starts its first compile;
-    loading a kernel from the cache, or finding it compiled already, is no compile."""
+    loading a kernel from the cache, or finding it compiled already, is no compile. A listener of
+    numba's documented event API (``numba.core.event``), for its "numba:compile" events."""
 
     def __init__(self, stream):
         self.stream, self.given = stream, False
