@@ -60,6 +60,19 @@ def test_sigterm_in_a_resumed_run_without_save_saves_back_where_it_stopped(check
     assert len(stopped.history) == 1 and stopped.partial_epoch["epoch"] == 1  # inside epoch 2, kept
 
 
+def test_resume_without_save_in_a_folder_it_cannot_write_is_refused_before_training(checkpoint, capsys, monkeypatch):
+    from fastnet import cli
+
+    # as root every folder is writable: the check is made to answer as it does for a user's read-only folder
+    monkeypatch.setattr(cli, "unwritable", lambda path: f"the folder {checkpoint.parent} is not writable",
+                        raising=False)
+    before = checkpoint.read_bytes()
+    result = fastnet(capsys, "train", "--resume", checkpoint, "--epochs", "2", "--batch-size", "128")
+    assert_refused(result, f"--resume {checkpoint} saves back to that file without --save", "not writable",
+                   "give --save PATH")
+    assert "epoch 2" not in result[1] and checkpoint.read_bytes() == before
+
+
 # ---- 2. the kernel notice only when something compiles -----------------------------------------------
 
 def test_the_notice_is_given_when_something_compiles_and_only_then():
