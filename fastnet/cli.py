@@ -2,7 +2,7 @@
 
 Errors a user can fix (bad flag values, missing or corrupt data, unreadable
 models) print one line on stderr and exit with status 2; Ctrl-C (or SIGTERM) during
-training saves a checkpoint when --save was given and exits with status 130 (143).
+training saves a checkpoint when --save (or --resume) was given and exits with status 130 (143).
 
 Under ``mpiexec -n N`` (N > 1), train and evaluate run data-parallel on the N ranks
 (``fastnet.distributed``): rank 0 alone prints and writes files, and every rank exits
@@ -23,10 +23,11 @@ import fastnet as fn
 from fastnet import distributed
 from fastnet._interrupt import exit_status, stopped_by
 from fastnet._memory import out_of_memory
-from fastnet._paths import check_outputs
+from fastnet._paths import check_outputs, same_file
+from fastnet.checkpoint import unwritable
 from fastnet.errors import ConfigError, DistributedError, FastnetError, InputError
 from fastnet.model import TrainingInterrupted
-from fastnet.plot import has_matplotlib
+from fastnet.plot import has_matplotlib, plot_format
 from fastnet.progress import Discard, Progress
 
 EXIT_USAGE, EXIT_BROKEN_PIPE = 2, 141  # 141: 128 + SIGPIPE, as a shell reports it
@@ -121,8 +122,10 @@ def build_parser() -> Parser:
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", type=_path, help="write a safetensors checkpoint after every epoch")
     out.add_argument("--resume", metavar="PATH", type=_path, help="continue from a checkpoint, even one saved by "
-                     "Ctrl-C mid-epoch; --epochs counts the total, and a cosine schedule stretches to it")
-    out.add_argument("--plot", metavar="PATH", type=_path, help="write a PNG of the curves and the confusion matrix")
+                     "Ctrl-C mid-epoch, saving back to it without --save; --epochs counts the total, and a cosine "
+                     "schedule stretches to it")
+    out.add_argument("--plot", metavar="PATH", type=_path, help="write the curves and the confusion matrix in the "
+                     "format the extension names (.png, .pdf, .svg, .jpg, ...)")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout; the rest goes to stderr")
     _quiet_flag(out)
     train.set_defaults(run=cmd_train)
@@ -297,10 +300,13 @@ def check_files(args) -> None:
 
 
 def cmd_train(args, out, say) -> int:
+    saving_back = bool(args.resume and not args.save)
+    if saving_back:
+        save_back(args)
     if args.comm is not None and args.comm.Get_rank() != 0:
         args.save = args.plot = None  # rank 0 alone writes files
     if args.plot:
-        _require_matplotlib()
+        _require_matplotlib(args.plot)
     given = fill_defaults(args)
     use_threads(args.threads, args.ranks_here)
     if args.resume:
@@ -313,6 +319,10 @@ def cmd_train(args, out, say) -> int:
     if args.resume:
         optimizer = None if model.optimizer is not None else build_optimizer(args)
         say(f"resuming from {args.resume} {_stopped_at(model)}")
+        if args.epochs <= len(model.history):
+            say(_nothing_left(args, model))
+        elif saving_back:
+            _note(out, f"saving to {args.save} after every epoch, as --resume does without --save")
         stretch_cosine(model.optimizer, args.epochs, say)
     else:
         model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
@@ -339,7 +349,7 @@ def cmd_train(args, out, say) -> int:
         return exit_status(stop)
     result = model.evaluate(test.x, test.y, comm=args.comm)
     say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
-    if args.save:
+    if args.save and not (remaining == 0 and args.resume and same_file(args.save, args.resume)):  # else unchanged
         if remaining == 0:  # the Checkpoint callback saved every epoch trained; with none, save the model as loaded
             model.save(args.save)
         say(f"saved to {args.save}")
@@ -349,6 +359,30 @@ def cmd_train(args, out, say) -> int:
     if args.json:
         out.json({"config": config, "history": model.history.records, "test": result})
     return 0
+
+
+def save_back(args) -> None:
+    """``train --resume X`` without --save saves to X, as --save X would: the run's work is kept.
+
+    Refuses (ConfigError), before any work, a checkpoint in a folder it cannot write to."""
+    problem = unwritable(args.resume)
+    if problem:
+        raise ConfigError(f"--resume {args.resume} saves back to that file without --save, but cannot write "
+                          f"there: {problem}; give --save PATH to save elsewhere")
+    args.save = args.resume
+
+
+def _note(out, line: str) -> None:
+    """A line on stderr about what the command does on its own, unless --quiet (or on ranks other than 0)."""
+    if not isinstance(out.human, Discard):
+        print(printable(line, sys.stderr), file=sys.stderr, flush=True)
+
+
+def _nothing_left(args, model) -> str:
+    """The line for a resumed run whose --epochs the checkpoint has reached already."""
+    done = len(model.history)
+    return (f"nothing to train: {args.resume} has done {done} epoch{'s' * (done != 1)}, and --epochs {args.epochs} "
+            f"counts the total; give --epochs {done + 1} or more to train on")
 
 
 def save_interrupted(model, path: str | None, stop: TrainingInterrupted, say) -> int:
@@ -469,9 +503,14 @@ def _describe(model) -> str:
     return "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
 
 
-def _require_matplotlib():
+def _require_matplotlib(path) -> None:
+    """Refuse, before any work, a --plot that cannot be written: no matplotlib, or a format it cannot write."""
     if not has_matplotlib():
         raise ConfigError("--plot needs matplotlib: pip install matplotlib")
+    try:
+        plot_format(path)
+    except ConfigError as error:
+        raise ConfigError(f"--plot {path}: {error}") from None
 
 
 def plot(model, test, path) -> None:

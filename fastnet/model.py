@@ -292,7 +292,8 @@ class Sequential:
         shuffle : bool
             Reshuffle every epoch, with the model's seeded generator.
         progress : bool
-            A compile notice and one line per epoch on stderr, with a progress bar when stderr is a terminal.
+            A compile notice (only when numba compiles) and one line per epoch on stderr, with a progress
+            bar when stderr is a terminal.
         callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
         comm : mpi4py communicator, optional
             Train data-parallel on its ranks (``MPI.COMM_WORLD`` under ``mpiexec -n N``), each rank

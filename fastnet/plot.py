@@ -1,6 +1,8 @@
-"""A PNG training report: loss and accuracy per epoch, and the test confusion matrix (needs matplotlib)."""
+"""A training report: loss and accuracy per epoch, and the test confusion matrix (needs matplotlib), in
+the format the file's extension names (.png, .pdf, .svg, .jpg, ...; PNG without one)."""
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -21,16 +23,40 @@ def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int) 
 
 
 def training_report(history, predicted, actual, classes, path, title: str = "") -> None:
-    """Write the report to ``path`` as a PNG, atomically; see ``report_figure``."""
-    import io
-
+    """Write the report to ``path`` in the format its extension names (see ``plot_format``), atomically;
+    see ``report_figure``."""
     import matplotlib.pyplot as plt
 
+    fmt = plot_format(path)
     fig = report_figure(history, predicted, actual, classes, title)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format=fmt, dpi=100)
     plt.close(fig)
     write_atomic(Path(path), buffer.getvalue())
+
+
+def plot_format(path) -> str:
+    """The format matplotlib writes ``path`` in: its extension, or PNG without one.
+
+    ConfigError, in one line, for an extension matplotlib cannot write here: one it does not know, or
+    one it fails to write a small figure in (.jpg without pillow, .pgf without LaTeX), found in a moment
+    rather than after a run.
+    """
+    from matplotlib.figure import Figure
+
+    fmt = Path(path).suffix.lower().lstrip(".") or "png"
+    probe = Figure(figsize=(1, 1))
+    formats = probe.canvas.get_supported_filetypes()
+    if fmt not in formats:
+        raise ConfigError(f"matplotlib cannot write .{fmt} files; give a path ending in one of "
+                          f"{', '.join('.' + name for name in sorted(formats))}")
+    probe.text(0.5, 0.5, "0%")  # text too: some formats need more than drawing lines (pgf: LaTeX)
+    try:
+        probe.savefig(io.BytesIO(), format=fmt)
+    except Exception as error:  # whatever the writer lacks: a module, a program
+        raise ConfigError(f"matplotlib cannot write .{fmt} files here ({type(error).__name__}: "
+                          f"{' '.join(str(error).split())}); give a .png path") from None
+    return fmt
 
 
 def report_figure(history, predicted, actual, classes, title: str = ""):

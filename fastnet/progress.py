@@ -1,5 +1,8 @@
 """Progress: a compile notice, a tqdm bar within each epoch, one line per epoch.
 
+The notice is given only when numba compiles something: not when every kernel comes from the
+cache or was compiled earlier in the process (a second ``fit`` in a notebook).
+
 The notice and the epoch lines go to ``stream`` (stderr by default). Bars always go
 to stderr, and only when it is a terminal: a redirected log holds whole lines, no
 ``\\r`` frames, and stdout never carries a bar.
@@ -9,6 +12,7 @@ from __future__ import annotations
 import io
 import sys
 
+from numba.core import event
 from tqdm.auto import tqdm
 
 from fastnet.kernels import caching
@@ -30,12 +34,11 @@ class Progress:
         self.enabled = enabled and not isinstance(self.stream, Discard)
 
     def compiling(self, compile_fn) -> float:
-        """Run ``compile_fn`` (which returns seconds), telling the user when it is slow."""
-        if self.enabled:
-            how = "compiled once, then cached" if caching() else "compiled on every run: no writable cache"
-            print(f"fastnet: preparing kernels ({how})...", file=self.stream, flush=True)
-        seconds = compile_fn()
-        if self.enabled:
+        """Run ``compile_fn`` (which returns seconds), telling the user when it is slow: when numba compiles."""
+        notice = _CompileNotice(self.stream if self.enabled else None)
+        with event.install_listener("numba:compile", notice):
+            seconds = compile_fn()
+        if notice.given:
             print(f"fastnet: kernels ready in {seconds:.2f} s", file=self.stream, flush=True)
         return seconds
 
@@ -48,6 +51,24 @@ class Progress:
     def epoch(self, record: dict) -> None:
         if self.enabled:
             tqdm.write(format_record(record), file=self.stream)
+
+
+class _CompileNotice(event.Listener):
+    """Says "preparing kernels" to ``stream`` (None: to no one) as numba starts its first compile;
+    loading a kernel from the cache, or finding it compiled already, is no compile. A listener of
+    numba's documented event API (``numba.core.event``), for its "numba:compile" events."""
+
+    def __init__(self, stream):
+        self.stream, self.given = stream, False
+
+    def on_start(self, _event) -> None:
+        if self.stream is not None and not self.given:
+            self.given = True
+            how = "compiled once, then cached" if caching() else "compiled on every run: no writable cache"
+            print(f"fastnet: preparing kernels ({how})...", file=self.stream, flush=True)
+
+    def on_end(self, _event) -> None:
+        pass
 
 
 def _is_terminal(stream) -> bool:

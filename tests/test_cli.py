@@ -51,7 +51,7 @@ def test_train_json_holds_config_history_and_test_result(trained):
 
 def test_train_human_output_goes_to_stderr_with_json(trained):
     _, result = trained
-    assert "preparing kernels" in result.stderr  # the compile notice
+    assert "data: mnist-sample" in result.stderr  # the run's header
     assert "epoch 2" in result.stderr and "test accuracy" in result.stderr
 
 
