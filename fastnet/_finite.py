@@ -1,7 +1,10 @@
-"""NaN and Inf in a model's state: set_weights, save and load refuse them (a diverged model is no model)."""
+"""NaN and Inf in a model's state: set_weights, save, load, export and gradcheck refuse them (a diverged
+model is no model)."""
 from __future__ import annotations
 
 import numpy as np
+
+from fastnet.errors import ConfigError
 
 CHUNK = 1 << 20  # elements tested at a time, so the test of a large tensor needs no tensor-sized mask
 
@@ -17,3 +20,12 @@ def nonfinite(tensors: dict) -> str | None:
         if bad:
             return f"{name} holds {bad:,} NaN or Inf value{'s' * (bad != 1)}"
     return None
+
+
+def refuse_nonfinite(model, action: str) -> None:
+    """ConfigError, in one line, if ``model`` has a NaN or Inf parameter: ``action`` (e.g. "export the
+    model") would compute nothing meaningful with it."""
+    bad = nonfinite(model.get_weights())
+    if bad:
+        raise ConfigError(f"cannot {action}: {bad} (training diverged?); retrain it, e.g. with a lower "
+                          "learning rate, or set finite weights")

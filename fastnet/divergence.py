@@ -1,5 +1,4 @@
-"""When training has diverged, and where a model's state is not finite: the one rule fit, train_step
-and the ``fastnet`` command share.
+"""When training has diverged: the one rule fit, train_step and the ``fastnet`` command share.
 
 The rule: a batch loss diverged when it is NaN or Inf, or when it exceeds ``GROWTH`` times
 ``max(start, 1)``, ``start`` being the first batch loss of the ``fit`` call. fastnet's losses are
@@ -13,10 +12,6 @@ loss that grows is left to EarlyStopping and the user: it may still turn round.
 from __future__ import annotations
 
 import math
-
-import numpy as np
-
-from fastnet.errors import ConfigError
 
 GROWTH = 1e6
 
@@ -44,19 +39,3 @@ def diverged(loss: float, start: float | None = None) -> str | None:
         return (f"the loss is {loss:.3g}, over {GROWTH:,.0f} times its first value in this fit "
                 f"({start:.3g}, counted as at least 1)")
     return None
-
-
-def nonfinite_weight(model) -> str | None:
-    """The name (as ``get_weights`` gives it) of the first parameter of ``model`` holding NaN or Inf, or None."""
-    if np.isfinite(model.params).all():
-        return None
-    return next(name for name, value in model.get_weights().items() if not np.isfinite(value).all())
-
-
-def refuse_nonfinite(model, action: str) -> None:
-    """ConfigError, in one line, if ``model`` has a NaN or Inf parameter: ``action`` (e.g. "export it")
-    would compute nothing meaningful with it."""
-    name = nonfinite_weight(model)
-    if name is not None:
-        raise ConfigError(f"cannot {action}: its parameter {name} holds NaN or Inf (training diverged?); "
-                          "retrain it, e.g. with a lower learning rate, or set finite weights")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastnet import inputs
+from fastnet._finite import refuse_nonfinite
 from fastnet.checkpoint import copy_model
-from fastnet.divergence import refuse_nonfinite
 from fastnet.errors import ConfigError, InputError
 from fastnet.model import Sequential
 from fastnet.progress import Progress

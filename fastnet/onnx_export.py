@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnet._finite import refuse_nonfinite
 from fastnet._version import __version__
 from fastnet.checkpoint import write_atomic
-from fastnet.divergence import refuse_nonfinite
 from fastnet.errors import ConfigError
 from fastnet.inputs import as_path
 from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
