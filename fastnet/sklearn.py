@@ -7,23 +7,34 @@
 
 They take ``sklearn.neural_network``'s parameter names and defaults where the meaning matches,
 and work in ``clone``, ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and joblib/Dask pools
-(they pickle). A thin adapter over fastnet's public API: fastnet's core never imports this module,
-and scikit-learn is an optional extra (``pip install 'scikit-learn>=1.6'``).
+(they pickle). A thin adapter over ``fastnet.Sequential``: fastnet's core never imports this module,
+and scikit-learn is an optional extra (``pip install 'scikit-learn>=1.6'``; SciPy comes with it).
+
+``learning_rate`` ("constant", "invscaling" with ``power_t``, "adaptive"), ``warm_start``, ``max_fun``
+and ``fit(X, y, sample_weight=...)`` follow scikit-learn's rules: its learning rate after each epoch,
+a new optimizer on each ``fit`` (``warm_start`` keeps the weights, ``t_`` and ``loss_curve_``), and its
+attributes. ``solver="lbfgs"`` is its SciPy L-BFGS-B call (``maxiter=max_iter``, ``maxfun=max_fun``,
+``gtol=tol``) on the full-batch objective over the network's flat parameter vector.
 
 Where they differ from scikit-learn's MLP:
 
-* ``solver`` is "sgd" or "adam" (no "lbfgs"); the learning rate is constant (no ``learning_rate``
-  schedules); no ``warm_start`` (``partial_fit`` continues training) and no ``sample_weight``.
+* ``MLPRegressor(loss=...)`` is "squared_error" only: fastnet has no Poisson loss.
+* ``sample_weight``: negative weights are refused (scikit-learn takes them). scikit-learn divides a
+  batch's weighted loss, and its penalty, by the batch's weight sum; fastnet's loss kernels divide
+  by the batch size, and the estimator scales that back by the mean weight of the training data. The
+  two agree exactly on a full batch ("lbfgs", or ``batch_size`` >= the samples), and for any batch
+  whose mean weight is the data's; on other mini-batches the step is larger or smaller by that ratio.
 * ``alpha``: scikit-learn adds alpha/2·||W||²/n_batch to each batch's loss. fastnet's penalty is fixed
   per layer, so ``alpha`` becomes ``Dense(l2=alpha / batch_size)`` with the batch size of the first
   ``fit``/``partial_fit``: the same penalty for every full batch, a slightly weaker one on a short last batch.
 * Initialisation: Glorot-uniform weights as in scikit-learn (also for "logistic", where scikit-learn
   narrows the range), and biases start at 0 (scikit-learn draws them too).
 * Adam adds ``epsilon`` to the bias-corrected sqrt(v) (scikit-learn: to the uncorrected one).
-* ``loss_curve_`` is the objective the gradients follow, as in scikit-learn: mean log-loss summed over
-  outputs, or half the squared error summed over outputs (scikit-learn reports that mean over the
-  outputs, which is the same number for a single output). fastnet's own loss kernels average over
-  outputs, so their gradients are scaled back to this objective (through the SGD learning rate and l2).
+* ``loss_curve_`` and ``loss_`` are the objective the gradients follow, as in scikit-learn: mean log-loss
+  summed over outputs, or half the squared error summed over outputs (scikit-learn reports that mean
+  over the outputs, which is the same number for a single output; its "lbfgs" then minimises a loss
+  whose gradient is not the one it is given). fastnet's own loss kernels average over outputs, so their
+  gradients are scaled back to this objective (through the SGD learning rate, Adam's epsilon and l2).
 * Inputs are numbers, used as they are, never rescaled: scale them in a Pipeline (StandardScaler,
   MinMaxScaler). Sparse input is refused; predictions are computed in ``dtype`` (float32 by default).
 
@@ -36,17 +47,18 @@ setting (all cores, unless ``fastnet.set_num_threads`` changed it).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import multiprocessing
 import threading
 import warnings
 
 import numpy as np
-import scipy.optimize
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 except ImportError:  # pragma: no cover - exercised by a test that hides scikit-learn
     raise ImportError("fastnet.sklearn needs scikit-learn: pip install 'scikit-learn>=1.6'") from None
+import scipy.optimize  # after the check above: SciPy comes with scikit-learn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -56,7 +68,12 @@ from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from threadpoolctl import threadpool_limits
 
 import fastnet as fn
@@ -213,7 +230,7 @@ class _BaseMLP(BaseEstimator):
             self._initialize(X.shape[1], targets, batch, int(rng.randint(np.iinfo(np.int32).max)))
         if not incremental or not hasattr(self, "_lr"):  # as scikit-learn, each fit starts a new optimizer
             self._new_optimizer()
-        self._weight_scale = 1.0 if weights is None else float(weights.mean())
+        self._weight_scale = _mean_weight(weights)
         self._tune_optimizer()
         self.n_iter_ = 0
         epochs = 1 if incremental else self.max_iter
@@ -229,15 +246,11 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _sample_weight(self, sample_weight, X):
-        """``sample_weight`` checked as scikit-learn checks it, as float64, or None; negative weights and
-        weights that are all 0 are refused (nothing to learn from)."""
+        """``sample_weight`` checked as scikit-learn checks it (which refuses all zeros), as float64, or None;
+        negative weights are refused too."""
         if sample_weight is None:
             return None
-        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not w.any():
-            raise ValueError("sample_weight is 0 for every sample, so there is nothing to learn; "
-                             "give some samples a weight > 0")
-        return w
+        return _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
 
     def _hold_out(self, X, y, targets, weights, rng):
         """Split off ``validation_fraction`` (stratified for single-label classes), as scikit-learn does:
@@ -315,18 +328,9 @@ class _BaseMLP(BaseEstimator):
 
     def _fit_lbfgs(self, X, targets, weights):
         """scikit-learn's lbfgs: SciPy's L-BFGS-B over the flat parameter vector, on the full-batch
-        objective (weighted mean loss plus alpha/2·||W||² over the weight sum), with its options."""
+        objective, with scikit-learn's options."""
         model = self.model_
-        x, divisor, y = model._check_batch(X, targets)
-        rows = np.arange(len(x))
-        w = None if weights is None else weights.astype(model.dtype)
-        to_sklearn = self._loss_scale / (1.0 if weights is None else float(weights.mean()))
-
-        def objective(p):
-            model.params[...] = p
-            loss = model._loss_and_grad(x, y, rows, divisor, weights=w)[0]
-            return loss * to_sklearn, model.grads.astype(np.float64) * to_sklearn
-
+        objective = self._lbfgs_objective(X, targets, weights)
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
                    **_get_additional_lbfgs_options_dict("iprint", 1 if self.verbose else -1)}
         with self._threads(), kernel_threads(model.backend):
@@ -339,6 +343,21 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
                              "values and need to be preprocessed.")
         return self
+
+    def _lbfgs_objective(self, X, targets, weights):
+        """scikit-learn's full-batch objective as a function of the flat parameters (float64), which it
+        sets in the network: p -> (weighted mean loss + alpha/2·||W||² / weight sum, its gradient)."""
+        model = self.model_
+        x, divisor, y = model._check_batch(X, targets)
+        rows = np.arange(len(x))
+        w = None if weights is None else weights.astype(model.dtype)
+        to_sklearn = self._loss_scale / _mean_weight(weights)
+
+        def objective(p):
+            model.params[...] = p
+            loss = model._loss_and_grad(x, y, rows, divisor, weights=w)[0]
+            return loss * to_sklearn, model.grads.astype(np.float64) * to_sklearn
+        return objective
 
     def _end_epoch(self, loss: float, val, n: int) -> bool:
         """scikit-learn's per-epoch bookkeeping and learning-rate schedule; True when it would stop (no
@@ -408,6 +427,21 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+def _with_parameter(function, name: str, default, after: str) -> inspect.Signature:
+    """``function``'s signature with one more keyword-only parameter ``name`` after ``after``."""
+    sig = inspect.signature(function)
+    params = list(sig.parameters.values())
+    at = [p.name for p in params].index(after) + 1
+    extra = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+    return sig.replace(parameters=params[:at] + [extra] + params[at:])
+
+
+def _mean_weight(weights) -> float:
+    """The mean sample weight, 1 without weights: fastnet's weighted loss over scikit-learn's (fastnet
+    divides a batch's weighted loss by its size, scikit-learn by its weight sum)."""
+    return 1.0 if weights is None else float(weights.mean())
+
+
 def _stochastic(estimator) -> bool:
     """partial_fit's gate, as scikit-learn's: only the stochastic solvers train incrementally."""
     if estimator.solver == "lbfgs":
@@ -436,13 +470,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, max_iter, shuffle,
-    random_state, tol, verbose, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t,
+    max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+    early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
         As in ``sklearn.neural_network.MLPClassifier``, with its defaults; see this module's docstring
-        for the few differences. ``max_iter`` counts epochs.
+        for the few differences. ``max_iter`` counts epochs (iterations for "lbfgs").
     dropout : float in [0, 1)
-        Dropout after every hidden layer while training (0: none).
+        Dropout after every hidden layer while training (0: none; not with "lbfgs").
     dtype : {"float32", "float64"}
     backend : {"numba", "numpy"}
     n_threads : int or None
@@ -450,9 +484,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Attributes
     ----------
-    classes_, n_features_in_, feature_names_in_, n_outputs_, n_layers_, out_activation_, loss_curve_,
+    classes_, n_features_in_, feature_names_in_, n_outputs_, n_layers_, out_activation_, loss_, loss_curve_,
     best_loss_, validation_scores_, best_validation_score_, n_iter_, t_, coefs_, intercepts_
-        As in scikit-learn; ``coefs_[i]`` is (n_in, n_out), a view of the network's weights.
+        As in scikit-learn (the stochastic solvers' ones not set by "lbfgs"); ``coefs_[i]`` is (n_in, n_out),
+        a view of the network's weights.
     model_ : fastnet.Sequential
         The trained network (``model_.save(path)`` writes it as a safetensors file).
     """
@@ -526,9 +561,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastnet (squared error); drop-in for scikit-learn's.
 
-    Parameters and attributes are those of ``MLPClassifier`` (without ``classes_``); targets may be
-    (n,) or (n, n_outputs). ``predict`` returns float64, as scikit-learn's regressors do.
+    Parameters and attributes are those of ``MLPClassifier`` (without ``classes_``), and ``loss``, which
+    is "squared_error" (fastnet has no "poisson"); targets may be (n,) or (n, n_outputs). ``predict``
+    returns float64, as scikit-learn's regressors do.
     """
+
+    def __init__(self, *args, loss="squared_error", **params):
+        super().__init__(*args, **params)
+        self.loss = loss
+
+    # scikit-learn reads the parameters from the signature: the base class's, with scikit-learn's `loss`
+    __init__.__signature__ = _with_parameter(_BaseMLP.__init__, "loss", "squared_error", after="activation")
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error' (fastnet has no Poisson loss; scikit-learn's own "
+                             f"MLPRegressor has loss='poisson'), got {self.loss!r}")
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
