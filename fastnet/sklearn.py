@@ -64,7 +64,6 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -321,18 +320,22 @@ class _BaseMLP(BaseEstimator):
         the loss scale (fastnet's loss kernels average over outputs). SGD's rate makes up for both; Adam's
         step does not depend on the gradient's scale but through epsilon, so epsilon is scaled alike."""
         to_sklearn = self._loss_scale / self._weight_scale
+        opt = self.model_.optimizer
         if self.solver == "sgd":
-            self.model_.optimizer.lr = self._lr * to_sklearn
+            lr = self._lr * to_sklearn
+            if "velocity" in opt.state:  # fastnet's velocity is in gradient units, scikit-learn's in steps:
+                opt.state["velocity"] *= opt.lr / lr  # a new rate must not rescale the steps already taken
+            opt.lr = lr
         else:
-            self.model_.optimizer.eps = self.epsilon / to_sklearn
+            opt.eps = self.epsilon / to_sklearn
 
     def _fit_lbfgs(self, X, targets, weights):
         """scikit-learn's lbfgs: SciPy's L-BFGS-B over the flat parameter vector, on the full-batch
         objective, with scikit-learn's options."""
         model = self.model_
         objective = self._lbfgs_objective(X, targets, weights)
-        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                   **_get_additional_lbfgs_options_dict("iprint", 1 if self.verbose else -1)}
+        # no "iprint" for verbose: SciPy >= 1.15 ignores it (so scikit-learn's lbfgs prints nothing there either)
+        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         with self._threads(), kernel_threads(model.backend):
             result = scipy.optimize.minimize(objective, model.params.astype(np.float64), method="L-BFGS-B",
                                              jac=True, options=options)

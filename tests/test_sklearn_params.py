@@ -79,6 +79,22 @@ def test_adaptive_divides_the_rate_by_5_until_1e6_then_stops_as_scikit_learn(dig
     assert rates[:4] == [0.001] * 4 and rates[4] == pytest.approx(0.001 / 5) and rates[-1] == pytest.approx(3.2e-7)
 
 
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_with_momentum_takes_scikit_learns_steps_as_the_rate_changes(digits, schedule, nesterov):
+    x, y = digits
+    kw = {"solver": "sgd", "learning_rate": schedule, "nesterovs_momentum": nesterov, "learning_rate_init": 0.3,
+          "batch_size": len(x), "shuffle": False, "tol": 10.0, "n_iter_no_change": 1, "warm_start": True}
+    est, ref = ours(dtype="float64", max_iter=1, **kw).fit(x, y), theirs(max_iter=1, **kw).fit(x, y)
+    ref.coefs_ = [c.copy() for c in est.coefs_]  # from here on both from the same weights
+    ref.intercepts_ = [b.copy() for b in est.intercepts_]
+    est.set_params(max_iter=5).fit(x, y)
+    ref.set_params(max_iter=5).fit(x, y)
+    assert len(set(sgd_rates(est))) > 1 and est._lr == pytest.approx(ref._optimizer.learning_rate, rel=1e-12)
+    for mine, sk in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(mine, sk, rtol=1e-9, atol=1e-12)
+
+
 def test_adam_ignores_the_schedule_as_scikit_learn_does(digits):
     x, y = digits
     est = ours(solver="adam", learning_rate="invscaling", max_iter=3).fit(x, y)
@@ -149,7 +165,6 @@ def test_lbfgs_converges_with_a_finite_difference_checked_gradient(digits):
     assert not hasattr(est, "loss_curve_") and est.t_ == 0  # as scikit-learn's lbfgs
     objective = est._lbfgs_objective(x, est._targets(y, False, None, False), w.astype(float))
     p = est.model_.params.copy() + np.random.default_rng(0).normal(0, 0.1, est.model_.n_params)
-    assert objective(p)[0] == pytest.approx(est.loss_, rel=1) and np.isfinite(objective(p)[0])
     error = scipy.optimize.check_grad(lambda q: objective(q)[0], lambda q: objective(q)[1], p)
     assert error < 1e-5 * np.linalg.norm(objective(p)[1])
 
