@@ -45,14 +45,18 @@ class Dense(Layer):
         Keras's names with Keras's meaning: "relu", "sigmoid", "tanh", "leaky_relu" (slope 0.2, as
         Keras's) or "linear" (none). The model puts the activation layer after this one, so it is
         the same model as ``Dense(...), ReLU()`` written out.
+    input_shape : (n_in,), optional
+        Keras's way to give the first layer's input width: ``Dense(64, input_shape=(784,))`` is ``Dense(784, 64)``.
     """
 
     INITS = ("xavier", "he", "normal")
 
     def __init__(self, n_in: int | None = None, n_out: int | None = None, init: str = "xavier", l1: float = 0.0,
-                 l2: float = 0.0, activation=None):
+                 l2: float = 0.0, activation=None, input_shape=None):
         if n_out is None:  # Dense(n_out): the input width comes from the model
-            n_in, n_out = None, n_in
+            n_in, n_out = _width_of(input_shape), n_in
+        elif input_shape is not None:
+            raise ConfigError("give Dense's input width once: Dense(n_in, n_out) or Dense(n_out, input_shape=(n_in,))")
         if n_out is None:
             raise ConfigError("Dense needs its output width, e.g. Dense(64) or Dense(784, 64)")
         if isinstance(n_out, str):
@@ -184,6 +188,16 @@ def activation(name: str, **kwargs) -> Activation:
     if key not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[key](**kwargs)
+
+
+def _width_of(input_shape) -> int | None:
+    """The input width in Keras's ``input_shape=(n_in,)``; None for None."""
+    if input_shape is None:
+        return None
+    if not (isinstance(input_shape, (tuple, list)) and len(input_shape) == 1):
+        raise ConfigError(f"Dense takes input_shape=(n_in,), one sample's flat width, got {input_shape!r}; "
+                          f"flatten images with x.reshape(len(x), -1)")
+    return input_shape[0]
 
 
 KERAS_ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": lambda: LeakyReLU(alpha=0.2)}

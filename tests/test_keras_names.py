@@ -135,6 +135,26 @@ def test_dense_without_input_width_is_built_by_the_first_data_it_meets(first):
     assert same_weights(a, b) and np.array_equal(a.predict(X), b.predict(X))
 
 
+def test_gradcheck_builds_it_too():
+    a, b = lazy(), explicit()
+    assert fn.gradcheck(a, X[:4], Y[:4], progress=False) == fn.gradcheck(b, X[:4], Y[:4], progress=False)
+    assert same_weights(a, b)
+
+
+def test_keras_input_shape_gives_the_input_width():
+    a = model(fn.Dense(8, activation="relu", input_shape=(5,)), fn.Dense(2))
+    assert a.n_in == 5 and repr(a) == repr(explicit()) and same_weights(a, explicit())
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: fn.Dense(8, input_shape=(28, 28)), "Dense takes input_shape=(n_in,), one sample's flat width"),
+    (lambda: fn.Dense(5, 8, input_shape=(5,)), "give Dense's input width once")])
+def test_a_bad_input_shape_is_one_line(make, says):
+    with pytest.raises(fn.ConfigError) as e:
+        make()
+    assert says in one_line(e)
+
+
 def test_a_model_built_from_the_data_saves_and_loads_as_the_explicit_form(tmp_path):
     a = lazy()
     a.fit(X, Y, epochs=1, batch_size=8, progress=False)
