@@ -263,3 +263,26 @@ def test_another_dtype_is_one_line_naming_the_ways_to_give_one(dtype):
     with pytest.raises(fn.ConfigError) as e:
         model(fn.Dense(5, 2), dtype=dtype)
     assert "choose float32 or float64 (as \"float32\", np.float32" in one_line(e)
+
+
+# ---- data-parallel: the same habits on two ranks ------------------------------------------------
+
+_TWO_RANKS = """
+import numpy as np
+from mpi4py import MPI
+import fastnet as fn
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((50, 6)), rng.integers(0, 3, 50)
+two, one = [fn.Sequential(fn.Dense(5, activation="tanh"), fn.Dense(3), loss="sparse_categorical_crossentropy",
+                          dtype=np.float64, backend="numpy", seed=0) for _ in range(2)]
+two.fit(x, y, epochs=2, batch_size=10, optimizer="adam", validation_split=0.2, comm=MPI.COMM_WORLD, verbose=0)
+one.fit(x, y, epochs=2, batch_size=10, optimizer="adam", validation_split=0.2, verbose=0)
+assert two.n_in == 6 and np.allclose(two.params, one.params, rtol=1e-9, atol=1e-12)
+assert np.allclose(two.history["val_loss"], one.history["val_loss"], rtol=1e-9)
+print("same")
+"""
+
+
+def test_two_ranks_take_the_keras_names_as_one_process():
+    from test_mpi import same_on_two_ranks
+    same_on_two_ranks(_TWO_RANKS)
