@@ -51,6 +51,7 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
         raise ConfigError(f"gradcheck max_params must be a whole number >= 1 or None, got {max_params!r}")
     if not (inputs.is_whole(seed) and seed >= 0):
         raise ConfigError(f"gradcheck seed must be a whole number >= 0, got {seed!r}")
+    model._build_for(x)  # a first Dense(n_out) takes its width from x, as in fit
     refuse_nonfinite(model, "gradcheck the model")
     twin = copy_model(model, dtype="float64")
     twin.optimizer = None  # the check never updates: no optimizer kernels to compile

@@ -22,6 +22,19 @@ def is_whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def float_dtype(dtype) -> np.dtype:
+    """float32 or float64, given by name ("float32"), as a NumPy type (np.float32) or as a np.dtype;
+    ConfigError for any other dtype, and for None, which NumPy would read as float64."""
+    try:
+        found = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        found = None
+    if found is None or found.name not in ("float32", "float64"):
+        raise ConfigError(f"unknown dtype {dtype!r}; choose float32 or float64 (as \"float32\", np.float32 "
+                          f"or np.dtype(\"float32\"))")
+    return found
+
+
 def as_path(path, what: str) -> Path:
     """``path`` as a Path; ConfigError, saying what ``what`` needs, for anything but a str or os.PathLike."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from fastnet.errors import ConfigError
 from fastnet.kernels import ACT
 
 
@@ -47,3 +48,30 @@ class MSE(Loss):
 
 
 LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, BinaryCrossEntropy, MSE)}
+
+# Keras's loss names (as strings, in either spelling) for the losses that mean here what they mean there
+KERAS_LOSSES = {"sparse_categorical_crossentropy": SoftmaxCrossEntropy, "binary_crossentropy": BinaryCrossEntropy,
+                "mse": MSE, "mean_squared_error": MSE}
+_DIFFERENT = {"categoricalcrossentropy": "fastnet's SoftmaxCrossEntropy takes integer labels, not one-hot rows: pass "
+                                         "loss='sparse_categorical_crossentropy' and y.argmax(axis=1)"}
+
+
+def loss_named(name: str) -> Loss:
+    """A new loss by name: Keras's ("sparse_categorical_crossentropy" or "SparseCategoricalCrossentropy",
+    "binary_crossentropy", "mse"/"mean_squared_error") or fastnet's ("SoftmaxCrossEntropy").
+
+    fastnet's losses take the last layer's raw outputs (Keras's ``from_logits=True``); ``predict``
+    applies the softmax or sigmoid. ConfigError, in one line, for other names.
+    """
+    table = {_key(k): cls for k, cls in [*KERAS_LOSSES.items(), *LOSSES.items()]}
+    key = _key(name)
+    if key in _DIFFERENT:
+        raise ConfigError(f"loss {name!r}: {_DIFFERENT[key]}")
+    if key not in table:
+        raise ConfigError(f"unknown loss {name!r}; known names: {', '.join([*KERAS_LOSSES, *LOSSES])}")
+    return table[key]()
+
+
+def _key(name: str) -> str:
+    """Keras spells a loss sparse_categorical_crossentropy or SparseCategoricalCrossentropy."""
+    return name.replace("_", "").lower()

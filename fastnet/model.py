@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterable
 
@@ -14,15 +15,14 @@ from fastnet._memory import aligned_zeros
 from fastnet.callbacks import Callback, Checkpoint, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
-from fastnet.layers import Dense, Layer
-from fastnet.losses import Loss
-from fastnet.optimizers import SGD, Optimizer
+from fastnet.layers import Dense, Layer, Sigmoid, with_activations
+from fastnet.losses import BinaryCrossEntropy, Loss, loss_named
+from fastnet.optimizers import SGD, Optimizer, optimizer_named
 from fastnet.program import Program
-from fastnet.progress import Progress
+from fastnet.progress import Progress, format_scores, from_verbose, verbosity
 from fastnet.threads import kernel_threads, threads_for_load
 from fastnet.weights import sample_weights
 
-DTYPES = ("float32", "float64")
 EVAL_BATCH = 1024
 
 
@@ -39,12 +39,14 @@ class Sequential:
     Parameters
     ----------
     *layers : Layer
-        Dense, activation and Dropout layers, input first (or one list of them).
-    loss : Loss
-        SoftmaxCrossEntropy (integer labels), BinaryCrossEntropy (0/1 targets) or MSE.
+        Dense, activation and Dropout layers, input first (or one list of them). A first
+        ``Dense(n_out)`` takes its input width from the data (see ``build``).
+    loss : Loss or str
+        SoftmaxCrossEntropy (integer labels), BinaryCrossEntropy (0/1 targets) or MSE, or Keras's
+        name of one: "sparse_categorical_crossentropy", "binary_crossentropy", "mse" (see ``losses.loss_named``).
     backend : {"numba", "numpy"}
         The compiled kernels, or their pure-NumPy twins (the baseline).
-    dtype : {"float32", "float64"}
+    dtype : "float32" or "float64", or np.float32, np.float64, a np.dtype
     seed : int >= 0 or None
         Seeds initialisation, shuffling and dropout. The same seed and backend give
         bit-for-bit the same weights and history.
@@ -59,6 +61,7 @@ class Sequential:
                  seed: int | None = None):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])  # Sequential([Dense(...), ...]), as Keras takes it
+        layers = tuple(with_activations(layers))  # Dense(n, activation="relu") is Dense(n), ReLU()
         if not layers:
             raise ConfigError("Sequential needs at least one layer, e.g. Sequential(Dense(784, 10), loss=...)")
         for layer in layers:
@@ -68,10 +71,11 @@ class Sequential:
                 raise ConfigError(f"{layer!r} is not a fastnet layer")
             if getattr(layer, "_model", None) is not None:
                 raise ConfigError(f"{layer!r} already belongs to a model; create a new layer object")
+        if isinstance(loss, str):
+            loss = loss_named(loss)
         if not isinstance(loss, Loss):
             raise ConfigError(f"loss must be SoftmaxCrossEntropy(), BinaryCrossEntropy() or MSE(), got {loss!r}")
-        if dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        dtype = inputs.float_dtype(dtype)
         if seed is not None and not (inputs.is_whole(seed) and seed >= 0):
             raise ConfigError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         self.kernels = get_backend(backend)
@@ -79,29 +83,76 @@ class Sequential:
         self.dense = [layer for layer in layers if isinstance(layer, Dense)]
         if not self.dense:
             raise ConfigError("the model needs at least one Dense layer")
-        self.n_in = self.dense[0].n_in
+        self.n_in = self.dense[0].n_in  # None for a first Dense(n_out): ``build`` sets it
         width = self.n_in
         for layer in layers:
-            if isinstance(layer, Dense) and layer.n_in != width:
+            if isinstance(layer, Dense) and layer.n_in is None:
+                layer.n_in = width
+            elif isinstance(layer, Dense) and layer.n_in != width:
                 raise ConfigError(f"{layer!r} takes {layer.n_in} inputs but the layer before it gives {width}")
             width = layer.out_width(width)
             layer._model = self
         self.n_out = width
         if loss.integer_targets and self.n_out < 2:
             raise ConfigError("SoftmaxCrossEntropy needs at least 2 outputs; use BinaryCrossEntropy for one")
+        _refuse_keras_sigmoid(self.dense[-1], layers[-1], loss)
 
         seq = np.random.SeedSequence(seed)
         self.seed = seq.entropy  # recorded, so a run with seed=None can be repeated
         init_seq, shuffle_seq, dropout_seq = seq.spawn(3)
         self.shuffle_rng = np.random.Generator(np.random.PCG64(shuffle_seq))
         self.dropout_rng = np.random.Generator(np.random.PCG64(dropout_seq))
-        self._check_fits()
-        self._allocate(np.random.Generator(np.random.PCG64(init_seq)))
         self.optimizer: Optimizer | None = None
         self.history = History()
         self.stop_training = False
-        self._program = Program(self.layers, loss, self.dtype, self.n_in, self.dropout_rng, backend)
+        self._init_rng = np.random.Generator(np.random.PCG64(init_seq))
+        self.params = self.grads = self._program = None
+        if self.n_in is not None:
+            self._build()
+
+    # ---- the input width: given, or taken from the first data ----------------------
+
+    def build(self, n_in: int) -> None:
+        """Allocate and initialise a model whose first layer is ``Dense(n_out)``, for ``n_in`` inputs.
+
+        ``fit``, ``evaluate``, ``predict``, ``loss_and_grad`` and ``train_step`` do it from their ``x``;
+        the weights are those ``Dense(n_in, n_out)`` would have had with the same seed. Does nothing
+        for a model built for ``n_in`` already; ConfigError for another width.
+        """
+        if not inputs.is_whole(n_in) or n_in < 1:
+            raise ConfigError(f"build(n_in): the input width must be a whole number >= 1, got {n_in!r}")
+        if self.n_in is not None:
+            if n_in != self.n_in:
+                raise ConfigError(f"build({n_in}): the model takes {self.n_in} inputs already")
+            return
+        self.n_in = self.dense[0].n_in = int(n_in)
+        try:
+            self._build()
+        except BaseException:
+            self.n_in = self.dense[0].n_in = None
+            raise
+
+    def _build(self) -> None:
+        """Check, allocate and initialise the parameters, and compile the layers into a Program."""
+        self._check_fits()
+        self._allocate(self._init_rng)
+        self._program = Program(self.layers, self.loss, self.dtype, self.n_in, self.dropout_rng, self.backend)
         self._program.bind(self.params, self.grads)
+
+    def _build_for(self, x) -> None:
+        """``build`` from ``x``'s width when the model has none yet."""
+        if self.n_in is not None:
+            return
+        shape = np.shape(x)
+        if len(shape) != 2 or shape[1] < 1:
+            raise inputs.ShapeError(f"x must be 2-D (samples, features) with at least one feature, got shape "
+                                    f"{shape}; the model takes its input width from it")
+        self.build(shape[1])
+
+    def _require_built(self, what: str) -> None:
+        if self.n_in is None:
+            raise ConfigError(f"{what}: the model has no input width yet; fit it, call model.build(n_in), "
+                              f"or give Dense(n_in, n_out)")
 
     # ---- parameters ---------------------------------------------------------------
 
@@ -148,6 +199,7 @@ class Sequential:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Copies of every parameter: ``{"layers.<i>.weight": (out, in), "layers.<i>.bias": (out,)}``."""
+        self._require_built("get_weights()")
         out = {}
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
@@ -158,6 +210,7 @@ class Sequential:
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load parameters by the names ``get_weights`` uses; shapes must match, and values be finite
         in the model's dtype."""
+        self._require_built("set_weights()")
         current = self.get_weights()
         missing = set(current) - set(weights)
         if missing:
@@ -180,6 +233,7 @@ class Sequential:
 
     @property
     def n_params(self) -> int:
+        self._require_built("n_params")
         return self.params.size
 
     # ---- one training step: the unit fit, gradcheck, bench and data-parallel training share ----
@@ -229,6 +283,7 @@ class Sequential:
         """Apply ``optimizer`` (default: the model's) to the parameters with the gradients in ``model.grads``,
         at the learning rate its schedule gives for epoch ``len(model.history)``."""
         optimizer = self._use_optimizer(optimizer)
+        self._require_built("update()")
         optimizer.bind(self.params.size, self.dtype, owner=self)
         self._update(optimizer, optimizer.lr_at(len(self.history)))
 
@@ -236,16 +291,20 @@ class Sequential:
         optimizer.update(self.kernels.raw, self.params, self.grads, lr)
 
     def _use_optimizer(self, optimizer: Optimizer | None) -> Optimizer:
-        """The optimizer passed (which becomes the model's), else the model's own, else SGD(lr=0.1)."""
+        """The optimizer passed (which becomes the model's; a name, "sgd" or "adam", makes a new one),
+        else the model's own, else SGD(lr=0.1)."""
         if optimizer is not None:
+            if isinstance(optimizer, str):
+                optimizer = optimizer_named(optimizer)
             if not isinstance(optimizer, Optimizer):
-                raise ConfigError(f"optimizer must be SGD(...) or Adam(...), got {optimizer!r}")
+                raise ConfigError(f"optimizer must be SGD(...) or Adam(...), or 'sgd' or 'adam', got {optimizer!r}")
             self.optimizer = optimizer
         elif self.optimizer is None:
             self.optimizer = SGD(lr=0.1)
         return self.optimizer
 
     def _check_batch(self, x, y) -> tuple[np.ndarray, float, np.ndarray]:
+        self._build_for(x)
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
@@ -272,8 +331,9 @@ class Sequential:
     partial_epoch: dict | None = None
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
-            validation_data=None, shuffle: bool = True, progress: bool = True,
-            callbacks=(), comm=None, sample_weight=None, class_weight=None) -> History:
+            validation_data=None, shuffle: bool = True, progress: bool | None = None,
+            callbacks=(), comm=None, sample_weight=None, class_weight=None, validation_split: float = 0.0,
+            verbose: int | None = None) -> History:
         """Train for ``epochs`` more epochs and return the model's ``History``.
 
         Parameters
@@ -285,15 +345,16 @@ class Sequential:
         y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
         epochs, batch_size : int
             Epochs to train on top of those already in ``history``; samples per update.
-        optimizer : Optimizer, optional
+        optimizer : Optimizer or str, optional
             Defaults to the model's current one (e.g. restored by ``fn.load``), else SGD(lr=0.1).
+            "sgd" or "adam" (Keras's names) is a new SGD() or Adam() with fastnet's defaults.
         validation_data : (x_val, y_val), optional
             Evaluated after every epoch as val_loss / val_accuracy.
         shuffle : bool
             Reshuffle every epoch, with the model's seeded generator.
         progress : bool
             A compile notice (only when numba compiles) and one line per epoch on stderr, with a progress
-            bar when stderr is a terminal.
+            bar when stderr is a terminal (default True).
         callbacks : list of Callback, e.g. [EarlyStopping(patience=3)].
         comm : mpi4py communicator, optional
             Train data-parallel on its ranks (``MPI.COMM_WORLD`` under ``mpiexec -n N``), each rank
@@ -310,6 +371,13 @@ class Sequential:
         class_weight : dict {class label: weight}, optional
             The weight of each class (1 for classes left out), for SoftmaxCrossEntropy or a one-output
             BinaryCrossEntropy; a sample weighs its class's weight. Not together with ``sample_weight``.
+        validation_split : float in [0, 1)
+            As in Keras: the last fraction of ``x`` and ``y`` (and ``sample_weight``), taken before any
+            shuffling, is held out of training and scored as ``validation_data`` would be. Not
+            together with ``validation_data`` (which Keras would silently prefer).
+        verbose : 0, 1, 2 or "auto", optional
+            Keras's name for ``progress``: 0 silent, 1 (or "auto") as ``progress=True``, 2 the same
+            without the progress bars. Given with ``progress``, the two must agree.
 
         Ctrl-C or SIGTERM (in the main thread) stops training after the batch under way and raises
         ``TrainingInterrupted``, a KeyboardInterrupt; a second one stops at once. Stopped
@@ -328,27 +396,36 @@ class Sequential:
             If the loss becomes NaN or Inf, or more than a million times both its first value in this
             call and 1 (the rule of ``fastnet.divergence``). The weights are left at the last finite state.
         """
+        progress = from_verbose(progress, verbose)
         if comm is not None:
             from fastnet.distributed import DataParallel
             return DataParallel(comm, self).fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle,
                                                 progress, callbacks, sample_weight=sample_weight,
-                                                class_weight=class_weight)
+                                                class_weight=class_weight, validation_split=validation_split)
         return self._fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks,
-                         sample_weight=sample_weight, class_weight=class_weight)
+                         sample_weight=sample_weight, class_weight=class_weight, validation_split=validation_split)
 
     def _fit(self, x, y, epochs, batch_size, optimizer, validation_data, shuffle, progress, callbacks,
-             parallel=None, sample_weight=None, class_weight=None) -> History:
+             parallel=None, sample_weight=None, class_weight=None, validation_split=0.0) -> History:
         """``fit``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
         if not inputs.is_whole(epochs) or epochs < 0:
             raise ConfigError(f"epochs must be a whole number >= 0, got {epochs!r}")
         if not inputs.is_whole(batch_size) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if not (inputs.is_number(validation_split) and 0 <= validation_split < 1):
+            raise ConfigError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is not None:
+            raise ConfigError("pass validation_data or validation_split, not both")
+        self._build_for(x)
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
             raise inputs.InputError("x is empty: fit needs at least one sample")
         weights = sample_weights(sample_weight, class_weight, y, self.loss, self.n_out, self.dtype)
-        val = None
+        val = val_weights = None
+        if validation_split:
+            x, y, weights, val, val_weights = _split_off(validation_split, x, y, divisor, weights,
+                                                         sample_weight is not None)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 got = type(validation_data).__name__
@@ -396,7 +473,7 @@ class Sequential:
                         record = self._fit_epoch(x, y, divisor, batch_size, shuffle, epoch, report, callbacks,
                                                  interrupt, parallel, watch, weights)
                     if val is not None:
-                        record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel=parallel).items()})
+                        record.update({f"val_{k}": v for k, v in self._evaluate(*val, parallel, val_weights).items()})
                     self.history.append(record)
                     report.epoch(record)
                     for cb in callbacks:
@@ -510,21 +587,29 @@ class Sequential:
             out["accuracy"] = total_hits / (n * (1 if self.loss.integer_targets else self.n_out)) if n else math.nan
         return out
 
-    def evaluate(self, x, y, comm=None, sample_weight=None) -> dict:
+    def evaluate(self, x, y, comm=None, sample_weight=None, verbose: int = 0) -> dict:
         """Mean loss (without weight penalties) and, for classification, accuracy: ``{"loss", "accuracy"}``.
 
         Dropout is off; the result is deterministic. With ``comm`` (an mpi4py communicator, see ``fit``)
         each rank evaluates its share of the samples and every rank gets the totals. ``sample_weight``
         (n,) weighs each sample's loss as in ``fit``: the loss is sum(weight · loss) / n, as Keras's
-        ``evaluate`` gives it; accuracy stays unweighted.
+        ``evaluate`` gives it; accuracy stays unweighted. ``verbose`` 1 or 2 (or "auto") prints the
+        result in one line on stderr (on rank 0 alone with ``comm``); 0 prints nothing.
         """
+        shown = verbosity(verbose) > 0
         if comm is not None:
             from fastnet.distributed import DataParallel
-            return DataParallel(comm, self).evaluate(x, y, sample_weight)
-        return self._evaluate_data(x, y, sample_weight=sample_weight)
+            scores = DataParallel(comm, self).evaluate(x, y, sample_weight)
+            shown = shown and comm.Get_rank() == 0
+        else:
+            scores = self._evaluate_data(x, y, sample_weight=sample_weight)
+        if shown:
+            print(format_scores(scores), file=sys.stderr, flush=True)
+        return scores
 
     def _evaluate_data(self, x, y, parallel=None, sample_weight=None) -> dict:
         """``evaluate``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
+        self._build_for(x)
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         weights = sample_weights(sample_weight, None, y, self.loss, self.n_out, self.dtype)
@@ -533,9 +618,12 @@ class Sequential:
         with kernel_threads(self.backend):
             return self._evaluate(x, y, divisor, parallel, weights)
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x, verbose: int = 0) -> np.ndarray:
         """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,
-        probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off."""
+        probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off.
+        ``verbose`` (0, 1, 2, as Keras takes it) is checked; predict has nothing to report."""
+        verbosity(verbose)
+        self._build_for(x)
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
@@ -555,6 +643,7 @@ class Sequential:
         Runs one step on a scratch batch of 2 rows and leaves the model untouched.
         ``x_dtype`` is the dtype of the data the batches will be gathered from.
         """
+        self._require_built("compile_kernels()")
         start = time.perf_counter()
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
         zeros = np.zeros((2, self.n_in), x_dtype)
@@ -573,6 +662,7 @@ class Sequential:
         Returns a ``str`` that shows as the table at a prompt or in a notebook;
         ``print(model.summary())`` prints it, ``str(model.summary())`` is the plain text.
         """
+        self._require_built("summary()")
         rows = [("layer", "output shape", "params")]
         width = self.n_in
         for layer in self.layers:
@@ -596,12 +686,14 @@ class Sequential:
         images), and gives ``y`` (batch, n_out). Needs ``pip install onnx onnxruntime``; see
         ``fastnet.onnx_export``.
         """
+        self._require_built("to_onnx()")
         from fastnet.onnx_export import export
         export(self, path)
 
     def __getstate__(self) -> tuple[dict, dict]:
         """Pickle as ``checkpoint.describe`` does for files: configuration, parameters, optimizer state,
         history and generator states; never the compiled kernel calls, which ``__setstate__`` rebuilds."""
+        self._require_built("pickle")
         return checkpoint.describe(self)
 
     def __setstate__(self, state: tuple[dict, dict]) -> None:
@@ -609,7 +701,31 @@ class Sequential:
 
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write weights, architecture and (optionally) optimizer state to a safetensors file, atomically."""
+        self._require_built("save()")
         checkpoint.save(self, path, include_optimizer=include_optimizer)
+
+
+def _split_off(fraction: float, x, y, divisor, weights, weigh_val: bool):
+    """``fit``'s ``validation_split``, as Keras takes it: the last ``fraction`` of the samples, before any
+    shuffling. Returns the training x, y and weights, the validation (x, y, divisor) and its weights
+    (the sample weights' share; class weights weigh training only, as in Keras)."""
+    n = len(x)
+    split = math.floor(n * (1 - fraction))
+    if split < 1 or split == n:
+        raise ConfigError(f"validation_split={fraction} of {n} samples leaves {split} to train on and "
+                          f"{n - split} to validate; give more samples or another fraction")
+    cut = (lambda a, part: None if a is None else a[part])
+    train, held = slice(None, split), slice(split, None)
+    return (x[train], y[train], cut(weights, train), (x[held], y[held], divisor),
+            cut(weights, held) if weigh_val else None)
+
+
+def _refuse_keras_sigmoid(last_dense: Dense, last_layer: Layer, loss: Loss) -> None:
+    """Keras's Dense(1, activation="sigmoid") before binary_crossentropy would apply the sigmoid twice here."""
+    if isinstance(loss, BinaryCrossEntropy) and last_layer is last_dense.activation \
+            and isinstance(last_layer, Sigmoid):
+        raise ConfigError("BinaryCrossEntropy applies the sigmoid itself (Keras's from_logits=True) and predict "
+                          "gives probabilities; leave activation='sigmoid' off the last Dense")
 
 
 def _refuse_unwritable(callback: Checkpoint) -> None:

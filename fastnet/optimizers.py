@@ -236,6 +236,16 @@ class Adam(Optimizer):
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam)}
 
 
+def optimizer_named(name: str) -> Optimizer:
+    """A new optimizer by its Keras name, "sgd" or "adam" (any case): fastnet's SGD() or Adam() with
+    fastnet's defaults, as ``optimizer=fn.SGD()`` would give (SGD's rate is 0.1, not Keras's 0.01)."""
+    by_name = {kind.lower(): cls for kind, cls in OPTIMIZERS.items()}
+    if name.lower() not in by_name:
+        raise ConfigError(f"unknown optimizer {name!r}; fastnet has {', '.join(map(repr, by_name))}, "
+                          f"or pass one configured, e.g. optimizer=fn.Adam(lr=1e-3)")
+    return by_name[name.lower()]()
+
+
 def optimizer_from_config(kind: str, config: dict) -> Optimizer:
     if kind not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {kind!r}; known: {', '.join(OPTIMIZERS)}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import sys
 
+import numpy as np
 from numba.core import event
 from tqdm.auto import tqdm
 
+from fastnet.errors import ConfigError
 from fastnet.kernels import caching
 
 
@@ -29,9 +31,10 @@ class Discard(io.TextIOBase):
 
 
 class Progress:
-    def __init__(self, enabled: bool = True, stream=None):
+    def __init__(self, enabled: bool = True, stream=None, bars: bool = True):
         self.stream = stream or sys.stderr
         self.enabled = enabled and not isinstance(self.stream, Discard)
+        self.bars = bars  # False: the epoch lines without the bars (Keras's verbose=2)
 
     def compiling(self, compile_fn) -> float:
         """Run ``compile_fn`` (which returns seconds), telling the user when it is slow: when numba compiles."""
@@ -43,7 +46,7 @@ class Progress:
         return seconds
 
     def bar(self, epoch: int, n_batches: int) -> "Bar":
-        if not (self.enabled and _is_terminal(sys.stderr)):
+        if not (self.enabled and self.bars and _is_terminal(sys.stderr)):
             return _NO_BAR
         return Bar(tqdm(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                         file=sys.stderr, mininterval=0.25))
@@ -105,10 +108,42 @@ _NO_BAR = _NoBar()
 
 def format_record(record: dict) -> str:
     """One line per epoch: 'epoch 3  loss 0.2154  accuracy 93.81%  val_loss ...  1.23 s'."""
-    parts = [f"epoch {record['epoch']}"]
+    return "  ".join([f"epoch {record['epoch']}", format_scores(record), f"{record['seconds']:.2f} s"])
+
+
+def format_scores(scores: dict) -> str:
+    """'loss 0.2154  accuracy 93.81%', with val_loss and val_accuracy when ``scores`` has them."""
+    parts = []
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in record:
-            value = record[key]
+        if key in scores:
+            value = scores[key]
             parts.append(f"{key} {value:.2%}" if "accuracy" in key else f"{key} {value:.4f}")
-    parts.append(f"{record['seconds']:.2f} s")
     return "  ".join(parts)
+
+
+VERBOSE = {0: "silent", 1: "progress bars and one line per epoch", 2: "one line per epoch"}
+
+
+def verbosity(verbose) -> int:
+    """Keras's ``verbose`` as 0, 1 or 2 ("auto" is 1, as in Keras); ConfigError for anything else."""
+    if verbose == "auto":
+        return 1
+    if not isinstance(verbose, (int, np.integer)) or int(verbose) not in VERBOSE:
+        shown = ", ".join(f"{k} ({v})" for k, v in VERBOSE.items())
+        raise ConfigError(f"verbose must be {shown} or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def from_verbose(progress, verbose):
+    """``fit``'s ``progress`` (None: on), given Keras's ``verbose`` too (None: not given): the
+    ``progress`` to use. Both given must agree on whether anything is shown."""
+    if verbose is None:
+        return True if progress is None else progress
+    level = verbosity(verbose)
+    if progress is not None:
+        shown = progress.enabled if isinstance(progress, Progress) else bool(progress)
+        if shown != (level > 0):
+            raise ConfigError(f"progress={progress!r} and verbose={verbose!r} disagree; pass one of them")
+        if isinstance(progress, Progress):
+            return progress
+    return Progress(enabled=level > 0, bars=level == 1)

@@ -139,7 +139,7 @@ def test_bad_configuration_raises_config_error_explaining_it(build, phrases):
 def test_bad_fit_arguments_are_refused(no_kernel_may_run):
     model = classifier()
     for kwargs, phrase in (({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"),
-                           ({"optimizer": "adam"}, "SGD(...) or Adam(...)"), ({"callbacks": [print]}, "Callback")):
+                           ({"optimizer": 3}, "SGD(...) or Adam(...)"), ({"callbacks": [print]}, "Callback")):
         with pytest.raises(fn.ConfigError, match=re.escape(phrase)):
             model.fit(GOOD_X, GOOD_Y, progress=False, **kwargs)
 

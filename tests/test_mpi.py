@@ -51,6 +51,14 @@ def mpirun(n: int, *args, timeout: float = 120, cwd=ROOT) -> subprocess.Complete
                           text=True, timeout=timeout)
 
 
+def same_on_two_ranks(code: str) -> None:
+    """Run the Python ``code`` on 2 ranks, skipping without MPI; each rank must print "same"."""
+    if MISSING:
+        pytest.skip(MISSING)
+    done = mpirun(2, "-c", code)
+    assert done.returncode == 0 and done.stdout.count("same") == 2, done.stderr
+
+
 def train(n: int, *flags, timeout: float = 120) -> subprocess.CompletedProcess:
     """``fastnet train FLAGS`` on n ranks (n = 1: a plain process, no mpiexec)."""
     if n == 1:

@@ -221,11 +221,8 @@ print("same")
 
 
 def test_two_ranks_train_and_evaluate_with_weights_as_one_process():
-    from test_mpi import MISSING, mpirun
-    if MISSING:
-        pytest.skip(MISSING)
-    done = mpirun(2, "-c", _TWO_RANKS)
-    assert done.returncode == 0 and done.stdout.count("same") == 2, done.stderr
+    from test_mpi import same_on_two_ranks
+    same_on_two_ranks(_TWO_RANKS)
 
 # 7. bad weights: one line that says what is wrong -------------------------------------------------
 
