@@ -197,24 +197,29 @@ def n_classes(loss, n_out: int) -> int | None:
 
 
 def checked(model, scaler, columns, classes) -> tuple[Scaler | None, list[str] | None, np.ndarray | None]:
-    """``set_preprocessing``'s arguments, checked against ``model`` and normalised."""
+    """``set_preprocessing``'s arguments, checked against ``model`` and normalised. A model whose first
+    ``Dense(n_out)`` has no input width yet is built for the scaler's or the columns' width, once all is checked."""
+    width = model.n_in
     if scaler is not None:
         if not isinstance(scaler, Scaler):
             raise ConfigError(f"scaler must be a fastnet.preprocessing.Scaler (fit_scaler(...)) or None, "
                               f"got {type(scaler).__name__}")
-        if scaler.n_features != model.n_in:
-            raise ConfigError(f"the scaler was fitted on {scaler.n_features} columns but the model takes "
-                              f"{model.n_in}")
+        if width is not None and scaler.n_features != width:
+            raise ConfigError(f"the scaler was fitted on {scaler.n_features} columns but the model takes {width}")
+        width = scaler.n_features
         if scaler.dtype != model.dtype:
             scaler = scaler.astype(model.dtype)
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             raise ConfigError("columns must be a list of column names (strings), one per input")
         columns = list(columns)
-        if len(columns) != model.n_in:
-            raise ConfigError(f"{len(columns)} column names for a model of {model.n_in} inputs; give one per input")
+        if width is not None and len(columns) != width:
+            raise ConfigError(f"{len(columns)} column names for {width} inputs; give one per input")
+        width = len(columns)
     if classes is not None:
         classes = _checked_classes(classes, n_classes(model.loss, model.n_out), model)
+    if model.n_in is None and width is not None:
+        model.build(width)
     return scaler, columns, classes
 
 

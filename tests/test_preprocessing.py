@@ -169,7 +169,7 @@ def test_predict_labels_gives_back_the_original_labels():
 @pytest.mark.parametrize("kwargs, match", [
     ({"scaler": fit_scaler("standard", X[:, :3])}, "fitted on 3 columns but the model takes 4"),
     ({"scaler": StandardScaler().fit(X)}, "fit_scaler"),
-    ({"columns": ["a", "b"]}, "2 column names for a model of 4 inputs"),
+    ({"columns": ["a", "b"]}, "2 column names for 4 inputs"),
     ({"columns": "abcd"}, "list of column names"),
     ({"classes": ["a", "b"]}, "2 classes for a model with 3"),
     ({"classes": ["a", "b", "a"]}, "same label twice"),
@@ -182,6 +182,19 @@ def test_set_preprocessing_refuses_what_does_not_fit_the_model_in_one_line(kwarg
         m.set_preprocessing(**kwargs)
     assert "\n" not in str(refused.value)
     assert m.preprocessing is None and m.columns is None and m.classes is None
+
+
+def test_a_model_without_an_input_width_takes_the_scalers():
+    m = fn.Sequential(fn.Dense(8, activation="tanh"), fn.Dense(3), loss=fn.SoftmaxCrossEntropy(), seed=0,
+                      backend="numpy")
+    with pytest.raises(fn.ConfigError, match="the scaler was fitted on 4 columns but the model takes 3|"
+                                             "3 column names for 4 inputs"):
+        m.set_preprocessing(fit_scaler("standard", X), columns=["a", "b", "c"])
+    assert m.n_in is None
+    m.set_preprocessing(fit_scaler("standard", X), columns=["a", "b", "c", "d"])
+    assert m.n_in == 4
+    m.fit(X, Y, epochs=1, progress=False)
+    assert m.predict(X).shape == (len(X), 3)
 
 
 def test_classes_are_for_classifiers():
