@@ -233,8 +233,8 @@ def _checked_classes(classes, count: int | None, model) -> np.ndarray:
     if array.ndim != 1 or array.dtype.kind not in "biufU":
         raise ConfigError("classes must be a 1-D list of labels, all strings or all numbers")
     if len(array) != count:
-        raise ConfigError(f"{len(array)} classes for a model with {count} (its output layer's); give one label "
-                          "per class, in the order of the outputs")
+        raise ConfigError(f"{len(array)} classes for a model of {count}; give one label per class, in the order "
+                          "of its outputs (for one sigmoid output: the label of p <= 0.5, then of p > 0.5)")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ConfigError("classes hold NaN or Inf; class labels must be finite numbers or strings")
     if array.dtype.kind == "u" and len(array) and array.max() > np.iinfo(np.int64).max:

@@ -171,7 +171,7 @@ def test_predict_labels_gives_back_the_original_labels():
     ({"scaler": StandardScaler().fit(X)}, "fit_scaler"),
     ({"columns": ["a", "b"]}, "2 column names for 4 inputs"),
     ({"columns": "abcd"}, "list of column names"),
-    ({"classes": ["a", "b"]}, "2 classes for a model with 3"),
+    ({"classes": ["a", "b"]}, "2 classes for a model of 3"),
     ({"classes": ["a", "b", "a"]}, "same label twice"),
     ({"classes": [1.0, np.nan, 2.0]}, "NaN"),
     ({"classes": [[1, 2, 3]]}, "1-D"),
