@@ -32,7 +32,7 @@ from fastnet.errors import CheckpointError, ConfigError
 from fastnet.layers import LAYERS
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
-from fastnet.preprocessing import CLASSES, KINDS, SCALE, SHIFT, n_classes
+from fastnet.preprocessing import CLASSES, KINDS, MAX_LABEL_BYTES, MAX_NAME, SCALE, SHIFT, n_classes
 
 MAX_FILE_BYTES = 4 << 30  # far above any MLP fastnet trains (784-8192-8192-10 in float64 with Adam: 1.8 GB)
 MAX_HEADER_BYTES = 16 << 20  # the JSON header: metadata, history and tensor table
@@ -43,8 +43,6 @@ DIGEST_KEY = "fastnet.blake2b"  # in the safetensors metadata: tensor_digest of 
 NUMPY_DTYPE = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "BOOL": "|b1"}  # the tensor dtypes a model holds
 # (check_tensors admits no other): parameters in F32 or F64; numeric class labels in I64, F64 or BOOL
 CLASS_DTYPE = {"int64": "I64", "float64": "F64", "bool": "BOOL"}  # numeric class labels' dtype -> tensor dtype
-MAX_NAME = 1024  # characters in a column name or class label
-MAX_LABEL_BYTES = 64 << 20  # string class labels as a NumPy array: count x longest x 4 bytes
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 TENSOR_DTYPE = {"float32": "F32", "float64": "F64"}  # the model's dtype -> its tensors' safetensors dtype

@@ -26,6 +26,8 @@ DTYPES = ("float32", "float64")
 CHUNK = 1 << 18  # elements per chunk of rows: the float64 temporary stays at 2 MB whatever the data's size
 SHIFT, SCALE = "preprocessing.shift", "preprocessing.scale"  # the checkpoint's tensors
 CLASSES = "classes"  # numeric class labels' tensor in the checkpoint (string labels go in the metadata)
+MAX_NAME = 1024  # characters in a column name or class label: what a model file may hold, and so a model
+MAX_LABEL_BYTES = 64 << 20  # string class labels as a NumPy array: count x longest x 4 bytes
 
 
 class Scaler:
@@ -212,7 +214,9 @@ def checked(model, scaler, columns, classes) -> tuple[Scaler | None, list[str] |
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             raise ConfigError("columns must be a list of column names (strings), one per input")
-        columns = list(columns)
+        columns = [str(c) for c in columns]
+        if any(len(c) > MAX_NAME for c in columns):
+            raise ConfigError(f"a column name is longer than {MAX_NAME:,} characters; shorten it")
         if width is not None and len(columns) != width:
             raise ConfigError(f"{len(columns)} column names for {width} inputs; give one per input")
         width = len(columns)
@@ -240,6 +244,9 @@ def _checked_classes(classes, count: int | None, model) -> np.ndarray:
     if array.dtype.kind == "u" and len(array) and array.max() > np.iinfo(np.int64).max:
         raise ConfigError("classes hold whole numbers beyond int64; use smaller labels or strings")
     array = array.astype({"i": np.int64, "u": np.int64, "f": np.float64}.get(array.dtype.kind, array.dtype))
+    if array.dtype.kind == "U" and (array.itemsize // 4 > MAX_NAME or array.nbytes > MAX_LABEL_BYTES):
+        raise ConfigError(f"class labels must be at most {MAX_NAME:,} characters, and all of them at most "
+                          f"{MAX_LABEL_BYTES:,} bytes as an array; shorten them")
     if len(np.unique(array)) != len(array):
         raise ConfigError("classes hold the same label twice; each class needs its own label")
     return array

@@ -175,6 +175,8 @@ def test_predict_labels_gives_back_the_original_labels():
     ({"classes": ["a", "b", "a"]}, "same label twice"),
     ({"classes": [1.0, np.nan, 2.0]}, "NaN"),
     ({"classes": [[1, 2, 3]]}, "1-D"),
+    ({"classes": ["a", "b", "c" * 1025]}, "at most 1,024 characters"),
+    ({"columns": ["a", "b", "c", "d" * 1025]}, "longer than 1,024"),
 ])
 def test_set_preprocessing_refuses_what_does_not_fit_the_model_in_one_line(kwargs, match):
     m = model()
