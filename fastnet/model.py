@@ -352,8 +352,8 @@ class Sequential:
         """``x`` ready for the kernels and its batch divisor (``inputs.check_x``), after ``preprocessing``
         (one float copy of x, made once per call), the model built for its width if it had none."""
         self._build_for(x)
-        if self.preprocessing is not None:
-            x = self.preprocessing.transform(x)
+        if self.preprocessing is not None:  # the shape first, so a bad x gets the message it gets without
+            x = self.preprocessing.transform(inputs.check_shape(x, self.n_in))
         return inputs.check_x(x, self.n_in, self.dtype)
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,

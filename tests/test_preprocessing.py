@@ -199,6 +199,20 @@ def test_a_model_without_an_input_width_takes_the_scalers():
     assert m.predict(X).shape == (len(X), 3)
 
 
+def test_a_model_with_a_scaler_refuses_bad_x_as_one_without_does():
+    m = carrying()
+    for bad in (X[0], X[:, :3], X[None]):
+        with pytest.raises(fn.ShapeError) as refused:
+            m.predict(bad)
+        with pytest.raises(fn.ShapeError) as plain:
+            model().predict(bad)
+        assert str(refused.value) == str(plain.value)
+    with pytest.raises(fn.InputError, match="row 3"):
+        m.predict(np.where(np.arange(len(X))[:, None] == 3, np.nan, X))
+    with pytest.raises(fn.DTypeError, match="numbers"):
+        m.predict(X.astype(str))
+
+
 def test_classes_are_for_classifiers():
     with pytest.raises(fn.ConfigError, match="classifiers"):
         model(n_out=2, loss=fn.MSE).set_preprocessing(classes=["a", "b"])
