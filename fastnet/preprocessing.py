@@ -20,6 +20,7 @@ import numpy as np
 
 from fastnet._memory import check_fits
 from fastnet.errors import ConfigError, DTypeError, InputError, ShapeError
+from fastnet.inputs import is_number
 
 KINDS = ("standard", "minmax", "none", "divide")
 DTYPES = ("float32", "float64")
@@ -40,9 +41,7 @@ class Scaler:
     def __init__(self, kind: str, n_features: int, shift=None, scale=None, dtype="float32"):
         if kind not in KINDS:
             raise ConfigError(f"unknown scaler kind {kind!r}; choose one of {', '.join(KINDS)}")
-        if str(np.dtype(dtype)) not in DTYPES:
-            raise ConfigError(f"a scaler writes float32 or float64, got dtype {dtype!r}")
-        self.kind, self.n_features, self.dtype = kind, int(n_features), np.dtype(dtype)
+        self.kind, self.n_features, self.dtype = kind, int(n_features), _float_dtype(dtype)
         self.shift = self.scale = None
         if kind != "none":
             self.shift = _column_stat(shift, self.n_features, "shift")
@@ -62,8 +61,8 @@ class Scaler:
             check_fits(x.shape[0] * self.n_features * self.dtype.itemsize,
                        f"scaling {x.shape[0]:,} samples", "pass the data in smaller pieces")
             out = np.empty((x.shape[0], self.n_features), self.dtype)
-        elif not (isinstance(out, np.ndarray) and out.shape == (x.shape[0], self.n_features)):
-            raise ShapeError(f"transform's out must be an array of shape {(x.shape[0], self.n_features)}")
+        elif not (isinstance(out, np.ndarray) and out.shape == (x.shape[0], self.n_features) and out.dtype.kind == "f"):
+            raise ShapeError(f"transform's out must be a float array of shape {(x.shape[0], self.n_features)}")
         with np.errstate(over="ignore", invalid="ignore"):  # NaN and Inf are the model's input checks' to report
             for rows in _chunks(x):
                 if self.kind == "none":
@@ -97,6 +96,17 @@ class Scaler:
         return f"Scaler({self.kind!r}, n_features={self.n_features}, dtype={str(self.dtype)!r})"
 
 
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` as float32 or float64 (a name, a NumPy type or a dtype); ConfigError for any other."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if str(checked) not in DTYPES:
+        raise ConfigError(f"a scaler writes float32 or float64, got dtype {dtype!r}")
+    return checked
+
+
 def fit_scaler(kind: str, x, dtype="float32", *, divisor: float = 255.0) -> Scaler:
     """A ``Scaler`` of ``kind`` fitted on ``x`` (n, features), writing ``dtype``.
 
@@ -111,8 +121,7 @@ def fit_scaler(kind: str, x, dtype="float32", *, divisor: float = 255.0) -> Scal
     if kind == "none":
         return Scaler("none", width, dtype=dtype)
     if kind == "divide":
-        if isinstance(divisor, bool) or not isinstance(divisor, (int, float, np.number)) or \
-                not (np.isfinite(divisor) and divisor > 0):
+        if not (is_number(divisor) and divisor > 0):
             raise ConfigError(f"divisor must be a finite number > 0, got {divisor!r}")
         return Scaler("divide", width, np.zeros(width), np.full(width, float(divisor)), dtype)
     if n == 0:
@@ -212,7 +221,7 @@ def checked(model, scaler, columns, classes) -> tuple[Scaler | None, list[str] |
         if scaler.dtype != model.dtype:
             scaler = scaler.astype(model.dtype)
     if columns is not None:
-        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        if not isinstance(columns, (list, tuple, np.ndarray)) or not all(isinstance(c, str) for c in columns):
             raise ConfigError("columns must be a list of column names (strings), one per input")
         columns = [str(c) for c in columns]
         if any(len(c) > MAX_NAME for c in columns):

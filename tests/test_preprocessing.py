@@ -100,6 +100,8 @@ def test_statistics_do_not_copy_a_large_x_as_float64():
     (lambda: fit_scaler("minmax", X[:0]), fn.InputError, "empty"),
     (lambda: fit_scaler("divide", X, divisor=0), fn.ConfigError, "divisor"),
     (lambda: fit_scaler("standard", X).transform(X[:, :3]), fn.ShapeError, "fitted on 4"),
+    (lambda: fit_scaler("standard", X, dtype="float16"), fn.ConfigError, "float32 or float64"),
+    (lambda: fit_scaler("standard", X, dtype="nonsense"), fn.ConfigError, "float32 or float64"),
 ])
 def test_fit_scaler_refuses_bad_input_in_one_line(call, error, match):
     with pytest.raises(error, match=match) as refused:
@@ -171,6 +173,7 @@ def test_predict_labels_gives_back_the_original_labels():
     ({"scaler": StandardScaler().fit(X)}, "fit_scaler"),
     ({"columns": ["a", "b"]}, "2 column names for 4 inputs"),
     ({"columns": "abcd"}, "list of column names"),
+    ({"columns": 4}, "list of column names"),
     ({"classes": ["a", "b"]}, "2 classes for a model of 3"),
     ({"classes": ["a", "b", "a"]}, "same label twice"),
     ({"classes": [1.0, np.nan, 2.0]}, "NaN"),
