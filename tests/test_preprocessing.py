@@ -355,3 +355,29 @@ def test_onnx_graph_on_raw_features_gives_what_predict_gives(tmp_path, kind, dty
     tol = 1e-5 if dtype == "float32" else 1e-12
     assert got.dtype == ref.dtype
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+# ---- data-parallel: two ranks apply the scaler as one process does ---------------------------------------
+
+_TWO_RANKS = """
+import numpy as np
+from mpi4py import MPI
+import fastnet as fn
+from fastnet.preprocessing import fit_scaler
+rng = np.random.default_rng(0)
+x, y = rng.normal(100.0, 30.0, (50, 6)), rng.integers(0, 3, 50)
+two, one = [fn.Sequential(fn.Dense(6, 5), fn.Tanh(), fn.Dense(5, 3), loss=fn.SoftmaxCrossEntropy(), dtype="float64",
+                          backend="numpy", seed=0) for _ in range(2)]
+for m in (two, one):
+    m.set_preprocessing(fit_scaler("standard", x, "float64"), classes=["a", "b", "c"])
+two.fit(x, y, epochs=2, batch_size=10, validation_data=(x[:20], y[:20]), comm=MPI.COMM_WORLD, progress=False)
+one.fit(x, y, epochs=2, batch_size=10, validation_data=(x[:20], y[:20]), progress=False)
+assert np.allclose(two.params, one.params, rtol=1e-9, atol=1e-12)
+assert np.isclose(two.evaluate(x, y, comm=MPI.COMM_WORLD)["loss"], one.evaluate(x, y)["loss"], rtol=1e-9)
+print("same")
+"""
+
+
+def test_two_ranks_apply_the_scaler_as_one_process():
+    from test_mpi import same_on_two_ranks
+    same_on_two_ranks(_TWO_RANKS)
