@@ -1,11 +1,14 @@
 """Save and load models as safetensors: tensors for weights (and optimizer state), JSON metadata for the rest.
 
-Tensors:  layers.<i>.weight (out, in), layers.<i>.bias (out,), optimizer.<state> (n_params,)
+Tensors:  layers.<i>.weight (out, in), layers.<i>.bias (out,), optimizer.<state> (n_params,);
+          preprocessing.shift and .scale (in,) float64 and numeric "classes", when the model has them
 Metadata: "fastnet" -> JSON with the format version, layers, loss, dtype, backend, seed,
           history, optimizer configuration and step count, and the random generators'
           states, so a resumed run continues exactly as an uninterrupted one; a model stopped
           by Ctrl-C in the middle of an epoch also has "resume", where that epoch stopped
-          (``Sequential.partial_epoch``).
+          (``Sequential.partial_epoch``). A model with preprocessing, columns or class labels
+          has "preprocessing" (the scaler's config), "columns" and "classes" (strings, or the
+          dtype of the "classes" tensor); see ``fastnet.preprocessing.to_checkpoint``.
           "fastnet.blake2b" -> a checksum of that metadata and the tensors, which loading verifies
           (``checkpoint_schema.tensor_digest``).
 No pickle anywhere; the file is written to a temporary name and moved into place.
@@ -33,6 +36,7 @@ from fastnet.kernels import get_backend
 from fastnet.layers import layer_from_config
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
+from fastnet.preprocessing import from_checkpoint, to_checkpoint
 
 FORMAT = 1
 RESUME_KEYS = ("epoch", "batch", "batch_size", "samples", "order", "loss", "hits", "seconds")
@@ -68,6 +72,9 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
         tensors.update({f"optimizer.{name}": state for name, state in opt.state.items()})
     if model.partial_epoch is not None:
         meta["resume"] = model.partial_epoch
+    carried, carried_tensors = to_checkpoint(model)
+    meta.update(carried)
+    tensors.update(carried_tensors)
     return meta, tensors
 
 
@@ -94,6 +101,7 @@ def rebuild(meta: dict, tensors: dict, into, backend: str | None = None, dtype: 
         opt.steps = spec["steps"]
         model.optimizer = opt
     model.partial_epoch = partial_epoch(meta.get("resume"), model)
+    model.set_preprocessing(*from_checkpoint(meta, tensors))
     return model
 
 
@@ -252,8 +260,8 @@ def unwritable(path) -> str | None:
 
 def finite(tensors: dict) -> dict:
     """``tensors`` as read from a file, or ConfigError if any holds NaN or Inf: a diverged model is not loaded."""
-    bad = nonfinite(tensors)
-    if bad:
+    bad = nonfinite({name: t for name, t in tensors.items() if name.startswith(("layers.", "optimizer."))})
+    if bad:  # preprocessing's tensors are checked, with their own message, as the scaler is rebuilt
         raise ConfigError(f"{bad}: it comes from a run that diverged; load an earlier checkpoint")
     return tensors
 

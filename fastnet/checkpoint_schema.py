@@ -5,6 +5,8 @@
 * the path is a regular file of at most ``MAX_FILE_BYTES`` (not /dev/zero, not a FIFO);
 * its safetensors header has a sane length, parses, and its tensor table tiles the data exactly;
 * the metadata has the structure, types, ranges and finite numbers the schema below requires;
+* its preprocessing, column names and class labels, if any, fit the model (widths, counts, label
+  lengths), so none of them costs more memory than the model itself;
 * every tensor the declared architecture implies is there, with exactly the shape and dtype it
   implies, and there is no other;
 * it declares at most ``MAX_LAYERS`` layers, and loading it fits in the memory this process may use;
@@ -30,6 +32,7 @@ from fastnet.errors import CheckpointError, ConfigError
 from fastnet.layers import LAYERS
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
+from fastnet.preprocessing import CLASSES, KINDS, MAX_LABEL_BYTES, MAX_NAME, SCALE, SHIFT, n_classes
 
 MAX_FILE_BYTES = 4 << 30  # far above any MLP fastnet trains (784-8192-8192-10 in float64 with Adam: 1.8 GB)
 MAX_HEADER_BYTES = 16 << 20  # the JSON header: metadata, history and tensor table
@@ -37,7 +40,9 @@ MAX_INT = 2**53  # widths, counts and steps beyond this are no real model's
 MAX_ITEMS = 100_000  # history records, tensors
 MAX_LAYERS = 256  # each costs time and memory however few parameters it has; real MLPs have a handful
 DIGEST_KEY = "fastnet.blake2b"  # in the safetensors metadata: tensor_digest of the file's contents
-NUMPY_DTYPE = {"F32": "<f4", "F64": "<f8"}  # the tensor dtypes a model holds (check_tensors admits no other)
+NUMPY_DTYPE = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "BOOL": "|b1"}  # the tensor dtypes a model holds
+# (check_tensors admits no other): parameters in F32 or F64; numeric class labels in I64, F64 or BOOL
+CLASS_DTYPE = {"int64": "I64", "float64": "F64", "bool": "BOOL"}  # numeric class labels' dtype -> tensor dtype
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 TENSOR_DTYPE = {"float32": "F32", "float64": "F64"}  # the model's dtype -> its tensors' safetensors dtype
@@ -254,7 +259,7 @@ def check_metadata(meta: dict) -> None:
 def check_tensors(table: dict, meta: dict) -> None:
     """Raise Invalid unless the tensors are exactly those the checked ``meta`` implies, shape and dtype."""
     dtype = TENSOR_DTYPE[meta["dtype"]]
-    expected, n_params = {}, 0
+    expected, n_params, widths = {}, 0, []
     for i, layer in enumerate(meta["layers"]):
         if layer["kind"] == "Dense":
             n_in, n_out = layer["config"].get("n_in"), layer["config"].get("n_out")
@@ -262,6 +267,7 @@ def check_tensors(table: dict, meta: dict) -> None:
                     f"layer {i} (Dense) needs whole numbers n_in and n_out >= 1, got {_show(n_in)}, {_show(n_out)}")
             expected[f"layers.{i}.weight"], expected[f"layers.{i}.bias"] = (n_out, n_in), (n_out,)
             n_params += n_out * n_in + n_out
+            widths.append((n_in, n_out))
     spec = meta["optimizer"]
     if spec is not None:
         try:  # allocates nothing: state is made by bind()
@@ -269,12 +275,58 @@ def check_tensors(table: dict, meta: dict) -> None:
         except Exception as e:  # ConfigError, or a TypeError for a keyword it does not take
             raise Invalid(f"its optimizer cannot be rebuilt: {e}") from None
         expected.update({f"optimizer.{name}": (n_params,) for name in names})
-    for name, shape in expected.items():
+    expected = {name: (dtype, shape) for name, shape in expected.items()}
+    if widths:  # else Sequential refuses it as it is rebuilt: it needs a Dense layer
+        expected.update(_carried_tensors(meta, widths[0][0], widths[-1][1]))
+    for name, (dtype, shape) in expected.items():
         _expect(name in table, f"tensor {name} is missing")
         _expect(table[name] == (dtype, shape), f"tensor {name} is {table[name][0]} of shape {list(table[name][1])}, "
                 f"but the model's architecture needs {dtype} of shape {list(shape)}")
     extra = sorted(set(table) - set(expected))
     _expect(not extra, f"it holds tensors no part of the model uses: {_show(extra)}")
+
+
+def _carried_tensors(meta: dict, n_in: int, n_out: int) -> dict:
+    """Check the optional "preprocessing", "columns" and "classes" against a model of ``n_in`` inputs
+    and ``n_out`` outputs; return the tensors they imply, name -> (dtype, shape)."""
+    expected = {}
+    config = meta.get("preprocessing")
+    if config is not None:
+        _expect(isinstance(config, dict) and set(config) == {"kind", "n_features", "dtype"}
+                and config["kind"] in KINDS and config["dtype"] in TENSOR_DTYPE,
+                f"preprocessing must be {{'kind': one of {', '.join(KINDS)}, 'n_features', 'dtype'}}, "
+                f"got {_show(config)}")
+        _expect(config["n_features"] == n_in and _is_int(config["n_features"], 1),
+                f"its scaler takes {_show(config['n_features'])} columns but the model {n_in}")
+        if config["kind"] != "none":
+            expected.update({SHIFT: ("F64", (n_in,)), SCALE: ("F64", (n_in,))})
+    columns = meta.get("columns")
+    if columns is not None:
+        _check_names(columns, n_in, "columns", "inputs")
+    classes = meta.get("classes")
+    if classes is not None:
+        count = n_classes(LOSSES[meta["loss"]](), n_out)
+        _expect(count is not None, f"it has class labels but its {meta['loss']} model with {n_out} outputs "
+                "is no classifier")
+        if isinstance(classes, dict):
+            _expect(set(classes) == {"dtype"} and classes["dtype"] in CLASS_DTYPE,
+                    f"classes must be a list of strings or {{'dtype': one of {', '.join(CLASS_DTYPE)}}}, "
+                    f"got {_show(classes)}")
+            expected[CLASSES] = (CLASS_DTYPE[classes["dtype"]], (count,))
+        else:
+            _check_names(classes, count, "classes", "classes")
+            longest = max((len(c) for c in classes), default=0)
+            _expect(count * longest * 4 <= MAX_LABEL_BYTES, f"its {count:,} class labels of up to {longest:,} "
+                    f"characters would take more than {MAX_LABEL_BYTES:,} bytes")
+    return expected
+
+
+def _check_names(names, count: int, what: str, whose: str) -> None:
+    """``names`` is a list of ``count`` strings of at most MAX_NAME characters."""
+    _expect(isinstance(names, list), f"{what} must be a list of names, got {_show(names)}")
+    _expect(len(names) == count, f"{what} lists {len(names):,} names but the model has {count:,} {whose}")
+    _expect(all(isinstance(n, str) and len(n) <= MAX_NAME for n in names),
+            f"{what} must be strings of at most {MAX_NAME:,} characters")
 
 
 def _check_plain(value, where: str, depth: int = 0) -> None:

@@ -79,13 +79,8 @@ class Images(np.ndarray):
         return array[()] if return_scalar else array
 
 
-def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
-    """Return x ready for the kernels and the divisor the batch gather applies.
-
-    Images (uint8 pixels with their scale) and other integer arrays stay as they
-    are and are converted batch by batch, so no float copy of the dataset is made;
-    only Images are scaled. Floats are used as they are, in the model's dtype.
-    """
+def check_shape(x, n_features: int) -> np.ndarray:
+    """``x`` as an array (Images stay Images) of shape (samples, ``n_features``); ShapeError, with a hint, if not."""
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.ndim != 2:
@@ -98,6 +93,17 @@ def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
         raise ShapeError(f"x must be 2-D (samples, features), got shape {x.shape}.{hint}")
     if x.shape[1] != n_features:
         raise ShapeError(f"x has {x.shape[1]} features per sample but the first layer expects {n_features}")
+    return x
+
+
+def check_x(x, n_features: int, dtype: np.dtype) -> tuple[np.ndarray, float]:
+    """Return x ready for the kernels and the divisor the batch gather applies.
+
+    Images (uint8 pixels with their scale) and other integer arrays stay as they
+    are and are converted batch by batch, so no float copy of the dataset is made;
+    only Images are scaled. Floats are used as they are, in the model's dtype.
+    """
+    x = check_shape(x, n_features)
     if isinstance(x, Images) and x.dtype == np.uint8:
         return np.ascontiguousarray(x), 1.0 / x.scale
     if x.dtype.kind in "biu":

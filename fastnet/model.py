@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from fastnet import _memory, checkpoint, divergence, inputs
+from fastnet import preprocessing as _preprocessing
 from fastnet._finite import nonfinite
 from fastnet._interrupt import DeferredInterrupt, TrainingInterrupted
 from fastnet._memory import aligned_zeros
@@ -304,8 +305,7 @@ class Sequential:
         return self.optimizer
 
     def _check_batch(self, x, y) -> tuple[np.ndarray, float, np.ndarray]:
-        self._build_for(x)
-        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = self._inputs(x)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
             raise inputs.InputError("x is empty: a training step needs at least one sample")
@@ -330,6 +330,32 @@ class Sequential:
     # when not shuffled) and the epoch's running loss, hits and seconds. ``save`` stores it.
     partial_epoch: dict | None = None
 
+    # What travels with the model (see ``set_preprocessing``), saved with it; None: x is used as given.
+    preprocessing: _preprocessing.Scaler | None = None
+    columns: list[str] | None = None
+    classes: np.ndarray | None = None
+
+    def set_preprocessing(self, scaler=None, columns=None, classes=None) -> None:
+        """Set (or, with None, clear) what the model carries besides its weights, all three at once.
+
+        ``scaler``: a ``fastnet.preprocessing.fit_scaler(...)`` fitted on the training data, as wide as
+        the model's input; ``fit``, ``evaluate``, ``predict``, ``loss_and_grad``, ``train_step`` and
+        ``to_onnx`` then take raw x and apply it first. ``columns``: the names of the inputs, in
+        order. ``classes``: the original class labels (strings or numbers), one per class, in the
+        order of the outputs (two for a one-output BinaryCrossEntropy), which ``predict_labels``
+        gives back. All three are saved and loaded with the model. ConfigError, in one line and
+        changing nothing, for one that does not fit the model.
+        """
+        self.preprocessing, self.columns, self.classes = _preprocessing.checked(self, scaler, columns, classes)
+
+    def _inputs(self, x) -> tuple[np.ndarray, float]:
+        """``x`` ready for the kernels and its batch divisor (``inputs.check_x``), after ``preprocessing``
+        (one float copy of x, made once per call), the model built for its width if it had none."""
+        self._build_for(x)
+        if self.preprocessing is not None:  # the shape first, so a bad x gets the message it gets without
+            x = self.preprocessing.transform(inputs.check_shape(x, self.n_in))
+        return inputs.check_x(x, self.n_in, self.dtype)
+
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, optimizer: Optimizer | None = None,
             validation_data=None, shuffle: bool = True, progress: bool | None = None,
             callbacks=(), comm=None, sample_weight=None, class_weight=None, validation_split: float = 0.0,
@@ -342,6 +368,8 @@ class Sequential:
             Images (``fn.datasets.Images(x)``, and every dataset's ``x``) are uint8 pixels that
             carry their scale: each batch is scaled to [0, 1] as it is gathered, so the data is
             never copied to floats. A plain uint8 array is not scaled.
+            With ``preprocessing`` set (``set_preprocessing``), x is raw data: the scaler is
+            applied first, to the stored numbers (an Images array's pixels).
         y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
         epochs, batch_size : int
             Epochs to train on top of those already in ``history``; samples per update.
@@ -416,8 +444,7 @@ class Sequential:
             raise ConfigError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
         if validation_split and validation_data is not None:
             raise ConfigError("pass validation_data or validation_split, not both")
-        self._build_for(x)
-        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = self._inputs(x)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         if len(x) == 0:
             raise inputs.InputError("x is empty: fit needs at least one sample")
@@ -432,7 +459,7 @@ class Sequential:
                 got += f" of {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
                 raise ConfigError(f"validation_data must be a pair (x_val, y_val), got a {got}")
             xv, yv = validation_data
-            xv, val_divisor = inputs.check_x(xv, self.n_in, self.dtype)
+            xv, val_divisor = self._inputs(xv)
             val = (xv, inputs.check_y(yv, len(xv), self.n_out, self.loss, self.dtype), val_divisor)
         self._use_optimizer(optimizer)
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
@@ -609,8 +636,7 @@ class Sequential:
 
     def _evaluate_data(self, x, y, parallel=None, sample_weight=None) -> dict:
         """``evaluate``, on this process alone or, with ``parallel`` (a DataParallel), as one of its ranks."""
-        self._build_for(x)
-        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = self._inputs(x)
         y = inputs.check_y(y, len(x), self.n_out, self.loss, self.dtype)
         weights = sample_weights(sample_weight, None, y, self.loss, self.n_out, self.dtype)
         if parallel is not None:
@@ -623,8 +649,7 @@ class Sequential:
         probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off.
         ``verbose`` (0, 1, 2, as Keras takes it) is checked; predict has nothing to report."""
         verbosity(verbose)
-        self._build_for(x)
-        x, divisor = inputs.check_x(x, self.n_in, self.dtype)
+        x, divisor = self._inputs(x)
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
         with kernel_threads(self.backend):
@@ -636,6 +661,11 @@ class Sequential:
                 else:
                     k.activation_forward(rows, logits, *self.loss.output)
         return out
+
+    def predict_labels(self, x) -> np.ndarray:
+        """The class of each sample: ``classes[argmax(predict(x))]`` (p > 0.5 for one sigmoid output), or the
+        class indices when ``classes`` is not set. ConfigError for a model that is no classifier."""
+        return _preprocessing.labels(self, x)
 
     def compile_kernels(self, x_dtype=np.uint8) -> float:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
@@ -682,8 +712,9 @@ class Sequential:
     def to_onnx(self, path) -> None:
         """Write the model as an ONNX graph (opset 17) computing what ``predict`` returns, atomically.
 
-        The graph takes ``x`` (batch, n_in) in the model's dtype, already scaled (pixels / 255 for
-        images), and gives ``y`` (batch, n_out). Needs ``pip install onnx onnxruntime``; see
+        The graph takes ``x`` (batch, n_in) in the model's dtype, raw when the model has
+        ``preprocessing`` (the graph applies it), else already scaled (pixels / 255 for images),
+        and gives ``y`` (batch, n_out). Needs ``pip install onnx onnxruntime``; see
         ``fastnet.onnx_export``.
         """
         self._require_built("to_onnx()")

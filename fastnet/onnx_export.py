@@ -1,14 +1,16 @@
 """ONNX export: a trained ``Sequential`` as an ONNX graph that computes what ``model.predict`` returns.
 
 The graph has one input ``x`` of shape (batch, n_in) and one output ``y`` of shape (batch, n_out),
-both in the model's dtype (float32 or float64), with a dynamic batch dimension. ``x`` is taken
-as the model sees it: images that carry their scale (``fn.datasets.Images``, uint8 pixels) must
-be fed already scaled, e.g. ``(pixels / 255).astype(np.float32)`` for MNIST. ``y`` is what
+both in the model's dtype (float32 or float64), with a dynamic batch dimension. A model with
+``preprocessing`` takes raw features: the graph applies the scaler first, in float64 as
+``predict`` does, ``(x - shift) / scale``. Without it, ``x`` is taken as the model sees it:
+images that carry their scale (``fn.datasets.Images``, uint8 pixels) must be fed already
+scaled, e.g. ``(pixels / 255).astype(np.float32)`` for MNIST. ``y`` is what
 ``predict`` gives: class probabilities (softmax) for SoftmaxCrossEntropy, probabilities
 (sigmoid) for BinaryCrossEntropy, raw outputs for MSE. Dropout is left out, as at inference.
 
 Opset 17 (IR version 8): every operator used here (Gemm, Sigmoid, Tanh, Relu, LeakyRelu, Mul,
-Greater, Where, Softmax, Identity, Sub, Concat) has had its current definition since opset 16 or earlier, so
+Greater, Where, Softmax, Identity, Sub, Concat, Cast, Div) has had its current definition since opset 16 or earlier, so
 nothing newer is needed, and opset 17 loads in every onnxruntime since 1.13 and in most other
 runtimes, where a newer opset would shut out older ones. onnx and onnxruntime come from the
 ``onnx`` extra (``pip install onnx onnxruntime``); the core never imports this module.
@@ -49,10 +51,10 @@ class _Graph:
         self.nodes, self.initializers = [], []
         self.prefix = ""
 
-    def const(self, stem: str, value) -> str:
-        """An initializer holding ``value`` in the model's dtype; returns its name."""
+    def const(self, stem: str, value, dtype=None) -> str:
+        """An initializer holding ``value`` in ``dtype`` (default: the model's); returns its name."""
         name = f"{self.prefix}.{stem}"
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value, self.dtype), name))
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value, dtype or self.dtype), name))
         return name
 
     def add(self, op: str, inputs: list[str], out: str | None = None, **attrs) -> str:
@@ -83,6 +85,18 @@ def _leaky_relu(g: _Graph, layer: LeakyReLU, x: str) -> str:
     # LeakyRelu's alpha is a float32 attribute, which would round this alpha: spell it out in float64
     scaled = g.add("Mul", [x, g.const("alpha", layer.alpha)])
     return g.add("Where", [g.add("Greater", [x, g.const("zero", 0)]), x, scaled])
+
+
+def _scaler(g: _Graph, scaler, x: str) -> str:
+    # (x - shift) / scale in float64, as Scaler.transform computes it, then back to the model's dtype
+    if scaler.kind == "none":
+        return x
+    to = {np.float32: g.onnx.TensorProto.FLOAT, np.float64: g.onnx.TensorProto.DOUBLE}
+    wide = x if g.dtype == np.float64 else g.add("Cast", [x], to=to[np.float64])
+    if scaler.shift.any():
+        wide = g.add("Sub", [wide, g.const("shift", scaler.shift, np.float64)])
+    wide = g.add("Div", [wide, g.const("scale", scaler.scale, np.float64)])
+    return wide if g.dtype == np.float64 else g.add("Cast", [wide], to=to[g.dtype.type])
 
 
 def _elementwise(op: str):
@@ -125,6 +139,9 @@ def to_model_proto(model, both_classes: bool = False):
                           f"which protobuf limits to 2 GB; export a smaller model")
     g = _Graph(onnx, model.dtype)
     x = INPUT
+    if model.preprocessing is not None:
+        g.prefix = "preprocessing"
+        x = _scaler(g, model.preprocessing, x)
     for i, layer in enumerate(model.layers):
         g.prefix = f"layers.{i}"
         x = _lookup(LAYERS, layer)(g, layer, x)
