@@ -124,7 +124,7 @@ def test_evaluate_and_export_a_csv_model(capsys, wine, wine_model):
 
 def test_regression_reports_r2(capsys, diabetes):
     model = diabetes.parent / "diabetes.safetensors"
-    code, out, err = run(capsys, "train", "--data", diabetes, "--task", "regression", *TINY, "--optimizer", "adam",
+    code, out, err = run(capsys, "train", "--data", diabetes, "--task", "regression", *TINY,
                          "--save", model, "--json")
     assert code == 0, err
     test = json.loads(out)["test"]
