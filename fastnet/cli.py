@@ -435,6 +435,8 @@ def new_model(args, data: cli_data.Splits):
     if data.columns is not None:
         scaler = fit_scaler(args.scale or "standard", data.train.x, dtype=args.dtype)
         model.set_preprocessing(scaler, data.columns, data.classes)
+    else:  # images: pixels / 255, kept in the model so that predict takes raw pixels from any file
+        model.set_preprocessing(fit_scaler("divide", data.train.x, dtype=args.dtype))
     return model
 
 

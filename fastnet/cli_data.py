@@ -90,6 +90,9 @@ def table_splits(args) -> Splits:
     table = tables.read(args.data, target=args.target, task=args.task, dtype=args.dtype)
     classify = table.task == "classification"
     data = _dataset(table, table.classes, args.data, "train")
+    if args.test and Path(args.test).suffix.lower() == ".npy":
+        raise ConfigError(f"--test {args.test}: a .npy file holds features only; give the test set with its "
+                          f"targets as a .npz (np.savez(path, x=..., y=...)), or use --test-split")
     if args.test:
         test = _dataset(tables.read(args.test, target=args.target if _named_target(args.data) else None,
                                     task=table.task, dtype=args.dtype), table.classes, args.test, "test")
