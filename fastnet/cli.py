@@ -44,9 +44,8 @@ SCHEDULES = ("none", "step", "exponential", "cosine")
 DEFAULTS = dict(hidden=[512], activation="relu", epochs=30, batch_size=32, lr=0.05, optimizer="momentum",
                 schedule="cosine", dropout=0.5, l1=0.0, l2=0.0, backend="numba", dtype="float32", seed=0)
 ADAM_LR = 1e-3
-# A regression trains on the targets as they are (no scaling travels with the model for them): dropout's noise
-# and momentum SGD at 0.05 diverge on targets in the hundreds; Adam at 0.01 without dropout beat scikit-learn's
-# MLPRegressor defaults on its diabetes and make_regression sets.
+# A regression trains on its targets as they are (only the features are scaled): momentum SGD at 0.05 with
+# dropout diverges on targets in the hundreds, while Adam's steps do not grow with the targets' scale.
 REGRESSION_DEFAULTS = dict(optimizer="adam", lr=0.01, dropout=0.0)
 # What a checkpoint fixes: on --resume these flags may only repeat the saved values.
 FIXED_BY_CHECKPOINT = ("hidden", "activation", "dropout", "l1", "l2", "dtype", "seed", "optimizer", "lr", "schedule")
@@ -173,7 +172,8 @@ def build_parser() -> Parser:
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
     predict = sub.add_parser("predict", help="predict with a saved model on a table or array file, a chunk at a time")
-    predict.add_argument("model", metavar="MODEL", type=_path, help="a .safetensors file written by fastnet train --save")
+    predict.add_argument("model", metavar="MODEL", type=_path,
+                         help="a .safetensors file written by fastnet train --save")
     predict.add_argument("data", metavar="DATA", type=_path,
                          help="a .csv, .tsv, .npy, .npz or .parquet file with the model's feature columns")
     predict.add_argument("--out", metavar="FILE", type=_path, help="write a .csv or .npy file (default: CSV on stdout)")
@@ -390,8 +390,7 @@ def cmd_train(args, out, say) -> int:
         say(f"{stopped_by(stop)} at once, in the middle of a batch: nothing saved")
         return exit_status(stop)
     result = cli_data.score(model, test, comm=args.comm)  # the test set's one use
-    score = f"r2 {result['r2']:.4f}" if "r2" in result else f"accuracy {result['accuracy']:.2%}"
-    say(f"test {score}  (loss {result['loss']:.4f})")
+    say(f"test {cli_data.score_text(result)}  (loss {result['loss']:.4f})")
     if args.save and not (remaining == 0 and args.resume and same_file(args.save, args.resume)):  # else unchanged
         if remaining == 0:  # the Checkpoint callback saved every epoch trained; with none, save the model as loaded
             model.save(args.save)
@@ -564,9 +563,8 @@ def evaluate_table(args, model, out, say) -> int:
     """``fastnet evaluate MODEL --data FILE``: loss and accuracy (or r2) on a table."""
     test, result = cli_data.evaluate_table(args, model)
     refuse_nonfinite_result(result, f"{args.model} on {args.data}")
-    score = f"r2 {result['r2']:.4f}" if "r2" in result else f"accuracy {result['accuracy']:.2%}"
     say(f"{args.model} on {args.data} ({len(test):,} samples)")
-    say(f"loss {result['loss']:.4f}  {score}")
+    say(f"loss {result['loss']:.4f}  {cli_data.score_text(result)}")
     if args.json:
         out.json({"model": args.model, "dataset": args.data, **result})
     return 0

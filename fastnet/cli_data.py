@@ -156,6 +156,11 @@ def score(model, data: Dataset, comm=None) -> dict:
     return result
 
 
+def score_text(result: dict) -> str:
+    """The score a person reads: r2 for a regression, else accuracy."""
+    return f"r2 {result['r2']:.4f}" if "r2" in result else f"accuracy {result['accuracy']:.2%}"
+
+
 def evaluate_table(args, model) -> tuple[Dataset, dict]:
     """``fastnet evaluate MODEL --data FILE``: the file's targets scored as the model was trained."""
     classify = model.loss.integer_targets

@@ -166,12 +166,19 @@ def test_validation_comes_from_the_training_part(capsys, tmp_path):
     assert report["history"][-1]["val_accuracy"] > 0.8 and report["test"]["accuracy"] < 0.2
 
 
-def test_images_validation_is_carved_from_the_training_set(capsys):
-    code, out, err = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--backend", "numpy", "--json")
+def test_images_validation_is_carved_from_the_training_set(capsys, tmp_path):
+    model = tmp_path / "digits.safetensors"
+    code, out, err = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--backend", "numpy", "--json",
+                         "--save", model)
     assert code == 0, err
     assert "7,200 train / 800 validation / 2,000 test" in err
     report = json.loads(out)
     assert report["test"]["accuracy"] != report["history"][-1]["val_accuracy"]
+    _, test = fn.datasets.load()  # raw uint8 pixels in a .npy: the model keeps the division by 255
+    np.save(tmp_path / "pixels.npy", np.asarray(test.x[:50]))
+    code, out, err = run(capsys, "predict", model, tmp_path / "pixels.npy")
+    assert code == 0, err
+    assert [int(v) for v in out.split()[1:]] == fn.load(model).predict(test.x[:50]).argmax(axis=1).tolist()
 
 
 def test_width_and_columns_that_do_not_match_are_refused(capsys, tmp_path, wine, wine_model):
