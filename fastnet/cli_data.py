@@ -94,11 +94,10 @@ def table_splits(args) -> Splits:
         raise ConfigError(f"--test {args.test}: a .npy file holds features only; give the test set with its "
                           f"targets as a .npz (np.savez(path, x=..., y=...)), or use --test-split")
     if args.test:
-        test = _dataset(tables.read(args.test, target=args.target if _named_target(args.data) else None,
-                                    task=table.task, dtype=args.dtype), table.classes, args.test, "test")
-        if test.x.shape[1] != data.x.shape[1]:
-            raise DataError(f"--test {args.test} has {test.x.shape[1]} feature columns but --data {args.data} "
-                            f"has {data.x.shape[1]}; give both files the same columns")
+        other = tables.read(args.test, target=args.target if _named_target(args.data) else None, task=table.task,
+                            dtype=args.dtype)
+        test = _dataset(other, table.classes, args.test, "test",
+                        in_order(other, args.test, table.columns, f"--data {args.data}"))
     else:
         data, test = hold_out(data, 0.2 if args.test_split is None else args.test_split, args.seed, classify,
                               "--test-split")
@@ -112,13 +111,33 @@ def _named_target(path) -> bool:
     return Path(path).suffix.lower() != ".npy"
 
 
-def _dataset(table, classes, path, part: str) -> Dataset:
+def in_order(table, path, columns: list[str], source: str) -> np.ndarray:
+    """``table.x`` (read from ``path``) with its columns in the order of ``columns``, those of ``source`` (a
+    file or the model): matched by name when both have names, by position when either is an array's x0,
+    x1, ... Refuses other columns in one line."""
+    if table.columns == columns:
+        return table.x
+    unnamed = _unnamed(columns) or _unnamed(table.columns)
+    missing = [c for c in columns if c not in table.columns]
+    if len(table.columns) != len(columns) or (missing and not unnamed):
+        what = f"no column {missing[0]!r}" if missing and not unnamed else f"{len(table.columns)} feature columns"
+        raise DataError(f"{path}: has {what}, but {source} has {len(columns)} ({_names(columns)}); give the data "
+                        "the same feature columns")
+    return table.x if unnamed else table.x[:, [table.columns.index(c) for c in columns]]
+
+
+def _unnamed(columns: list[str]) -> bool:
+    """Whether ``columns`` are an array's, x0, x1, ...: positions, not names."""
+    return columns == [f"x{j}" for j in range(len(columns))]
+
+
+def _dataset(table, classes, path, part: str, x=None) -> Dataset:
     """A Table as a Dataset, its class indices re-coded into ``classes`` (the training file's labels)."""
     y = table.y
     if classes is not None:
         y = class_indices(table, classes, path)
     names = [] if classes is None else [str(c) for c in classes]
-    return Dataset(table.x, y, names, Path(path).stem, part)
+    return Dataset(table.x if x is None else x, y, names, Path(path).stem, part)
 
 
 def class_indices(table, classes: np.ndarray, path) -> np.ndarray:
@@ -166,12 +185,13 @@ def evaluate_table(args, model) -> tuple[Dataset, dict]:
     classify = model.loss.integer_targets
     table = tables.read(args.data, target=args.target, task="classification" if classify else "regression",
                         dtype=str(model.dtype))
-    check_width(model, args.data, table.columns, table.x.shape[1])
-    if classify:
-        classes = model.classes if model.classes is not None else np.arange(model.n_out)
-        data = _dataset(table, classes, args.data, "test")
+    if model.columns:
+        x = in_order(table, args.data, model.columns, f"the model {args.model}")
     else:
-        data = _dataset(table, None, args.data, "test")
+        check_width(model, args.data, table.columns, table.x.shape[1])
+        x = table.x
+    classes = (model.classes if model.classes is not None else np.arange(model.n_out)) if classify else None
+    data = _dataset(table, classes, args.data, "test", x)
     return data, score(model, data, args.comm)
 
 

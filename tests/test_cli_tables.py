@@ -217,6 +217,21 @@ def test_bad_flags_and_paths_are_one_line(capsys, wine, wine_model, diabetes, tm
     one_line_error(capsys, "train", "--data", tmp_path / "x.npy", *TINY, needles=("--target y.npy",))
 
 
+def test_columns_are_matched_by_name_in_evaluate_and_test(capsys, wine, wine_model, tmp_path):
+    data = load_wine()
+    order = np.arange(13)[::-1]  # the same columns, the other way round
+    reversed_csv = write_csv(tmp_path / "reversed.csv", data.data[:, order],
+                             np.array(["barolo", "grignolino", "barbera"])[data.target],
+                             [data.feature_names[j] for j in order])
+    same = [json.loads(run(capsys, "evaluate", wine_model, "--data", path, "--json")[1]) for path in (wine, reversed_csv)]
+    assert same[0]["accuracy"] == same[1]["accuracy"] and same[0]["loss"] == pytest.approx(same[1]["loss"])
+    code, out, err = run(capsys, "train", "--data", wine, "--test", reversed_csv, *TINY)
+    assert code == 0, err
+    short = write_csv(tmp_path / "short.csv", data.data[:, 1:], data.target, data.feature_names[1:])
+    one_line_error(capsys, "evaluate", wine_model, "--data", short, needles=("13",))
+    one_line_error(capsys, "train", "--data", wine, "--test", short, *TINY, needles=("--data",))
+
+
 def test_a_test_label_unseen_in_training_is_refused(capsys, wine, tmp_path):
     test = write_csv(tmp_path / "t.csv", np.ones((2, 13)), np.array(["nebbiolo", "barolo"]), load_wine().feature_names)
     one_line_error(capsys, "train", "--data", wine, "--test", test, *TINY, needles=("'nebbiolo'",))
