@@ -212,7 +212,7 @@ def predict_columns(model, path) -> list[str] | None:
     the target, is dropped), every column of an array file. Refuses a mismatch in one line."""
     columns = tables.column_names(path)
     named = Path(path).suffix.lower() not in ARRAY_SUFFIXES
-    if not (named and model.columns):
+    if not (named and model.columns) or _unnamed(model.columns):  # by position
         if len(columns) == model.n_in + 1 and named:  # the target left in, last as by default
             return columns[:-1]
         check_width(model, path, columns, len(columns))
