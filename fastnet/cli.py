@@ -349,6 +349,7 @@ def cmd_train(args, out, say) -> int:
     if args.resume:
         model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
         refuse_conflicts(args, given, model_flags(model, model.optimizer))
+        args.seed = model.seed  # the seed that split the data: the resumed run trains on the same rows
         resume_batch_size(args, given, model)
         resume_epochs(args, given, model)
     data = training_data(args)

@@ -232,6 +232,17 @@ def test_columns_are_matched_by_name_in_evaluate_and_test(capsys, wine, wine_mod
     one_line_error(capsys, "train", "--data", wine, "--test", short, *TINY, needles=("--data",))
 
 
+def test_a_resumed_run_splits_with_the_checkpoints_seed(capsys, wine, tmp_path):
+    """--seed 3 chose the validation and test rows: resumed without the flag, the run trains on the same rows
+    and ends bit for bit where the uninterrupted run does."""
+    straight, resumed = tmp_path / "straight.safetensors", tmp_path / "resumed.safetensors"
+    assert run(capsys, "train", "--data", wine, *TINY, "--seed", "3", "--save", straight)[0] == 0
+    one_epoch = ["--hidden", "8", "--epochs", "1", "--backend", "numpy", "--dropout", "0"]
+    assert run(capsys, "train", "--data", wine, *one_epoch, "--seed", "3", "--save", resumed)[0] == 0
+    assert run(capsys, "train", "--resume", resumed, "--data", wine, "--epochs", "2")[0] == 0
+    assert np.array_equal(fn.load(resumed).params, fn.load(straight).params)
+
+
 def test_a_test_label_unseen_in_training_is_refused(capsys, wine, tmp_path):
     test = write_csv(tmp_path / "t.csv", np.ones((2, 13)), np.array(["nebbiolo", "barolo"]), load_wine().feature_names)
     one_line_error(capsys, "train", "--data", wine, "--test", test, *TINY, needles=("'nebbiolo'",))
