@@ -330,7 +330,7 @@ class Sequential:
             call and 1 (the rule of ``fastnet.divergence``). The weights are left at the last finite state.
         """
         x = self._prep(x)  # stand-in for h10's preprocessing
-        if validation_data is not None and getattr(self, "preprocessing", None) is not None:
+        if validation_data is not None:
             validation_data = (self._prep(validation_data[0]), *validation_data[1:])
         if comm is not None:
             from fastnet.distributed import DataParallel
