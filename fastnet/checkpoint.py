@@ -22,7 +22,6 @@ import stat
 from pathlib import Path
 
 
-import numpy as np
 from safetensors.numpy import save as st_save
 
 from fastnet._finite import nonfinite
@@ -69,12 +68,6 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
         tensors.update({f"optimizer.{name}": state for name, state in opt.state.items()})
     if model.partial_epoch is not None:
         meta["resume"] = model.partial_epoch
-    if getattr(model, "preprocessing", None) is not None or getattr(model, "columns", None) is not None:
-        scaler = model.preprocessing  # stand-in for h10's preprocessing: kept in the metadata
-        meta["stand_in_preprocessing"] = {
-            "scaler": None if scaler is None else {**scaler.config(), **{
-                k: v.tolist() for k, v in scaler.to_tensors().items()}},
-            "columns": model.columns, "classes": None if model.classes is None else model.classes.tolist()}
     return meta, tensors
 
 
@@ -101,13 +94,6 @@ def rebuild(meta: dict, tensors: dict, into, backend: str | None = None, dtype: 
         opt.steps = spec["steps"]
         model.optimizer = opt
     model.partial_epoch = partial_epoch(meta.get("resume"), model)
-    pre = meta.get("stand_in_preprocessing")  # stand-in for h10's preprocessing
-    if pre is not None:
-        from fastnet.preprocessing import Scaler
-        s = pre["scaler"]
-        scaler = None if s is None else Scaler.from_checkpoint(
-            s, {k: np.asarray(s[k], model.dtype) for k in ("preprocessing.shift", "preprocessing.scale")})
-        model.set_preprocessing(scaler, pre["columns"], pre["classes"])
     return model
 
 

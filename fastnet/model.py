@@ -98,7 +98,6 @@ class Sequential:
         self._check_fits()
         self._allocate(np.random.Generator(np.random.PCG64(init_seq)))
         self.optimizer: Optimizer | None = None
-        self.preprocessing = self.columns = self.classes = None  # stand-in for h10's preprocessing
         self.history = History()
         self.stop_training = False
         self._program = Program(self.layers, loss, self.dtype, self.n_in, self.dropout_rng, backend)
@@ -329,9 +328,6 @@ class Sequential:
             If the loss becomes NaN or Inf, or more than a million times both its first value in this
             call and 1 (the rule of ``fastnet.divergence``). The weights are left at the last finite state.
         """
-        x = self._prep(x)  # stand-in for h10's preprocessing
-        if validation_data is not None:
-            validation_data = (self._prep(validation_data[0]), *validation_data[1:])
         if comm is not None:
             from fastnet.distributed import DataParallel
             return DataParallel(comm, self).fit(x, y, epochs, batch_size, optimizer, validation_data, shuffle,
@@ -522,7 +518,6 @@ class Sequential:
         (n,) weighs each sample's loss as in ``fit``: the loss is sum(weight · loss) / n, as Keras's
         ``evaluate`` gives it; accuracy stays unweighted.
         """
-        x = self._prep(x)  # stand-in for h10's preprocessing
         if comm is not None:
             from fastnet.distributed import DataParallel
             return DataParallel(comm, self).evaluate(x, y, sample_weight)
@@ -541,7 +536,6 @@ class Sequential:
     def predict(self, x) -> np.ndarray:
         """Outputs for ``x``: class probabilities (n, classes) for SoftmaxCrossEntropy,
         probabilities for BinaryCrossEntropy, raw outputs for MSE. Dropout is off."""
-        x = self._prep(x)  # stand-in for h10's preprocessing
         x, divisor = inputs.check_x(x, self.n_in, self.dtype)
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
@@ -554,21 +548,6 @@ class Sequential:
                 else:
                     k.activation_forward(rows, logits, *self.loss.output)
         return out
-
-    def _prep(self, x):
-        """Stand-in for h10's preprocessing: the stored scaler applied to raw x."""
-        return x if getattr(self, "preprocessing", None) is None else self.preprocessing.transform(x)
-
-    def set_preprocessing(self, scaler=None, columns=None, classes=None) -> None:
-        """Stand-in for h10's preprocessing: store the scaler, column names and class labels."""
-        self.preprocessing = scaler
-        self.columns = None if columns is None else list(columns)
-        self.classes = None if classes is None else np.asarray(classes)
-
-    def predict_labels(self, x) -> np.ndarray:
-        """Stand-in for h10's preprocessing: class labels (or argmax indices) for x."""
-        index = self.predict(x).argmax(axis=1)
-        return index if self.classes is None else self.classes[index]
 
     def compile_kernels(self, x_dtype=np.uint8) -> float:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
