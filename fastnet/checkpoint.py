@@ -171,6 +171,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     files that killed writers left beside ``path`` are removed first, and a live writer's never are.
     A file replaced keeps its permissions; a new one gets the umask's. An OSError names ``path``.
     """
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file to write in pieces, put in place at ``path`` as ``write_atomic`` does when the block ends
+    (and removed, ``path`` untouched, when it raises)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     # Not tempfile.mkstemp: its 0600 mode would make every saved model private; this honours the umask.
@@ -182,7 +191,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             _keep_mode(path, fd)
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 import fastnet as fn
-from fastnet import distributed
+from fastnet import cli_data, distributed
 from fastnet._interrupt import exit_status, stopped_by
 from fastnet._memory import out_of_memory
 from fastnet._paths import check_outputs, same_file
@@ -28,6 +28,7 @@ from fastnet.checkpoint import unwritable
 from fastnet.errors import ConfigError, DistributedError, FastnetError, InputError
 from fastnet.model import TrainingInterrupted
 from fastnet.plot import has_matplotlib, plot_format
+from fastnet.preprocessing import fit_scaler
 from fastnet.progress import Discard, Progress
 
 EXIT_USAGE, EXIT_BROKEN_PIPE = 2, 141  # 141: 128 + SIGPIPE, as a shell reports it
@@ -43,6 +44,9 @@ SCHEDULES = ("none", "step", "exponential", "cosine")
 DEFAULTS = dict(hidden=[512], activation="relu", epochs=30, batch_size=32, lr=0.05, optimizer="momentum",
                 schedule="cosine", dropout=0.5, l1=0.0, l2=0.0, backend="numba", dtype="float32", seed=0)
 ADAM_LR = 1e-3
+# A regression trains on its targets as they are (only the features are scaled): momentum SGD at 0.05 with
+# dropout diverges on targets in the hundreds, while Adam's steps do not grow with the targets' scale.
+REGRESSION_DEFAULTS = dict(optimizer="adam", lr=0.01, dropout=0.0)
 # What a checkpoint fixes: on --resume these flags may only repeat the saved values.
 FIXED_BY_CHECKPOINT = ("hidden", "activation", "dropout", "l1", "l2", "dtype", "seed", "optimizer", "lr", "schedule")
 
@@ -95,6 +99,7 @@ def build_parser() -> Parser:
 
     train = sub.add_parser("train", help="train a network (default: the bundled MNIST sample)")
     _data_flags(train)
+    _table_flags(train)
     net = train.add_argument_group("network")
     net.add_argument("--hidden", type=_number(int, 1), action="append", metavar="N",
                      help="width of a hidden layer; repeat for more layers (default: 512)")
@@ -134,6 +139,7 @@ def build_parser() -> Parser:
     evaluate.add_argument("model", metavar="MODEL", type=_path,
                           help="a .safetensors file written by fastnet train --save")
     _data_flags(evaluate)
+    evaluate.add_argument("--target", metavar="COLUMN", help="the target column of a table (default: the last)")
     evaluate.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _quiet_flag(evaluate)
@@ -165,6 +171,16 @@ def build_parser() -> Parser:
                        "in its own process; --rounds defaults to 3, --quick shrinks the data and epochs)")
     _quiet_flag(bench)
     bench.set_defaults(run=cmd_bench)
+    predict = sub.add_parser("predict", help="predict with a saved model on a table or array file, a chunk at a time")
+    predict.add_argument("model", metavar="MODEL", type=_path,
+                         help="a .safetensors file written by fastnet train --save")
+    predict.add_argument("data", metavar="DATA", type=_path,
+                         help="a .csv, .tsv, .npy, .npz or .parquet file with the model's feature columns")
+    predict.add_argument("--out", metavar="FILE", type=_path, help="write a .csv or .npy file (default: CSV on stdout)")
+    predict.add_argument("--proba", action="store_true", help="class probabilities, a column per class label")
+    predict.add_argument("--backend", choices=("numba", "numpy"), help="override the saved backend")
+    _quiet_flag(predict)
+    predict.set_defaults(run=cmd_predict)
     export = sub.add_parser("export", help="write a saved model as an ONNX graph (needs the onnx extra)")
     export.add_argument("model", metavar="MODEL", type=_path,
                         help="a .safetensors file written by fastnet train --save")
@@ -184,9 +200,27 @@ def _data_flags(parser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=fn.datasets.NAMES, default="mnist-sample",
                        help="default: %(default)s (bundled, offline)")
-    group.add_argument("--data", metavar="DIR", type=_path, help="folder with the IDX files, or torchvision's root "
-                       "(ROOT/MNIST/raw); with the default dataset, any MNIST-format folder")
+    group.add_argument("--data", metavar="PATH", type=_path, help="a table: .csv, .tsv, .npy (with --target y.npy), "
+                       ".npz or .parquet; or a folder with the IDX files, or torchvision's root (ROOT/MNIST/raw); "
+                       "with the default dataset, any MNIST-format folder")
     group.add_argument("--download", action="store_true", help="fetch mnist/fashion-mnist if missing")
+
+
+def _table_flags(parser) -> None:
+    group = parser.add_argument_group("tables (--data FILE)")
+    group.add_argument("--target", metavar="COLUMN", help="the target column (default: the last); for .npy, the "
+                       "targets' .npy file; for .npz, the targets' array (default: y)")
+    group.add_argument("--task", choices=fn.tables.TASKS, help="default: inferred from the target")
+    group.add_argument("--test", metavar="FILE", type=_path, help="the test set, a file like --data's")
+    group.add_argument("--test-split", type=_number(float, 0, 1, low_open=True, high_open=True),
+                       help="the fraction of --data held out as the test set, stratified and seeded (default: 0.2 "
+                       "without --test)")
+    group.add_argument("--scale", choices=cli_data.SCALES,
+                       help="feature scaling fitted on the training part and saved with the model (default: standard)")
+    parser.add_argument_group("validation").add_argument(
+        "--validation-split", type=_number(float, 0, 1, high_open=True), default=0.1,
+        help="the fraction of the training part that early stopping and val_* use, stratified and seeded; the "
+        "test set is scored once, at the end (default: %(default)s)")
 
 
 def load_data(args):
@@ -195,7 +229,7 @@ def load_data(args):
     return fn.datasets.load(args.dataset, root=args.data, download=args.download, progress=not args.quiet)
 
 
-def build_model(args, n_in: int, n_classes: int):
+def build_model(args, n_in: int, n_classes: int, loss=None):
     widths = [n_in, *args.hidden]
     layers = []
     for a, b in zip(widths, widths[1:]):
@@ -204,7 +238,7 @@ def build_model(args, n_in: int, n_classes: int):
         if args.dropout:
             layers.append(fn.Dropout(args.dropout))
     layers.append(fn.Dense(widths[-1], n_classes, l1=args.l1, l2=args.l2))
-    return fn.Sequential(*layers, loss=fn.SoftmaxCrossEntropy(), backend=args.backend, dtype=args.dtype,
+    return fn.Sequential(*layers, loss=loss or fn.SoftmaxCrossEntropy(), backend=args.backend, dtype=args.dtype,
                          seed=args.seed)
 
 
@@ -281,8 +315,10 @@ def refuse_conflicts(args, given: set, saved: dict) -> None:
 # The files each command reads and writes, as (label, name in args): check_files, run before every command,
 # refuses an output that could not be written or would destroy an input or another output. A command that
 # takes a path lists it here; the data files of a command with the data flags are inputs too.
-READS = {"train": (("--resume", "resume"),), "evaluate": (("MODEL", "model"),), "export": (("MODEL", "model"),)}
-WRITES = {"train": (("--save", "save"), ("--plot", "plot")), "export": (("OUT", "out"),)}
+READS = {"train": (("--resume", "resume"), ("--test", "test")), "evaluate": (("MODEL", "model"),),
+         "export": (("MODEL", "model"),), "predict": (("MODEL", "model"), ("DATA", "data"))}
+WRITES = {"train": (("--save", "save"), ("--plot", "plot")), "export": (("OUT", "out"),),
+          "predict": (("--out", "out"),)}
 REPLACES = {("--save", "--resume")}  # a resumed run's own checkpoint is its to overwrite
 
 
@@ -293,7 +329,8 @@ def check_files(args) -> None:
         return [(label, getattr(args, name)) for label, name in table.get(args.command, ())]
 
     inputs = pairs(READS)
-    if hasattr(args, "dataset"):
+    inputs += cli_data.data_inputs(args)
+    if hasattr(args, "dataset") and not cli_data.is_table(args.data):
         idx = bool(args.data) and args.dataset == fn.datasets.SAMPLE  # load_data's choice
         inputs += [("the data file", path) for path in fn.datasets.data_files(args.dataset, args.data, idx)]
     check_outputs(pairs(WRITES), inputs, REPLACES)
@@ -312,9 +349,13 @@ def cmd_train(args, out, say) -> int:
     if args.resume:
         model = fn.load(args.resume, backend=args.backend if "backend" in given else None)
         refuse_conflicts(args, given, model_flags(model, model.optimizer))
+        args.seed = model.seed  # the seed that split the data: the resumed run trains on the same rows
         resume_batch_size(args, given, model)
         resume_epochs(args, given, model)
-    train, test = load_data(args)
+    data = training_data(args)
+    train, val, test = data.train, data.val, data.test
+    if data.task == "regression" and not args.resume:
+        regression_defaults(args, given)
     n_classes = len(train.classes)
     if args.resume:
         optimizer = None if model.optimizer is not None else build_optimizer(args)
@@ -325,12 +366,14 @@ def cmd_train(args, out, say) -> int:
             _note(out, f"saving to {args.save} after every epoch, as --resume does without --save")
         stretch_cosine(model.optimizer, args.epochs, say)
     else:
-        model, optimizer = build_model(args, train.x.shape[1], n_classes), build_optimizer(args)
+        model, optimizer = new_model(args, data), build_optimizer(args)
     config = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "comm", "ranks_here")}
     config.update(model_flags(model, model.optimizer or optimizer), backend=model.backend,
                   ranks=1 if args.comm is None else args.comm.Get_size())
     distributed.agree_on_flags(args.comm, config)  # under mpiexec: every rank was given the same training
-    say(f"data: {train.name} {len(train):,} train / {len(test):,} test, {n_classes} classes")
+    kind = f"{n_classes} classes" if data.task == "classification" else "regression"
+    say(f"data: {train.name} {len(train):,} train / {len(val) if val else 0:,} validation / {len(test):,} test, "
+        f"{kind}")
     ranks = "" if args.comm is None else f"{args.comm.Get_size()} ranks × "
     say(f"model: {_describe(model)}, {model.n_params:,} parameters, {model.backend} {model.dtype}, "
         f"{ranks}{fn.get_num_threads()} threads")
@@ -339,16 +382,16 @@ def cmd_train(args, out, say) -> int:
     callbacks = [fn.Checkpoint(args.save)] if args.save else []
     remaining = max(0, args.epochs - len(model.history))
     try:
-        model.fit(train.x, train.y, epochs=remaining, batch_size=args.batch_size, optimizer=optimizer,
-                  validation_data=(test.x, test.y), progress=Progress(stream=out.human), callbacks=callbacks,
-                  comm=args.comm)
+        model.fit(train.x, cli_data.targets(model, train.y), epochs=remaining, batch_size=args.batch_size,
+                  optimizer=optimizer, progress=Progress(stream=out.human), callbacks=callbacks,
+                  comm=args.comm, validation_data=val and (val.x, cli_data.targets(model, val.y)))
     except TrainingInterrupted as stop:  # stopped between batches: the checkpoint resumes exactly
         return save_interrupted(model, args.save, stop, say)
     except KeyboardInterrupt as stop:  # a second Ctrl-C, in the middle of a batch: the weights are no state to keep
         say(f"{stopped_by(stop)} at once, in the middle of a batch: nothing saved")
         return exit_status(stop)
-    result = model.evaluate(test.x, test.y, comm=args.comm)
-    say(f"test accuracy {result['accuracy']:.2%}  (loss {result['loss']:.4f})")
+    result = cli_data.score(model, test, comm=args.comm)  # the test set's one use
+    say(f"test {cli_data.score_text(result)}  (loss {result['loss']:.4f})")
     if args.save and not (remaining == 0 and args.resume and same_file(args.save, args.resume)):  # else unchanged
         if remaining == 0:  # the Checkpoint callback saved every epoch trained; with none, save the model as loaded
             model.save(args.save)
@@ -359,6 +402,42 @@ def cmd_train(args, out, say) -> int:
     if args.json:
         out.json({"config": config, "history": model.history.records, "test": result})
     return 0
+
+
+def training_data(args) -> cli_data.Splits:
+    """The train, validation and test parts of a table (--data FILE) or of an image dataset."""
+    if cli_data.is_table(args.data):
+        data = cli_data.table_splits(args)
+    else:
+        for flag in ("target", "task", "test", "test_split", "scale"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} is for tables (--data FILE: .csv, .tsv, .npy, .npz "
+                                  f"or .parquet); images take --dataset and --data DIR")
+        data = cli_data.image_splits(args, *load_data(args))
+    if args.plot and data.task != "classification":
+        raise ConfigError("--plot draws a confusion matrix, for classification; leave it out for a regression")
+    return data
+
+
+def regression_defaults(args, given: set) -> None:
+    """REGRESSION_DEFAULTS for the flags not given (the learning rate only with the optimizer's default)."""
+    for name, value in REGRESSION_DEFAULTS.items():
+        if name not in given and not (name == "lr" and "optimizer" in given):
+            setattr(args, name, value)
+
+
+def new_model(args, data: cli_data.Splits):
+    """The network the flags describe for ``data``; a table's scaling, columns and labels are kept in it."""
+    if data.task == "classification":
+        model = build_model(args, data.train.x.shape[1], len(data.train.classes))
+    else:
+        model = build_model(args, data.train.x.shape[1], 1, fn.MSE())
+    if data.columns is not None:
+        scaler = fit_scaler(args.scale or "standard", data.train.x, dtype=args.dtype)
+        model.set_preprocessing(scaler, data.columns, data.classes)
+    else:  # images: pixels / 255, kept in the model so that predict takes raw pixels from any file
+        model.set_preprocessing(fit_scaler("divide", data.train.x, dtype=args.dtype))
+    return model
 
 
 def save_back(args) -> None:
@@ -450,6 +529,8 @@ def stretch_cosine(optimizer, epochs: int, say) -> None:
 def cmd_evaluate(args, out, say) -> int:
     use_threads(None, args.ranks_here)
     model = fn.load(args.model, backend=args.backend)
+    if cli_data.is_table(args.data):
+        return evaluate_table(args, model, out, say)
     _, test = load_data(args)
     n_classes = len(test.classes)
     if model.loss.integer_targets:
@@ -477,6 +558,24 @@ def cmd_evaluate(args, out, say) -> int:
     if args.json:
         out.json({"model": args.model, "dataset": test.name, **result, "per_class": per_class})
     return 0
+
+
+def evaluate_table(args, model, out, say) -> int:
+    """``fastnet evaluate MODEL --data FILE``: loss and accuracy (or r2) on a table."""
+    test, result = cli_data.evaluate_table(args, model)
+    refuse_nonfinite_result(result, f"{args.model} on {args.data}")
+    say(f"{args.model} on {args.data} ({len(test):,} samples)")
+    say(f"loss {result['loss']:.4f}  {cli_data.score_text(result)}")
+    if args.json:
+        out.json({"model": args.model, "dataset": args.data, **result})
+    return 0
+
+
+def cmd_predict(args, out, say) -> int:
+    model = fn.load(args.model, backend=args.backend)
+    if args.comm is not None and args.comm.Get_rank() != 0:  # under mpiexec, rank 0 alone writes
+        return 0
+    return cli_data.predict(args, model, say)
 
 
 def cmd_bench(args, out, say) -> int:

@@ -46,7 +46,6 @@ def test_train_json_holds_config_history_and_test_result(trained):
     for record in report["history"]:
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(record)
     assert 0.5 < report["test"]["accuracy"] <= 1.0  # a 16-unit net learns the digits in 2 epochs
-    assert report["test"]["accuracy"] == report["history"][-1]["val_accuracy"]
 
 
 def test_train_human_output_goes_to_stderr_with_json(trained):

@@ -162,7 +162,10 @@ def test_readme_commands_run_as_written(tmp_path):
     import fastnet as fn
 
     train, bench = blocks("Command line", "bash")
+    write_wine_csv(tmp_path / "wine.csv")
     done = run_bash(train, tmp_path)
+    assert set(np.load(tmp_path / "wine.npy")) <= {"barolo", "grignolino", "barbera"}  # the CSV's own labels
+    assert (tmp_path / "wine.onnx").stat().st_size > 0
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "model.onnx").stat().st_size > 0
     assert len(fn.load(tmp_path / "model.safetensors").history) == 3  # resumed to 3 epochs in all
     evaluated = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -171,6 +174,15 @@ def test_readme_commands_run_as_written(tmp_path):
     run_bash(bench, tmp_path)
     results = json.loads((tmp_path / "quick.json").read_text())
     assert results["cases"] and results["machine"]["cores"] >= 1
+
+
+def write_wine_csv(path: Path) -> None:
+    """scikit-learn's wine data as the CSV the command-line example reads: a header, text labels last."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine(as_frame=True)
+    frame = data.frame.assign(target=np.array(["barolo", "grignolino", "barbera"])[data.target])
+    frame.to_csv(path, index=False)
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")  # max_iter is enough to converge
