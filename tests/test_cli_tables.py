@@ -152,6 +152,21 @@ def test_npz_and_npy_pair(capsys, tmp_path):
     assert code == 0, err
 
 
+def test_parquet_trains_and_predicts_like_the_csv(capsys, tmp_path, wine):
+    """The same table as Parquet (pyarrow, the parquet extra) gives the same model and predictions as the CSV."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.read_csv(wine)
+    frame.to_parquet(tmp_path / "wine.parquet")
+    models = {kind: tmp_path / f"{kind}.safetensors" for kind in ("csv", "parquet")}
+    outputs = {}
+    for kind, data in (("csv", wine), ("parquet", tmp_path / "wine.parquet")):
+        assert run(capsys, "train", "--data", data, *TINY, "--save", models[kind])[0] == 0
+        code, outputs[kind], err = run(capsys, "predict", models[kind], data, "--proba")
+        assert code == 0, err
+    assert outputs["parquet"] == outputs["csv"] and "barolo" in outputs["csv"].splitlines()[0]
+
+
 def test_validation_comes_from_the_training_part(capsys, tmp_path):
     """The test file's labels are the opposite of the rule the training file follows: the validation
     accuracy is high, the test accuracy (scored once, at the end) low."""
