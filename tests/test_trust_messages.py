@@ -77,8 +77,10 @@ def test_no_writable_temp_or_config_folder_blocks_only_what_needs_one(tmp_path):
     pytest.importorskip("matplotlib")
     blocked = tmp_path / "a-file"
     blocked.write_text("")
+    # The kernel cache gets a folder of its own: without one, a notice says the kernels compile on every run
+    # (tests/test_install.py checks that case); this test is about the temp and config folders.
     env = {"HOME": str(blocked / "home"), "MPLCONFIGDIR": "", "XDG_CACHE_HOME": "", "XDG_CONFIG_HOME": "",
-           "TMPDIR": str(blocked / "tmp")}
+           "TMPDIR": str(blocked / "tmp"), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     code = ("import sys, tempfile; tempfile.tempdir = sys.argv[1]; from fastnet.cli import main; "
             "sys.exit(main(sys.argv[2:]))")
 
