@@ -16,7 +16,7 @@ import numpy as np
 
 from fastnet import tables
 from fastnet.checkpoint import atomic_file
-from fastnet.datasets import Dataset, Images
+from fastnet.datasets import Dataset, scaled
 from fastnet.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".npy", ".npz", ".parquet", ".pq")
@@ -80,11 +80,11 @@ def hold_out(data: Dataset, fraction: float, seed, stratify: bool, what: str) ->
 
 
 def scaled_for(model, data: Dataset | None) -> Dataset | None:
-    """Images' uint8 pixels as ``model`` takes them: a model with no scaler of its own (trained in Python,
-    or saved before the command line kept one) is given Images, divided by 255 in each batch as it was."""
+    """Images' uint8 pixels as ``model`` takes them: a model with no scaler of its own (trained in Python
+    on ``fn.datasets.load``'s x) is given that x, float32 pixels / 255."""
     if data is None or model.preprocessing is not None or data.x.dtype != np.uint8:
         return data
-    return replace(data, x=Images(data.x))
+    return replace(data, x=scaled(data.x))
 
 
 def image_splits(args, train: Dataset, test: Dataset) -> Splits:

@@ -31,8 +31,8 @@ from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
 from .inputs import Images
 
-__all__ = ["Dataset", "Images", "load", "load_idx", "data_files", "default_root", "NAMES", "CLASSES", "MIRRORS",
-           "CHECKSUMS", "SIZES"]
+__all__ = ["Dataset", "Images", "load", "load_idx", "scaled", "data_files", "default_root", "NAMES", "CLASSES",
+           "MIRRORS", "CHECKSUMS", "SIZES"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -309,11 +309,16 @@ def _load_files(paths, name: str, classes: list[str], pixels: bool = False):
 
 
 def _features(raw: np.ndarray, pixels: bool) -> np.ndarray:
-    """The uint8 pixels as they are (``pixels``), else float32 pixels / 255: a float32 model's
-    batch gather computes float32(pixel) / float32(255) for Images, so these are the same bits."""
-    if pixels:
-        return raw
-    return np.divide(raw, np.float32(255), dtype=np.float32)
+    """The uint8 pixels as they are (``pixels``), else ``scaled(raw)``."""
+    return raw if pixels else scaled(raw)
+
+
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as :func:`load` gives them: float32 pixels / 255, in [0, 1].
+
+    The bits a float32 model's batch gather makes of ``Images(pixels)``: float32(pixel) / float32(255).
+    """
+    return np.divide(pixels, np.float32(255), dtype=np.float32)
 
 
 def check_cost(image_files, n_classes: int, pixels: bool = False) -> None:
