@@ -224,9 +224,11 @@ def _table_flags(parser) -> None:
 
 
 def load_data(args):
+    """The images as uint8 pixels: the model keeps the division by 255 (``new_model``), so predict takes raw pixels."""
     if args.data and args.dataset == "mnist-sample":
-        return fn.datasets.load_idx(args.data)
-    return fn.datasets.load(args.dataset, root=args.data, download=args.download, progress=not args.quiet)
+        return fn.datasets.load_idx(args.data, pixels=True)
+    return fn.datasets.load(args.dataset, root=args.data, download=args.download, progress=not args.quiet,
+                            pixels=True)
 
 
 def build_model(args, n_in: int, n_classes: int, loss=None):
@@ -354,6 +356,8 @@ def cmd_train(args, out, say) -> int:
         resume_epochs(args, given, model)
     data = training_data(args)
     train, val, test = data.train, data.val, data.test
+    if args.resume:
+        train, val, test = (cli_data.scaled_for(model, part) for part in (train, val, test))
     if data.task == "regression" and not args.resume:
         regression_defaults(args, given)
     n_classes = len(train.classes)
@@ -531,7 +535,7 @@ def cmd_evaluate(args, out, say) -> int:
     model = fn.load(args.model, backend=args.backend)
     if cli_data.is_table(args.data):
         return evaluate_table(args, model, out, say)
-    _, test = load_data(args)
+    test = cli_data.scaled_for(model, load_data(args)[1])
     n_classes = len(test.classes)
     if model.loss.integer_targets:
         result = model.evaluate(test.x, test.y, comm=args.comm)

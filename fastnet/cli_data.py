@@ -9,14 +9,14 @@ import csv
 import io
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fastnet import tables
 from fastnet.checkpoint import atomic_file
-from fastnet.datasets import Dataset
+from fastnet.datasets import Dataset, scaled
 from fastnet.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".npy", ".npz", ".parquet", ".pq")
@@ -77,6 +77,14 @@ def hold_out(data: Dataset, fraction: float, seed, stratify: bool, what: str) ->
         raise ConfigError(f"{what} {fraction} of {len(data):,} samples leaves {len(kept):,} to train on and "
                           f"{len(held):,} held out; give a fraction that leaves both parts some samples")
     return _part(data, kept, data.split), _part(data, held, "validation")
+
+
+def scaled_for(model, data: Dataset | None) -> Dataset | None:
+    """Images' uint8 pixels as ``model`` takes them: a model with no scaler of its own (trained in Python
+    on ``fn.datasets.load``'s x) is given that x, float32 pixels / 255."""
+    if data is None or model.preprocessing is not None or data.x.dtype != np.uint8:
+        return data
+    return replace(data, x=scaled(data.x))
 
 
 def image_splits(args, train: Dataset, test: Dataset) -> Splits:

@@ -1,13 +1,15 @@
-"""Datasets as uint8 arrays: the bundled MNIST sample, MNIST and Fashion-MNIST.
+"""Datasets: the bundled MNIST sample, MNIST and Fashion-MNIST.
 
 >>> from fastnet import datasets
 >>> train, test = datasets.load("mnist-sample")
->>> train.x.shape, train.x.dtype, train.x.scale, train.y.dtype
-((8000, 784), dtype('uint8'), 0.00392156862745098, dtype('uint8'))
+>>> train.x.shape, train.x.dtype, float(train.x.max()), train.y.dtype
+((8000, 784), dtype('float32'), 1.0, dtype('uint8'))
 
-Images and labels stay uint8: the images carry their scale, 1/255 (see :class:`Images`),
-and the model scales each batch to [0, 1] and widens each batch of labels as it gathers
-them, so a full MNIST training set takes 47 MB rather than 188 MB as float32.
+``x`` is what the model sees: plain float32 pixels / 255 in [0, 1], so ``astype``, slicing or
+``np.concatenate`` cannot change the values a model trains on. ``load(..., pixels=True)`` gives
+the uint8 pixels as stored instead (4 times less memory), for code that keeps the division by
+255 in the model, as the command line does (a ``"divide"`` scaler, see
+:mod:`fastnet.preprocessing`), or wraps them in :class:`Images`. Labels stay uint8.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from .errors import ConfigError, DataError, ShapeError
 from .idx import IdxFile, check_labels, open_images
 from .inputs import Images
 
-__all__ = ["Dataset", "Images", "load", "load_idx", "data_files", "default_root", "NAMES", "CLASSES", "MIRRORS",
-           "CHECKSUMS", "SIZES"]
+__all__ = ["Dataset", "Images", "load", "load_idx", "scaled", "data_files", "default_root", "NAMES", "CLASSES",
+           "MIRRORS", "CHECKSUMS", "SIZES"]
 
 SAMPLE = "mnist-sample"
 NAMES = (SAMPLE, "mnist", "fashion-mnist")
@@ -117,9 +119,9 @@ class Dataset:
 
     Attributes
     ----------
-    x : Images
-        Images flattened to shape (n, rows * cols): uint8 pixels in 0..255 that
-        carry their scale (1/255), so a model sees them in [0, 1].
+    x : numpy.ndarray
+        Images flattened to shape (n, rows * cols): float32 pixels / 255 in [0, 1],
+        or, loaded with ``pixels=True``, the uint8 pixels (0..255) as stored.
     y : numpy.ndarray
         Labels, shape (n,), uint8 in ``0 .. len(classes) - 1``.
     classes : list of str
@@ -148,7 +150,7 @@ class Dataset:
 
 
 def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bool = False,
-         progress: bool = True):
+         progress: bool = True, pixels: bool = False):
     """Load a dataset as ``(train, test)``.
 
     Parameters
@@ -166,6 +168,10 @@ def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bo
         Files already there are never replaced.
     progress : bool
         Say on stderr which file is being downloaded (pooch's log); False keeps a download silent.
+    pixels : bool
+        False (the default): each ``x`` is float32 pixels / 255 in [0, 1], what a model sees.
+        True: the uint8 pixels as stored, 0..255, with no scale attached: used as they are
+        unless the model scales them (a ``"divide"`` scaler) or they are wrapped in :class:`Images`.
 
     Returns
     -------
@@ -182,13 +188,13 @@ def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bo
     if name not in NAMES:
         raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(NAMES)}")
     if name == SAMPLE:
-        return _load_sample()
+        return _load_sample(pixels)
     root = default_root() if root is None else Path(root)
     raw_dir = root / TORCHVISION_DIRS[name] / "raw"
     for directory in (raw_dir, root):
         paths, missing = _idx_paths(directory)
         if not missing:
-            return _load_files(paths, name, CLASSES[name])
+            return _load_files(paths, name, CLASSES[name], pixels)
     if not download:
         raise DataError(
             f"{name} not found: looked for {', '.join(f'{stem}[.gz]' for stem in FILES)} "
@@ -196,10 +202,11 @@ def load(name: str = SAMPLE, root: str | os.PathLike | None = None, download: bo
             f"line) to fetch it, or point root (--data DIR) at a folder holding these files."
         )
     _download(name, raw_dir, progress)
-    return _load_files(_idx_paths(raw_dir)[0], name, CLASSES[name])
+    return _load_files(_idx_paths(raw_dir)[0], name, CLASSES[name], pixels)
 
 
-def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, name: str = ""):
+def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, name: str = "",
+             pixels: bool = False):
     """Load the four MNIST-style IDX files in ``directory`` as ``(train, test)``.
 
     Parameters
@@ -213,6 +220,8 @@ def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, nam
         Default: the digits ``"0"`` to ``"9"``.
     name : str
         Stored as ``Dataset.name``; defaults to the folder's name.
+    pixels : bool
+        As in :func:`load`: False gives float32 pixels / 255, True the uint8 pixels as stored.
 
     Returns
     -------
@@ -227,7 +236,7 @@ def load_idx(directory: str | os.PathLike, classes: list[str] | None = None, nam
     paths, missing = _idx_paths(directory)
     if missing:
         raise DataError(f"{directory}: missing {', '.join(f'{stem}[.gz]' for stem in missing)}")
-    return _load_files(paths, name or directory.name, classes or _DIGITS)
+    return _load_files(paths, name or directory.name, classes or _DIGITS, pixels)
 
 
 def data_files(name: str = SAMPLE, root: str | os.PathLike | None = None, idx: bool = False) -> list[Path]:
@@ -267,14 +276,14 @@ def _idx_paths(directory: Path):
     return paths, missing
 
 
-def _load_sample():
+def _load_sample(pixels: bool = False):
     base = files("fastnet") / "data" / SAMPLE
     with ExitStack() as stack:
         paths = [stack.enter_context(as_file(base / f"{stem}.gz")) for stem in FILES]
-        return _load_files(paths, SAMPLE, CLASSES[SAMPLE])
+        return _load_files(paths, SAMPLE, CLASSES[SAMPLE], pixels)
 
 
-def _load_files(paths, name: str, classes: list[str]):
+def _load_files(paths, name: str, classes: list[str], pixels: bool = False):
     """Read (train images, train labels, test images, test labels) into two Datasets.
 
     The four headers are compared before any data is read, so a set that does not
@@ -291,23 +300,38 @@ def _load_files(paths, name: str, classes: list[str]):
                 f"train images are {'x'.join(map(str, train_x.shape[1:]))} ({paths[0]}) but "
                 f"test images are {'x'.join(map(str, test_x.shape[1:]))} ({paths[2]})"
             )
-        check_cost((train_x, test_x), len(classes))
+        check_cost((train_x, test_x), len(classes), pixels)
         return tuple(
-            Dataset(Images(images.read().reshape(images.shape[0], -1)),
+            Dataset(_features(images.read().reshape(images.shape[0], -1), pixels),
                     check_labels(labels.read(), len(classes), labels.path), list(classes), name, split)
             for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test"))
         )
 
 
-def check_cost(image_files, n_classes: int) -> None:
+def _features(raw: np.ndarray, pixels: bool) -> np.ndarray:
+    """The uint8 pixels as they are (``pixels``), else ``scaled(raw)``."""
+    return raw if pixels else scaled(raw)
+
+
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as :func:`load` gives them: float32 pixels / 255, in [0, 1].
+
+    The bits a float32 model's batch gather makes of ``Images(pixels)``: float32(pixel) / float32(255).
+    """
+    return np.divide(pixels, np.float32(255), dtype=np.float32)
+
+
+def check_cost(image_files, n_classes: int, pixels: bool = False) -> None:
     """Refuse, from their headers alone, image sets with more than MAX_SAMPLES samples, or whose data
     and what training and scoring make of it (PER_SAMPLE_BYTES and a float64 score per class for each
-    sample) would not fit in the memory this process may use."""
+    sample) would not fit in the memory this process may use. A pixel takes 1 byte with ``pixels``,
+    else 4 (float32), plus its uint8 byte while it is read."""
     for images in image_files:
         if images.shape[0] > MAX_SAMPLES:
             raise DataError(f"{images.path}: the header claims {images.shape[0]:,} images, more than the "
                             f"{MAX_SAMPLES:,} a fastnet dataset may have; use a subset of the data")
-    needed = sum(images.shape[0] * (prod(images.shape[1:]) + PER_SAMPLE_BYTES + 8 * n_classes)
+    pixel_bytes = 1 if pixels else 4 + 1  # float32, and the uint8 it is made from
+    needed = sum(images.shape[0] * (pixel_bytes * prod(images.shape[1:]) + PER_SAMPLE_BYTES + 8 * n_classes)
                  for images in image_files)
     counts = " and ".join(f"{images.shape[0]:,}" for images in image_files)
     try:

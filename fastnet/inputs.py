@@ -46,11 +46,13 @@ class Images(np.ndarray):
     """uint8 pixels that carry their scale: a model sees ``pixels * scale``.
 
     ``fn.datasets.Images(x)`` marks a user's uint8 array as 0..255 images, to be
-    scaled to [0, 1]; the datasets' ``x`` arrives as Images already. Each batch is
+    scaled to [0, 1] (the datasets' ``x`` is float32 in [0, 1] already; ``load(...,
+    pixels=True)`` gives their uint8 pixels, plain, to wrap in Images). Each batch is
     scaled as it is gathered, so the data is never copied to floats. Slicing,
     indexing, reshaping and copying keep the scale; arithmetic, reductions and
-    ``np.concatenate`` give plain arrays (wrap the result in Images again).
-    A plain uint8 (or any integer) array is numbers, used as they are.
+    ``np.concatenate`` give plain arrays (wrap the result in Images again), and
+    ``astype`` the pixels' numbers, 0..255, unscaled. A plain uint8 (or any integer)
+    array is numbers, used as they are.
 
     Parameters
     ----------

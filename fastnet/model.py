@@ -364,10 +364,10 @@ class Sequential:
 
         Parameters
         ----------
-        x : (n, features) numbers, used as they are: floats, or integers converted batch by batch.
-            Images (``fn.datasets.Images(x)``, and every dataset's ``x``) are uint8 pixels that
-            carry their scale: each batch is scaled to [0, 1] as it is gathered, so the data is
-            never copied to floats. A plain uint8 array is not scaled.
+        x : (n, features) numbers, used as they are: floats, or integers converted batch by batch
+            (every dataset's ``x`` is float32 in [0, 1]). Images (``fn.datasets.Images(x)``) are
+            uint8 pixels that carry their scale: each batch is scaled to [0, 1] as it is gathered,
+            so the data is never copied to floats. A plain uint8 array is not scaled.
             With ``preprocessing`` set (``set_preprocessing``), x is raw data: the scaler is
             applied first, to the stored numbers (an Images array's pixels).
         y : (n,) integer labels for SoftmaxCrossEntropy; (n, outputs) targets otherwise.
@@ -713,7 +713,7 @@ class Sequential:
         """Write the model as an ONNX graph (opset 17) computing what ``predict`` returns, atomically.
 
         The graph takes ``x`` (batch, n_in) in the model's dtype, raw when the model has
-        ``preprocessing`` (the graph applies it), else already scaled (pixels / 255 for images),
+        ``preprocessing`` (the graph applies it), else as ``fit`` saw it (a dataset's ``x`` as it is),
         and gives ``y`` (batch, n_out). Needs ``pip install onnx onnxruntime``; see
         ``fastnet.onnx_export``.
         """

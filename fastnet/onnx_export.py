@@ -3,9 +3,9 @@
 The graph has one input ``x`` of shape (batch, n_in) and one output ``y`` of shape (batch, n_out),
 both in the model's dtype (float32 or float64), with a dynamic batch dimension. A model with
 ``preprocessing`` takes raw features: the graph applies the scaler first, in float64 as
-``predict`` does, ``(x - shift) / scale``. Without it, ``x`` is taken as the model sees it:
-images that carry their scale (``fn.datasets.Images``, uint8 pixels) must be fed already
-scaled, e.g. ``(pixels / 255).astype(np.float32)`` for MNIST. ``y`` is what
+``predict`` does, ``(x - shift) / scale``. Without it, ``x`` is taken as the model sees it: a
+dataset's ``x`` (float32 in [0, 1]) as it is, but images that carry their scale
+(``fn.datasets.Images``, uint8 pixels) already scaled, ``(pixels / 255).astype(np.float32)``. ``y`` is what
 ``predict`` gives: class probabilities (softmax) for SoftmaxCrossEntropy, probabilities
 (sigmoid) for BinaryCrossEntropy, raw outputs for MSE. Dropout is left out, as at inference.
 

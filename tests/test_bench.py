@@ -35,7 +35,7 @@ def test_flops_per_epoch_counts_forward_dw_and_dx_except_the_first_layer():
 
 def test_epoch_data_tiles_the_sample_to_the_requested_size():
     x, y = epoch_data(20_000)
-    assert x.shape == (20_000, 784) and x.dtype.name == "uint8" and y.shape == (20_000,)
+    assert x.shape == (20_000, 784) and x.dtype.name == "float32" and y.shape == (20_000,)
     assert (x[:8000] == x[8000:16000]).all()
 
 

@@ -189,7 +189,7 @@ def test_images_validation_is_carved_from_the_training_set(capsys, tmp_path):
     assert "7,200 train / 800 validation / 2,000 test" in err
     report = json.loads(out)
     assert report["test"]["accuracy"] != report["history"][-1]["val_accuracy"]
-    _, test = fn.datasets.load()  # raw uint8 pixels in a .npy: the model keeps the division by 255
+    _, test = fn.datasets.load(pixels=True)  # raw uint8 pixels in a .npy: the model keeps the division by 255
     np.save(tmp_path / "pixels.npy", np.asarray(test.x[:50]))
     code, out, err = run(capsys, "predict", model, tmp_path / "pixels.npy")
     assert code == 0, err

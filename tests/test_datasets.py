@@ -57,15 +57,15 @@ def test_sample_bytes_match_pinned_sha256():
 def test_sample_loads(sample):
     train, test = sample
     assert (len(train), len(test)) == (8000, 2000)
-    assert train.x.shape == (8000, 784) and train.x.dtype == np.uint8
-    assert test.x.shape == (2000, 784) and test.x.dtype == np.uint8
-    assert train.y.shape == (8000,) and train.y.dtype == np.uint8  # labels stay uint8 too
+    assert train.x.shape == (8000, 784) and train.x.dtype == np.float32
+    assert test.x.shape == (2000, 784) and test.x.dtype == np.float32
+    assert train.y.shape == (8000,) and train.y.dtype == np.uint8  # labels stay uint8
     for split in sample:
         assert sorted(set(split.y.tolist())) == list(range(10))
         assert split.classes == [str(i) for i in range(10)]
         assert split.name == "mnist-sample"
     assert (train.split, test.split) == ("train", "test")
-    assert 0 < train.x.mean() < 255
+    assert 0 < train.x.mean() < 1
 
 
 def test_dataset_is_frozen(sample):

@@ -126,7 +126,7 @@ def hot_loop(mnist):
     def step(i):
         i %= len(order) // batch
         idx = order[i * batch:(i + 1) * batch]
-        model._loss_and_grad(train.x, train.y, idx, 1 / 255)  # what fit runs: no checks, no copy of x
+        model._loss_and_grad(train.x, train.y, idx, 1.0)  # what fit runs on floats: no checks, no copy of x
         model.optimizer.update(model.kernels.raw, model.params, model.grads, 0.1)
 
     for i in range(3):

@@ -1,8 +1,8 @@
 """The contenders of ``fastnet bench``, and the worker job that runs one of them in its own process.
 
 Every contender trains the same network from the same initial weights (a fastnet model's, seed 0) with
-plain SGD (lr 0.01) and softmax cross-entropy, in float32, on uint8 MNIST-shaped images that each scales
-by 1/255 one batch at a time, reshuffled every epoch:
+plain SGD (lr 0.01) and softmax cross-entropy, in float32, on the same MNIST-shaped float32 images in
+[0, 1] (what ``fn.datasets.load`` gives), reshuffled every epoch:
 
     numba      fastnet on its numba kernels (``fit``), numba's default threads unless told
     numpy      fastnet's NumPy baseline backend (``backend="numpy"``): the same model on the NumPy twins
@@ -64,11 +64,11 @@ class Case:
         return cls(tuple(hidden), activation, batch)
 
 
-def epoch_data(samples: int = SAMPLES) -> tuple[fn.datasets.Images, np.ndarray]:
-    """The bundled sample's training digits tiled to ``samples`` rows: uint8 Images, scaled in each batch."""
+def epoch_data(samples: int = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled sample's training digits tiled to ``samples`` rows: float32 in [0, 1], every contender's."""
     train, _ = fn.datasets.load("mnist-sample")
     reps = -(-samples // len(train))
-    return fn.datasets.Images(np.tile(train.x, (reps, 1))[:samples]), np.tile(train.y, reps)[:samples]
+    return np.tile(train.x, (reps, 1))[:samples], np.tile(train.y, reps)[:samples]
 
 
 def fastnet_model(case: Case, backend: str, seed: int = 0) -> fn.Sequential:
@@ -131,7 +131,7 @@ def torch_contender(case: Case, x, y) -> Contender:
     net = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    # plain uint8, divided per batch below; torch's loss wants int64 labels
+    # float32 in [0, 1], as every contender gets it; torch's loss wants int64 labels
     xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)).long()
     gen = torch.Generator().manual_seed(0)
 
@@ -139,7 +139,7 @@ def torch_contender(case: Case, x, y) -> Contender:
         perm = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(xt), case.batch):
             idx = perm[start:start + case.batch]
-            xb = xt[idx].float().div_(255.0)
+            xb = xt[idx]
             opt.zero_grad(set_to_none=True)
             loss_fn(net(xb), yt[idx]).backward()
             opt.step()
@@ -169,7 +169,7 @@ def _import_jax():
 
 
 def jax_step_function(case: Case):
-    """The JAX training step: (params, uint8 batch, labels) -> params after one SGD step."""
+    """The JAX training step: (params, float32 batch, labels) -> params after one SGD step."""
     jax = _import_jax()
     jnp = jax.numpy
     act = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[case.activation]
@@ -183,7 +183,7 @@ def jax_step_function(case: Case):
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), yb[:, None], axis=1))
 
     def step(params, xb, yb):
-        grads = jax.grad(loss)(params, xb.astype(jnp.float32) / jnp.float32(255), yb)
+        grads = jax.grad(loss)(params, xb, yb)
         return jax.tree.map(lambda p, g: p - jnp.float32(LR) * g, params, grads)
 
     return step

@@ -2,7 +2,7 @@
 
 ``fastnet bench`` and the pytest-benchmark suites under ``bench/`` share this code. Every contender
 (``fastnet.bench.contenders``) trains the same network from the same initial weights with plain SGD and
-softmax cross-entropy, on 60,000 MNIST-shaped uint8 images (the bundled sample, tiled), in float32. Each
+softmax cross-entropy, on 60,000 MNIST-shaped images in [0, 1] (the bundled sample, tiled), in float32. Each
 runs in its own worker process (``fastnet.bench.workers``); rounds alternate between them, one epoch per
 contender per round (who goes first rotates), and medians are reported, with compile time apart. The
 NumPy baseline's processes run without the variables that force BLAS kernels (``native_blas_env``). The
