@@ -36,7 +36,9 @@ Where they differ from scikit-learn's MLP:
   whose gradient is not the one it is given). fastnet's own loss kernels average over outputs, so their
   gradients are scaled back to this objective (through the SGD learning rate, Adam's epsilon and l2).
 * Inputs are numbers, used as they are, never rescaled: scale them in a Pipeline (StandardScaler,
-  MinMaxScaler). Sparse input is refused; predictions are computed in ``dtype`` (float32 by default).
+  MinMaxScaler). Sparse input is refused; the network computes in ``dtype``: by default
+  ("auto") float32 for float32 input and float64 for any other, as scikit-learn does; ``dtype="float32"``
+  is about twice as fast on float64 input.
 
 Threads: each fit, predict and score runs on ``n_threads`` numba threads (BLAS threads for
 ``backend="numpy"``), set for the call and restored after it. ``n_threads=None`` means 1 thread when
@@ -91,7 +93,7 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dropout=0.0, dtype="float32", backend="numba",
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dropout=0.0, dtype="auto", backend="numba",
                  n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -214,6 +216,8 @@ class _BaseMLP(BaseEstimator):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         X, y = self._validate_xy(X, y, reset=first)
+        if first:
+            self._dtype = self._compute_dtype(X)
         weights = self._sample_weight(sample_weight, X)
         targets = self._targets(y, first, classes, incremental)
         rng = check_random_state(self.random_state)
@@ -266,6 +270,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("sample_weight is 0 for every sample left for training after the validation split")
         return X[train], targets[train], weights[train], (X[held], y[held], weights[held])
 
+    def _compute_dtype(self, X):
+        """The network's dtype: ``dtype``, or with "auto" X's, as scikit-learn's MLPs keep float32 input in
+        float32 and compute everything else in float64."""
+        if isinstance(self.dtype, str) and self.dtype == "auto":
+            return "float32" if X.dtype == np.float32 else "float64"
+        return self.dtype
+
     def _validate_xy(self, X, y, reset: bool):
         X, y = validate_data(self, X, y, multi_output=True, dtype="numeric", reset=reset,
                              y_numeric=not isinstance(self, ClassifierMixin))
@@ -293,7 +304,7 @@ class _BaseMLP(BaseEstimator):
                 layers.append(fn.Dropout(self.dropout))
             width = size
         layers.append(fn.Dense(width, n_out, l2=l2))
-        self.model_ = fn.Sequential(*layers, loss=loss, backend=self.backend, dtype=self.dtype, seed=seed)
+        self.model_ = fn.Sequential(*layers, loss=loss, backend=self.backend, dtype=self._dtype, seed=seed)
         self.n_outputs_ = targets.shape[1] if targets.ndim == 2 else n_out
         self.n_layers_ = len(self._hidden()) + 2
         self.n_iter_, self.t_ = 0, 0
@@ -480,7 +491,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         for the few differences. ``max_iter`` counts epochs (iterations for "lbfgs").
     dropout : float in [0, 1)
         Dropout after every hidden layer while training (0: none; not with "lbfgs").
-    dtype : {"float32", "float64"}
+    dtype : {"auto", "float32", "float64"}
+        "auto": X's, float32 for float32 input, else float64 (as scikit-learn); "float32" is faster.
     backend : {"numba", "numpy"}
     n_threads : int or None
         Threads per fit/predict; None: 1 inside a worker (joblib n_jobs, Dask), else the current setting.
@@ -526,7 +538,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"'y' has {unique_labels(y)}.")
         if self._label_binarizer.y_type_ == "multiclass":
             return np.searchsorted(self.classes_, y)
-        return self._label_binarizer.transform(y).astype(self.dtype)
+        return self._label_binarizer.transform(y).astype(self._dtype)
 
     def _output(self, targets):
         """(loss, outputs, scikit-learn's out_activation_, sklearn objective ÷ fastnet loss)."""

@@ -244,3 +244,15 @@ def test_partial_fit_and_early_stopping_take_weights(digits):
     assert part.t_ == 2 * len(x)
     reg = ours(MLPRegressor).partial_fit(x, y / 9.0, sample_weight=w)
     assert reg.n_iter_ == 1
+
+
+@pytest.mark.parametrize("x_dtype, network", [(np.float32, "float32"), (np.float64, "float64"), (np.int64, "float64")])
+def test_dtype_auto_follows_x_as_scikit_learn_does(digits, x_dtype, network):
+    """scikit-learn's MLPs keep float32 input in float32 and compute any other in float64; so does "auto",
+    the default; an explicit dtype wins."""
+    x, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(x.astype(x_dtype), y)
+    assert est.dtype == "auto" and str(est.model_.dtype) == network
+    assert est.predict_proba(x.astype(x_dtype)).dtype == np.dtype(network)
+    fixed = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, dtype="float32").fit(x, y)
+    assert str(fixed.model_.dtype) == "float32"
