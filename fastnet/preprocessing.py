@@ -20,10 +20,9 @@ import numpy as np
 
 from fastnet._memory import check_fits
 from fastnet.errors import ConfigError, DTypeError, InputError, ShapeError
-from fastnet.inputs import is_number
+from fastnet.inputs import float_dtype, is_number
 
 KINDS = ("standard", "minmax", "none", "divide")
-DTYPES = ("float32", "float64")
 CHUNK = 1 << 18  # elements per chunk of rows: the float64 temporary stays at 2 MB whatever the data's size
 SHIFT, SCALE = "preprocessing.shift", "preprocessing.scale"  # the checkpoint's tensors
 CLASSES = "classes"  # numeric class labels' tensor in the checkpoint (string labels go in the metadata)
@@ -41,7 +40,7 @@ class Scaler:
     def __init__(self, kind: str, n_features: int, shift=None, scale=None, dtype="float32"):
         if kind not in KINDS:
             raise ConfigError(f"unknown scaler kind {kind!r}; choose one of {', '.join(KINDS)}")
-        self.kind, self.n_features, self.dtype = kind, int(n_features), _float_dtype(dtype)
+        self.kind, self.n_features, self.dtype = kind, int(n_features), float_dtype(dtype)
         self.shift = self.scale = None
         if kind != "none":
             self.shift = _column_stat(shift, self.n_features, "shift")
@@ -94,17 +93,6 @@ class Scaler:
 
     def __repr__(self) -> str:
         return f"Scaler({self.kind!r}, n_features={self.n_features}, dtype={str(self.dtype)!r})"
-
-
-def _float_dtype(dtype) -> np.dtype:
-    """``dtype`` as float32 or float64 (a name, a NumPy type or a dtype); ConfigError for any other."""
-    try:
-        checked = np.dtype(dtype)
-    except TypeError:
-        checked = None
-    if str(checked) not in DTYPES:
-        raise ConfigError(f"a scaler writes float32 or float64, got dtype {dtype!r}")
-    return checked
 
 
 def fit_scaler(kind: str, x, dtype="float32", *, divisor: float = 255.0) -> Scaler:

@@ -73,6 +73,7 @@ import numpy as np
 
 from fastnet import _memory
 from fastnet.errors import ConfigError, DataError
+from fastnet.inputs import float_dtype
 
 __all__ = ["Table", "read", "iter_chunks", "column_names", "infer_task", "MAX_CLASSES", "MISSING", "TASKS"]
 
@@ -85,7 +86,6 @@ MISSING = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL
 CHUNK_BYTES = 8 << 20  # a text chunk: big enough that per-chunk overhead vanishes, small beside the output
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 DELIMITERS = (",", "\t", ";", "|")
-FLOATS = ("float32", "float64")
 SHOWN_COLUMNS = 12  # an error lists at most this many column names
 
 
@@ -189,16 +189,11 @@ def infer_task(y) -> str:
 # --- the shared parts: options, targets, the growing output --------------------------------------
 
 def _check_options(dtype, chunk_rows) -> tuple[np.dtype, int | None]:
-    try:
-        valid = np.dtype(dtype).name in FLOATS
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    dtype = float_dtype(dtype)
     whole = isinstance(chunk_rows, (int, np.integer)) and not isinstance(chunk_rows, bool)
     if chunk_rows is not None and not (whole and chunk_rows >= 1):
         raise ConfigError(f"chunk_rows must be a whole number >= 1 (or None), got {chunk_rows!r}")
-    return np.dtype(dtype), chunk_rows
+    return dtype, chunk_rows
 
 
 def _shown(names) -> str:
