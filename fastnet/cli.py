@@ -479,7 +479,7 @@ def save_interrupted(model, path: str | None, stop: TrainingInterrupted, say) ->
         try:
             model.save(path)
         except ConfigError as e:  # non-finite state: the file holds the last good one
-            print(f"{how}: {e}", file=sys.stderr, flush=True)
+            print(printable(f"{how}: {e}", sys.stderr), file=sys.stderr, flush=True)
         else:
             say(f"{how}: checkpoint saved to {path}; --resume {path} continues the run")
     return exit_status(stop)
@@ -678,7 +678,7 @@ def main(argv=None) -> int:
         args.ranks_here = distributed.ranks_here(comm)  # collective: before anything may fail on one rank
     except UsageError as e:
         if leader:
-            print(e, file=sys.stderr)
+            print(printable(str(e), sys.stderr), file=sys.stderr)
         return EXIT_USAGE
     except (ConfigError, DistributedError) as e:  # mpiexec without mpi4py; another rank's flags failed
         if leader:

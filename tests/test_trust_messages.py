@@ -73,6 +73,15 @@ def test_a_non_ascii_path_under_a_strict_ascii_stdout(tmp_path, monkeypatch):
     assert "mod\\xe8le.safetensors" in stdout.buffer.getvalue().decode("ascii")
 
 
+def test_a_non_ascii_flag_under_a_strict_ascii_stderr_is_one_line(monkeypatch):
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main(["train", "--bogus-é"]) == 2
+    stderr.flush()
+    assert stderr.buffer.getvalue().decode("ascii").splitlines() == [
+        "fastnet train: unrecognized argument: --bogus-\\xe9 (see 'fastnet train --help')"]
+
+
 def test_no_writable_temp_or_config_folder_blocks_only_what_needs_one(tmp_path):
     pytest.importorskip("matplotlib")
     blocked = tmp_path / "a-file"
