@@ -94,6 +94,8 @@ class Program:
         self.loss_and_grad_kernel, self.forward_kernel = step.for_backend(backend)
         self.compiled = backend == "numba"
         self.prog, self.consts = self._table(layers)
+        # None prunes the image ops from the compiled step (see step.py): an MLP does not compile them
+        self.images = True if any(op.kind in ("conv", "maxpool", "avgpool") for op in self.ops) else None
         self._cache: dict[int, Buffers] = {}
         n_out = self.ops[-1].width
         self.no_labels = np.zeros(0, np.int64)
@@ -205,7 +207,7 @@ class Program:
         loss, hits = self.loss_and_grad_kernel(
             self.prog, self.consts, self.params, self.grads, buf.work, buf.masks, buf.labels, buf.weights, x, labels,
             targets, self.no_weights if weights is None else weights, idx, divisor, self.target_col, self.cols,
-            self.loss_code, self.hits_code, scale, penalties, train)
+            self.loss_code, self.hits_code, scale, penalties, train, self.images)
         return float(loss), int(hits)
 
     def outputs(self, x, idx, divisor) -> np.ndarray:
@@ -214,7 +216,7 @@ class Program:
             start_pool()
         buf = self.buffers(len(idx))
         self.forward_kernel(self.prog, self.consts, self.params, buf.work, buf.masks, x, idx, divisor, self.cols,
-                            False)
+                            False, self.images)
         last = self.prog[-1]
         start = last[step.OUT_COL] * len(idx)
         return buf.work[start:start + last[step.WIDTH] * len(idx)].reshape(len(idx), last[step.WIDTH])

@@ -42,12 +42,46 @@ def _valid(k_off, pad, stride, size, n_out):
     return lo, max(hi, lo)
 
 
+# Row copies with unsigned indices: numba wraps negative indices around, and that check on every
+# element kept LLVM from vectorising these loops (im2col of 28 x 28 images took 2.7x as long).
+@jit(inline="always")
+def _copy(dst, d0, src, s0, n, stride):
+    # dst[d0 + e] = src[s0 + e·stride] for e < n
+    d, s = np.uint64(d0), np.uint64(s0)
+    if stride == 1:
+        for e in range(np.uint64(n)):
+            dst[d + e] = src[s + e]
+    else:
+        st = np.uint64(stride)
+        for e in range(np.uint64(n)):
+            dst[d + e] = src[s + e * st]
+
+
+@jit(inline="always")
+def _add(dst, d0, src, s0, n, stride):
+    # dst[d0 + e·stride] += src[s0 + e] for e < n
+    d, s = np.uint64(d0), np.uint64(s0)
+    if stride == 1:
+        for e in range(np.uint64(n)):
+            dst[d + e] += src[s + e]
+    else:
+        st = np.uint64(stride)
+        for e in range(np.uint64(n)):
+            dst[d + e * st] += src[s + e]
+
+
+@jit(inline="always")
+def _zero(dst, d0, n):
+    d = np.uint64(d0)
+    for e in range(np.uint64(n)):
+        dst[d + e] = 0
+
+
 @jit(fastmath=ORDERED)
 def im2col(col, x, c_in, h, wd, k, stride, pad):
     # x (B, C·H·W) -> col (C·K·K, B·P), zeros where the window hangs over the padding
     oh, ow = out_size(h, k, stride, pad), out_size(wd, k, stride, pad)
     p, batch = oh * ow, x.shape[0]
-    zero = col.dtype.type(0)
     for c in range(c_in):
         for i in range(k):
             y_lo, y_hi = _valid(i, pad, stride, h, oh)
@@ -56,19 +90,14 @@ def im2col(col, x, c_in, h, wd, k, stride, pad):
                 row = col[(c * k + i) * k + j]
                 for b in range(batch):
                     src = x[b]
-                    for oy in range(oh):
+                    _zero(row, b * p, y_lo * ow)
+                    for oy in range(y_lo, y_hi):
                         dst = b * p + oy * ow
-                        if oy < y_lo or oy >= y_hi:
-                            for ox in range(ow):
-                                row[dst + ox] = zero
-                            continue
-                        base = (c * h + oy * stride + i - pad) * wd + j - pad
-                        for ox in range(x_lo):
-                            row[dst + ox] = zero
-                        for ox in range(x_lo, x_hi):
-                            row[dst + ox] = src[base + ox * stride]
-                        for ox in range(x_hi, ow):
-                            row[dst + ox] = zero
+                        _zero(row, dst, x_lo)
+                        _copy(row, dst + x_lo, src, (c * h + oy * stride + i - pad) * wd + x_lo * stride + j - pad,
+                              x_hi - x_lo, stride)
+                        _zero(row, dst + x_hi, ow - x_hi)
+                    _zero(row, b * p + y_hi * ow, (oh - y_hi) * ow)
 
 
 @jit(fastmath=ORDERED)
@@ -88,10 +117,8 @@ def col2im(dx, dcol, a, c_in, h, wd, k, stride, pad, act, p0, p1):
                     x_lo, x_hi = _valid(j, pad, stride, wd, ow)
                     row = dcol[(c * k + i) * k + j]
                     for oy in range(y_lo, y_hi):
-                        base = (c * h + oy * stride + i - pad) * wd + j - pad
-                        src = b * p + oy * ow
-                        for ox in range(x_lo, x_hi):
-                            dst[base + ox * stride] += row[src + ox]
+                        _add(dst, (c * h + oy * stride + i - pad) * wd + x_lo * stride + j - pad, row,
+                             b * p + oy * ow + x_lo, x_hi - x_lo, stride)
         if act != IDENTITY:
             src_a = a[b]
             for e in range(dst.shape[0]):

@@ -91,7 +91,45 @@ def _scratch(work, op, batch):
 
 
 @jit(fastmath=ORDERED)
-def forward(prog, consts, params, work, masks, x, idx, divisor, cols, train):
+def _image_forward(op, c, params, work, masks, a, y, batch, pack):
+    # one convolution or pooling op: a (B, C·H·W) -> y (B, width)
+    if op[KIND] == CONV:
+        w = params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape((op[CH_OUT], op[N_W] // op[CH_OUT]))
+        conv_forward_into(y, a, w, params[op[B_OFF]:op[B_OFF] + op[CH_OUT]], op[CH_IN], op[HEIGHT], op[WIDE], op[K],
+                          op[STRIDE], op[PAD], op[ACT], c[P0], c[P1], _col(work, op, batch), _scratch(work, op, batch),
+                          pack)
+    elif op[KIND] == MAXPOOL:
+        maxpool_forward(y, _view(masks, op[MASK_COL], batch, op[WIDTH]), a, op[CH_IN], op[HEIGHT], op[WIDE], op[K],
+                        op[STRIDE])
+    else:
+        avgpool_forward(y, a, op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE])
+
+
+@jit(fastmath=ORDERED)
+def _image_backward(op, c, params, grads, work, masks, g, y, a, batch, pack):
+    # one convolution or pooling op: g (B, width) -> its input's gradient at GRAD_IN_COL, and a convolution's dw, db
+    below = op[GRAD_IN_COL]
+    if op[KIND] == CONV:
+        shape = (op[CH_OUT], op[N_W] // op[CH_OUT])
+        conv_backward_into(_view(work, below, batch, op[IN_WIDTH]) if below >= 0 else a,
+                           grads[op[W_OFF]:op[W_OFF] + op[N_W]].reshape(shape), grads[op[B_OFF]:op[B_OFF] + op[CH_OUT]],
+                           g, params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape(shape), y, a, _col(work, op, batch),
+                           _scratch(work, op, batch), op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE], op[PAD],
+                           IDENTITY if op[PRE] else op[ACT], c[P0], c[P1], op[IN_ACT], c[IN_P0], c[IN_P1], below >= 0,
+                           pack)
+    elif op[KIND] == MAXPOOL:
+        maxpool_backward(_view(work, below, batch, op[IN_WIDTH]), g, _view(masks, op[MASK_COL], batch, op[WIDTH]),
+                         op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE])
+    else:
+        avgpool_backward(_view(work, below, batch, op[IN_WIDTH]), g, op[CH_IN], op[HEIGHT], op[WIDE], op[K],
+                         op[STRIDE])
+
+
+# ``images`` is None for a network without convolution or pooling: numba then prunes the branches that
+# call _image_forward and _image_backward, so an MLP never compiles them (a cold start would take twice
+# as long); any other value (True) compiles the variant that runs them.
+@jit(fastmath=ORDERED)
+def forward(prog, consts, params, work, masks, x, idx, divisor, cols, train, images):
     # x (N, n_in), idx (B,) -> every op's output in work (the last op's is the network's); dropout if train
     batch = idx.shape[0]
     pack = work[cols * batch:]
@@ -104,31 +142,24 @@ def forward(prog, consts, params, work, masks, x, idx, divisor, cols, train):
             w = params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape((op[WIDTH], op[IN_WIDTH]))
             b = params[op[B_OFF]:op[B_OFF] + op[WIDTH]]
             dense_forward_into(y, a, w, b, op[ACT], c[P0], c[P1], pack)
-        elif op[KIND] == CONV:
-            w = params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape((op[CH_OUT], op[N_W] // op[CH_OUT]))
-            conv_forward_into(y, a, w, params[op[B_OFF]:op[B_OFF] + op[CH_OUT]], op[CH_IN], op[HEIGHT], op[WIDE],
-                              op[K], op[STRIDE], op[PAD], op[ACT], c[P0], c[P1], _col(work, op, batch),
-                              _scratch(work, op, batch), pack)
-        elif op[KIND] == MAXPOOL:
-            maxpool_forward(y, _view(masks, op[MASK_COL], batch, op[WIDTH]), a, op[CH_IN], op[HEIGHT], op[WIDE], op[K],
-                            op[STRIDE])
-        elif op[KIND] == AVGPOOL:
-            avgpool_forward(y, a, op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE])
         elif op[KIND] == ACTIVATION:
             activation_forward(y, a, op[ACT], c[P0], c[P1])
-        elif train:
-            dropout(y, a, _view(masks, op[MASK_COL], batch, op[WIDTH]), c[DROP_SCALE])
-        else:
-            y[:] = a
+        elif op[KIND] == DROPOUT:
+            if train:
+                dropout(y, a, _view(masks, op[MASK_COL], batch, op[WIDTH]), c[DROP_SCALE])
+            else:
+                y[:] = a
+        elif images is not None:
+            _image_forward(op, c, params, work, masks, a, y, batch, pack)
 
 
 @jit(fastmath=ORDERED)
 def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, weights_buf, x, labels, targets,
-                  sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train):
+                  sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train, images):
     # x (N, n_in), labels (N,) or targets (N, M), sample_weight (N,) or (0,), idx (B,) -> (loss, hits);
     # grads (P,) filled when train
     batch = idx.shape[0]
-    forward(prog, consts, params, work, masks, x, idx, divisor, cols, train)
+    forward(prog, consts, params, work, masks, x, idx, divisor, cols, train, images)
     pack = work[cols * batch:]
     last = prog.shape[0] - 1
     n_out = prog[last, WIDTH]
@@ -180,24 +211,12 @@ def loss_and_grad(prog, consts, params, grads, work, masks, labels_buf, weights_
                 w = params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape((op[WIDTH], op[IN_WIDTH]))
                 dense_backward_dx_into(_view(work, below, batch, op[IN_WIDTH]), g, w, a, op[IN_ACT], c[IN_P0],
                                        c[IN_P1], pack)
-        elif op[KIND] == CONV:
-            shape = (op[CH_OUT], op[N_W] // op[CH_OUT])
-            conv_backward_into(_view(work, below, batch, op[IN_WIDTH]) if below >= 0 else a,
-                               grads[op[W_OFF]:op[W_OFF] + op[N_W]].reshape(shape),
-                               grads[op[B_OFF]:op[B_OFF] + op[CH_OUT]], g,
-                               params[op[W_OFF]:op[W_OFF] + op[N_W]].reshape(shape), y, a, _col(work, op, batch),
-                               _scratch(work, op, batch), op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE], op[PAD],
-                               IDENTITY if op[PRE] else op[ACT], c[P0], c[P1], op[IN_ACT], c[IN_P0], c[IN_P1],
-                               below >= 0, pack)
-        elif op[KIND] == MAXPOOL:
-            maxpool_backward(_view(work, below, batch, op[IN_WIDTH]), g, _view(masks, op[MASK_COL], batch, op[WIDTH]),
-                             op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE])
-        elif op[KIND] == AVGPOOL:
-            avgpool_backward(_view(work, below, batch, op[IN_WIDTH]), g, op[CH_IN], op[HEIGHT], op[WIDE], op[K],
-                             op[STRIDE])
         elif op[KIND] == ACTIVATION:
             if not op[PRE]:
                 activation_backward(_view(work, below, batch, op[IN_WIDTH]), g, y, op[ACT], c[P0], c[P1])
+        elif op[KIND] != DROPOUT:
+            if images is not None:
+                _image_backward(op, c, params, grads, work, masks, g, y, a, batch, pack)
         else:
             dropout(_view(work, below, batch, op[IN_WIDTH]), g, _view(masks, op[MASK_COL], batch, op[WIDTH]),
                     c[DROP_SCALE])
@@ -216,7 +235,7 @@ def _view_np(work, col, batch, width):
     return work[col * batch:(col + width) * batch].reshape(batch, width)
 
 
-def forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train):
+def forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train, images):
     batch = len(idx)
     gather_rows_np(_view_np(work, 0, batch, prog[0, IN_WIDTH]), x, idx, divisor)
     t = work.dtype.type
@@ -242,9 +261,10 @@ def forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train):
 
 
 def loss_and_grad_np(prog, consts, params, grads, work, masks, labels_buf, weights_buf, x, labels, targets,
-                     sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train):
+                     sample_weight, idx, divisor, target_col, cols, loss_code, hits_code, scale, penalties, train,
+                     images):
     batch = len(idx)
-    forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train)
+    forward_np(prog, consts, params, work, masks, x, idx, divisor, cols, train, images)
     last, t = len(prog) - 1, work.dtype.type
     n_out = prog[last, WIDTH]
     out = _view_np(work, prog[last, OUT_COL], batch, n_out)
