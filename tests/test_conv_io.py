@@ -119,6 +119,18 @@ def test_an_mlp_on_images_keeps_its_image_input(tmp_path):
     assert same.input_shape == SHAPE and np.array_equal(same.predict(X), model.predict(X))
 
 
+def test_a_conv_model_with_a_scaler_saves_and_loads_it(tmp_path):
+    """The scaler takes the flat rows (C·H·W columns) before the images are formed, as in predict."""
+    raw = 100 + 30 * X
+    model = net("numpy")
+    model.set_preprocessing(fn.preprocessing.fit_scaler("standard", raw.reshape(len(raw), -1)))
+    model.fit(raw, Y, epochs=1, progress=False)
+    model.save(tmp_path / "m.safetensors")
+    same = fn.load(tmp_path / "m.safetensors")
+    assert same.preprocessing.n_features == math.prod(SHAPE)
+    assert np.array_equal(same.predict(raw), model.predict(raw))
+
+
 def test_a_dense_file_written_before_input_shape_was_saved_loads_unchanged(tmp_path):
     model = fn.Sequential(fn.Dense(6, 4), fn.ReLU(), fn.Dense(4, 3), loss=fn.SoftmaxCrossEntropy(), seed=0)
     x = np.random.default_rng(0).normal(size=(40, 6))
