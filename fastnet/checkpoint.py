@@ -1,8 +1,10 @@
 """Save and load models as safetensors: tensors for weights (and optimizer state), JSON metadata for the rest.
 
-Tensors:  layers.<i>.weight (out, in), layers.<i>.bias (out,), optimizer.<state> (n_params,);
+Tensors:  layers.<i>.weight (out, in) for Dense, (out, in, k, k) for Conv2D, layers.<i>.bias (out,),
+          optimizer.<state> (n_params,);
           preprocessing.shift and .scale (in,) float64 and numeric "classes", when the model has them
-Metadata: "fastnet" -> JSON with the format version, layers, loss, dtype, backend, seed,
+Metadata: "fastnet" -> JSON with the format version, layers, input_shape (one sample's: [width] or
+          [channels, height, width]; files from before convolutional layers have none), loss, dtype, backend, seed,
           history, optimizer configuration and step count, and the random generators'
           states, so a resumed run continues exactly as an uninterrupted one; a model stopped
           by Ctrl-C in the middle of an epoch also has "resume", where that epoch stopped
@@ -58,6 +60,8 @@ def describe(model, include_optimizer: bool = True) -> tuple[dict, dict]:
     meta = {
         "format": FORMAT,
         "layers": [{"kind": type(layer).__name__, "config": layer.config()} for layer in model.layers],
+        # a first Conv2D (or Flatten) may have taken its image from the data: its config cannot say it
+        "input_shape": list(model.input_shape),
         "loss": type(model.loss).__name__,
         "dtype": str(model.dtype),
         "backend": model.backend,
@@ -88,6 +92,8 @@ def rebuild(meta: dict, tensors: dict, into, backend: str | None = None, dtype: 
     model = into
     type(model).__init__(model, *layers, loss=LOSSES[meta["loss"]](), backend=backend or meta["backend"],
                          dtype=dtype or meta["dtype"], seed=meta["seed"])
+    if meta.get("input_shape") is not None:  # a no-op when the layers gave it already
+        model.build(tuple(meta["input_shape"]))
     model.set_weights({k: v for k, v in tensors.items() if k.startswith("layers.")})
     model.history = History(meta["history"])
     model.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]

@@ -7,9 +7,12 @@
 * the metadata has the structure, types, ranges and finite numbers the schema below requires;
 * its preprocessing, column names and class labels, if any, fit the model (widths, counts, label
   lengths), so none of them costs more memory than the model itself;
+* each layer's config rebuilds that layer, and one sample's shape, walked from the model's input
+  through the layers, fits each of them (channels, kernels and windows that fit their images);
 * every tensor the declared architecture implies is there, with exactly the shape and dtype it
   implies, and there is no other;
-* it declares at most ``MAX_LAYERS`` layers, and loading it fits in the memory this process may use;
+* it declares at most ``MAX_LAYERS`` layers, and loading it, and the buffers of one sample, fit in the
+  memory this process may use;
 * what was read matches the checksum saved with it (files saved before checksums have none).
 
 Nothing is allocated on the metadata's word: the header is read on its own first, and
@@ -27,9 +30,9 @@ import stat
 
 import numpy as np
 
-from fastnet._memory import check_fits
+from fastnet._memory import check_fits, format_bytes
 from fastnet.errors import CheckpointError, ConfigError
-from fastnet.layers import LAYERS
+from fastnet.layers import LAYERS, Conv2D, Dense, Flatten, Pool2D, Weighted, layer_from_config
 from fastnet.losses import LOSSES
 from fastnet.optimizers import optimizer_from_config
 from fastnet.preprocessing import CLASSES, KINDS, MAX_LABEL_BYTES, MAX_NAME, SCALE, SHIFT, n_classes
@@ -101,29 +104,32 @@ def _read_open(f, path, size: int, fmt: int) -> tuple[dict[str, np.ndarray], dic
     try:
         check_metadata(meta)
         table, spans = _tensor_table(header, size - data_start)
-        check_tensors(table, meta)
+        per_sample = check_tensors(table, meta)
     except Invalid as e:
         raise CheckpointError(f"{path} is damaged or incomplete: {e}") from None
-    check_cost(table, size - data_start, path)
+    check_cost(table, size - data_start, path, per_sample * ITEMSIZE[TENSOR_DTYPE[meta["dtype"]]])
     tensors = _read_tensors(f, table, spans, path)
     _check_digest(header["__metadata__"].get(DIGEST_KEY), text, tensors, path)
     return tensors, meta
 
 
-def check_cost(table: dict, data_len: int, path) -> None:
+def check_cost(table: dict, data_len: int, path, sample_bytes: int = 0) -> None:
     """Refuse, before reading any tensor, a model whose loading would not fit in memory.
 
     Loading holds the tensors as read, then the model's parameters, gradients and optimizer
     state (the same numbers again, plus the gradients) and the float64 draw of its widest layer.
+    A model must also have room for the buffers of one sample, ``sample_bytes`` (a few weights can
+    declare images of billions of pixels, which no call could then take).
     """
     sizes = {name: math.prod(shape) for name, (_, shape) in table.items()}
     n_params = sum(n for name, n in sizes.items() if name.startswith("layers."))
     n_states = sum(1 for name in sizes if name.startswith("optimizer."))
     itemsize = max((ITEMSIZE[dtype] for dtype, _ in table.values()), default=4)
     widest = max((n for name, n in sizes.items() if name.endswith(".weight")), default=0)
-    needed = data_len + (2 + n_states) * n_params * itemsize + 8 * widest
+    needed = data_len + (2 + n_states) * n_params * itemsize + 8 * widest + sample_bytes
+    what = f"loading {path} ({n_params:,} parameters, {format_bytes(sample_bytes)} of buffers for one sample)"
     try:
-        check_fits(needed, f"loading {path} ({n_params:,} parameters)", "free memory or load it on a larger machine")
+        check_fits(needed, what, "free memory or load it on a larger machine")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
 
@@ -236,6 +242,9 @@ def check_metadata(meta: dict) -> None:
         _expect(isinstance(layer, dict) and layer.get("kind") in LAYERS and isinstance(layer.get("config"), dict),
                 f"layer {i} must be {{'kind': one of {', '.join(LAYERS)}, 'config': {{...}}}}, got {_show(layer)}")
         _check_plain(layer["config"], f"layer {i}'s config")
+    shape = meta.get("input_shape")  # absent from files written before convolutional layers
+    _expect(shape is None or isinstance(shape, list) and len(shape) in (1, 3) and all(_is_int(v, 1) for v in shape),
+            f"input_shape must be [width] or [channels, height, width] of whole numbers >= 1, got {_show(shape)}")
     _expect(meta.get("loss") in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {_show(meta.get('loss'))}")
     _expect(meta.get("dtype") in TENSOR_DTYPE, f"dtype must be float32 or float64, got {_show(meta.get('dtype'))}")
     _expect(isinstance(meta.get("backend"), str), f"backend must be a name, got {_show(meta.get('backend'))}")
@@ -256,18 +265,11 @@ def check_metadata(meta: dict) -> None:
                 f"the optimizer's steps must be a whole number >= 0, got {_show(spec.get('steps'))}")
 
 
-def check_tensors(table: dict, meta: dict) -> None:
-    """Raise Invalid unless the tensors are exactly those the checked ``meta`` implies, shape and dtype."""
+def check_tensors(table: dict, meta: dict) -> int:
+    """Raise Invalid unless the tensors are exactly those the checked ``meta`` implies, shape and dtype.
+    Returns how many values one sample's activations and gradients take (``architecture``)."""
     dtype = TENSOR_DTYPE[meta["dtype"]]
-    expected, n_params, widths = {}, 0, []
-    for i, layer in enumerate(meta["layers"]):
-        if layer["kind"] == "Dense":
-            n_in, n_out = layer["config"].get("n_in"), layer["config"].get("n_out")
-            _expect(_is_int(n_in, 1) and _is_int(n_out, 1),
-                    f"layer {i} (Dense) needs whole numbers n_in and n_out >= 1, got {_show(n_in)}, {_show(n_out)}")
-            expected[f"layers.{i}.weight"], expected[f"layers.{i}.bias"] = (n_out, n_in), (n_out,)
-            n_params += n_out * n_in + n_out
-            widths.append((n_in, n_out))
+    expected, n_params, n_in, n_out, per_sample = architecture(meta)
     spec = meta["optimizer"]
     if spec is not None:
         try:  # allocates nothing: state is made by bind()
@@ -276,14 +278,75 @@ def check_tensors(table: dict, meta: dict) -> None:
             raise Invalid(f"its optimizer cannot be rebuilt: {e}") from None
         expected.update({f"optimizer.{name}": (n_params,) for name in names})
     expected = {name: (dtype, shape) for name, shape in expected.items()}
-    if widths:  # else Sequential refuses it as it is rebuilt: it needs a Dense layer
-        expected.update(_carried_tensors(meta, widths[0][0], widths[-1][1]))
+    expected.update(_carried_tensors(meta, n_in, n_out))
     for name, (dtype, shape) in expected.items():
         _expect(name in table, f"tensor {name} is missing")
         _expect(table[name] == (dtype, shape), f"tensor {name} is {table[name][0]} of shape {list(table[name][1])}, "
                 f"but the model's architecture needs {dtype} of shape {list(shape)}")
     extra = sorted(set(table) - set(expected))
     _expect(not extra, f"it holds tensors no part of the model uses: {_show(extra)}")
+    return per_sample
+
+
+def architecture(meta: dict) -> tuple[dict, int, int, int, int]:
+    """What the checked ``meta``'s layers imply, found by walking one sample's shape from the model's input
+    through them, as the model does: each weighted layer's tensors (name -> shape), the parameter count,
+    the input and output widths, and how many values one sample's buffers take at least (the input, each
+    layer's output and its gradient, each convolution's im2col columns and output scratch). Each layer is
+    rebuilt from its config on the way (its own checks: whole numbers in range, a window that fits), which
+    allocates nothing. Raises Invalid naming the first layer that does not fit."""
+    layers = []
+    for i, entry in enumerate(meta["layers"]):
+        kind, config = entry["kind"], entry["config"]
+        if kind == "Dense":  # Dense(n_out) takes its width from the data; a saved one has it
+            n_in, n_out = config.get("n_in"), config.get("n_out")
+            _expect(_is_int(n_in, 1) and _is_int(n_out, 1),
+                    f"layer {i} (Dense) needs whole numbers n_in and n_out >= 1, got {_show(n_in)}, {_show(n_out)}")
+        try:
+            layers.append(layer_from_config(kind, config))
+        except (ConfigError, TypeError, ValueError) as e:  # TypeError: a keyword it does not take, or one missing
+            raise Invalid(f"layer {i} ({kind}): {e}") from None
+    _expect(any(isinstance(layer, Dense) for layer in layers), "the model needs at least one Dense layer")
+    shape = _input_shape(meta, layers)
+    n_in = per_sample = math.prod(shape)
+    expected, n_params = {}, 0
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Dense) and shape != (layer.n_in,):
+            raise Invalid(f"layer {i} (Dense) takes {layer.n_in} inputs but the layer before it gives "
+                          f"{'x'.join(map(str, shape))}")
+        try:
+            out = layer.out_shape(shape)
+        except ConfigError as e:  # a kernel or window bigger than its image, channels that differ, ...
+            raise Invalid(f"layer {i}: {e}") from None
+        width = math.prod(out)
+        per_sample += 2 * width
+        if isinstance(layer, Weighted):
+            expected[f"layers.{i}.weight"], expected[f"layers.{i}.bias"] = layer.weight_shape, layer.weight_shape[:1]
+            n_params += layer.n_params
+        if isinstance(layer, Conv2D):
+            per_sample += math.prod(layer.weight_shape[1:]) * math.prod(out[1:]) + width
+        shape = out
+    return expected, n_params, n_in, shape[0], per_sample
+
+
+def _input_shape(meta: dict, layers: list) -> tuple[int, ...]:
+    """One sample's input shape: the metadata's "input_shape" (files written before convolutional layers have
+    none), and the one the first weighted layer declares (its width, or a Conv2D's input_shape) unless a
+    Flatten or pooling layer before it reshapes the input; the two must agree when both are there."""
+    declared = None
+    for layer in layers:
+        if isinstance(layer, (Flatten, Pool2D)):
+            break
+        if isinstance(layer, Weighted):
+            declared = (layer.n_in,) if isinstance(layer, Dense) else layer.input_shape
+            break
+    given = meta.get("input_shape")
+    given = None if given is None else tuple(given)
+    _expect(given is None or declared is None or given == declared,
+            f"its input_shape {list(given or ())} differs from the {list(declared or ())} its first layer takes")
+    shape = given or declared
+    _expect(shape is not None, "it gives no input_shape, and its first layer declares none")
+    return shape
 
 
 def _carried_tensors(meta: dict, n_in: int, n_out: int) -> dict:

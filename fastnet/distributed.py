@@ -314,10 +314,12 @@ class DataParallel:
 
     def described(self) -> dict:
         """What every rank's model must share besides its weights: layers (with their dropout and
-        penalties), loss, dtype, backend (the update's bits depend on it) and seed (shuffle and dropout)."""
+        penalties, and a convolution's or pooling's geometry), one sample's input shape (an image a first
+        Conv2D took from the data), loss, dtype, backend (the update's bits depend on it) and seed (shuffle
+        and dropout)."""
         model = self.model
-        return {"layers": [repr(layer) for layer in model.layers], "loss": repr(model.loss),
-                "dtype": str(model.dtype), "backend": model.backend, "seed": model.seed}
+        return {"layers": [repr(layer) for layer in model.layers], "input_shape": model.input_shape,
+                "loss": repr(model.loss), "dtype": str(model.dtype), "backend": model.backend, "seed": model.seed}
 
     def start_evaluation(self, x, y, divisor: float, sample_weight=None) -> None:
         self.agree(**self.described(), **_data("", x, y, divisor), weights=self.fingerprint(),

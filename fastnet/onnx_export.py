@@ -1,16 +1,26 @@
 """ONNX export: a trained ``Sequential`` as an ONNX graph that computes what ``model.predict`` returns.
 
 The graph has one input ``x`` of shape (batch, n_in) and one output ``y`` of shape (batch, n_out),
-both in the model's dtype (float32 or float64), with a dynamic batch dimension. A model with
-``preprocessing`` takes raw features: the graph applies the scaler first, in float64 as
-``predict`` does, ``(x - shift) / scale``. Without it, ``x`` is taken as the model sees it: a
-dataset's ``x`` (float32 in [0, 1]) as it is, but images that carry their scale
+both in the model's dtype (float32 or float64), with a dynamic batch dimension. A model of images
+(``input_shape`` (channels, height, width), e.g. one starting with Conv2D) takes them flat too, as
+``predict`` takes them: rows of channels·height·width values in C order (NCHW), which the graph
+reshapes to (batch, channels, height, width) after the scaler (a Reshape node), so one array feeds
+both (``x.reshape(len(x), -1)`` of 4-D images). A model with ``preprocessing`` takes raw features:
+the graph applies the scaler first, in float64 as ``predict`` does, ``(x - shift) / scale``. Without it,
+``x`` is taken as the model sees it: a dataset's ``x`` (float32 in [0, 1]) as it is, but images that carry their scale
 (``fn.datasets.Images``, uint8 pixels) already scaled, ``(pixels / 255).astype(np.float32)``. ``y`` is what
 ``predict`` gives: class probabilities (softmax) for SoftmaxCrossEntropy, probabilities
 (sigmoid) for BinaryCrossEntropy, raw outputs for MSE. Dropout is left out, as at inference.
 
-Opset 17 (IR version 8): every operator used here (Gemm, Sigmoid, Tanh, Relu, LeakyRelu, Mul,
-Greater, Where, Softmax, Identity, Sub, Concat, Cast, Div) has had its current definition since opset 16 or earlier, so
+Convolutions and pooling export as Conv, MaxPool and AveragePool (NCHW, no padding for pooling, floor
+sizes). onnxruntime's CPU provider runs Conv and AveragePool in float32 only, so a float64 graph spells
+those two out in operators it runs in float64, the same sums as the kernels: the K·K strided windows of the
+(padded) image as Slice nodes, then a MatMul with the weight laid out as (K·K·C, O) for Conv (im2col),
+and a Sum times 1/size² for AveragePool. Its weights are then stored in that layout, not (O, C, K, K).
+
+Opset 17 (IR version 8): every operator used here (Gemm, Conv, MaxPool, AveragePool, Flatten, Reshape, Pad,
+Slice, Transpose, MatMul, Add, Sum, Sigmoid, Tanh, Relu, LeakyRelu, Mul, Greater, Where, Softmax, Identity,
+Sub, Concat, Cast, Div) has had its current definition since opset 16 or earlier, so
 nothing newer is needed, and opset 17 loads in every onnxruntime since 1.13 and in most other
 runtimes, where a newer opset would shut out older ones. onnx and onnxruntime come from the
 ``onnx`` extra (``pip install onnx onnxruntime``); the core never imports this module.
@@ -24,7 +34,7 @@ from fastnet._version import __version__
 from fastnet.checkpoint import write_atomic
 from fastnet.errors import ConfigError
 from fastnet.inputs import as_path
-from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from fastnet.layers import AvgPool2D, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tanh
 from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 
 OPSET = 17
@@ -50,6 +60,7 @@ class _Graph:
         self.onnx, self.dtype = onnx, dtype
         self.nodes, self.initializers = [], []
         self.prefix = ""
+        self.shape: tuple = ()  # one sample's shape at the input of the layer being added
 
     def const(self, stem: str, value, dtype=None) -> str:
         """An initializer holding ``value`` in ``dtype`` (default: the model's); returns its name."""
@@ -69,6 +80,49 @@ class _Graph:
 def _dense(g: _Graph, layer: Dense, x: str) -> str:
     # x (B, in), W (out, in), b (out,) -> x · Wᵀ + b (B, out)
     return g.add("Gemm", [x, g.const("weight", layer.weight), g.const("bias", layer.bias)], transB=1)
+
+
+def _conv(g: _Graph, layer: Conv2D, x: str) -> str:
+    # x (B, C, H, W), W (O, C, K, K), b (O,) -> (B, O, H', W'): cross-correlation with zero padding on every side
+    k, p, s = layer.kernel_size, layer.padding, layer.stride
+    if g.dtype == np.float64:  # onnxruntime runs Conv in float32 only: spell it out (see the module docstring)
+        # the K·K windows side by side (B, H', W', K·K·C) times W as (K·K·C, O): im2col, as the kernels do
+        cols = g.add("Transpose", [g.add("Concat", _windows(g, x, k, s, p), axis=1)], perm=[0, 2, 3, 1])
+        weight = layer.weight.transpose(2, 3, 1, 0).reshape(-1, layer.out_channels)  # rows in (i, j, c) order
+        y = g.add("Add", [g.add("MatMul", [cols, g.const("weight", weight)]), g.const("bias", layer.bias)])
+        return g.add("Transpose", [y], perm=[0, 3, 1, 2])
+    return g.add("Conv", [x, g.const("weight", layer.weight), g.const("bias", layer.bias)], kernel_shape=[k, k],
+                 pads=[p, p, p, p], strides=[s, s])
+
+
+def _max_pool(g: _Graph, layer: MaxPool2D, x: str) -> str:
+    # x (B, C, H, W) -> (B, C, H', W'): no padding, the last window that fits (floor, ONNX's default ceil_mode=0)
+    return g.add("MaxPool", [x], kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2)
+
+
+def _avg_pool(g: _Graph, layer: AvgPool2D, x: str) -> str:
+    # x (B, C, H, W) -> (B, C, H', W'), as MaxPool: the sum of each window times 1/size², as the kernels do
+    if g.dtype == np.float64:  # onnxruntime runs AveragePool in float32 only (see the module docstring)
+        return g.add("Mul", [g.add("Sum", _windows(g, x, layer.size, layer.stride, 0)),
+                             g.const("inv_area", 1.0 / layer.size ** 2)])
+    return g.add("AveragePool", [x], kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2)
+
+
+def _windows(g: _Graph, x: str, k: int, s: int, p: int) -> list[str]:
+    """The K·K strided views of ``x`` (B, C, H, W) zero-padded by ``p``: view (i, j) is (B, C, H', W'), holding
+    at (r, c) the element at offset (i, j) of the window at (r, c); in the order i, then j."""
+    oh, ow = g.shape[1] + 2 * p - k, g.shape[2] + 2 * p - k  # the last window's corner
+    if p:
+        x = g.add("Pad", [x, g.const("pads", [0, 0, p, p, 0, 0, p, p], np.int64)])
+    axes, steps = g.const("axes", [2, 3], np.int64), g.const("steps", [s, s], np.int64)
+    return [g.add("Slice", [x, g.const(f"start{i}.{j}", [i, j], np.int64),
+                            g.const(f"end{i}.{j}", [i + oh - oh % s + 1, j + ow - ow % s + 1], np.int64), axes, steps])
+            for i in range(k) for j in range(k)]
+
+
+def _images(g: _Graph, shape: tuple, x: str) -> str:
+    # x (B, C·H·W) -> (B, C, H, W); the batch dimension stays dynamic (-1)
+    return g.add("Reshape", [x, g.const("shape", [-1, *shape], np.int64)])
 
 
 def _sigmoid(g: _Graph, layer: Sigmoid, x: str) -> str:
@@ -105,6 +159,10 @@ def _elementwise(op: str):
 
 LAYERS = {  # layer type -> its nodes
     Dense: _dense,
+    Conv2D: _conv,
+    MaxPool2D: _max_pool,
+    AvgPool2D: _avg_pool,
+    Flatten: lambda g, layer, x: g.add("Flatten", [x], axis=1),  # (B, C, H, W) -> (B, C·H·W), C order
     Sigmoid: _sigmoid,
     Tanh: _elementwise("Tanh"),
     ReLU: _elementwise("Relu"),
@@ -142,9 +200,14 @@ def to_model_proto(model, both_classes: bool = False):
     if model.preprocessing is not None:
         g.prefix = "preprocessing"
         x = _scaler(g, model.preprocessing, x)
+    if len(model.input_shape) == 3:
+        g.prefix = "input"
+        x = _images(g, model.input_shape, x)
+    g.shape = model.input_shape
     for i, layer in enumerate(model.layers):
         g.prefix = f"layers.{i}"
         x = _lookup(LAYERS, layer)(g, layer, x)
+        g.shape = layer.out_shape(g.shape)
     g.prefix = "output"
     n_out = model.n_out
     if both_classes and isinstance(model.loss, BinaryCrossEntropy) and n_out == 1:

@@ -424,3 +424,85 @@ def test_shards_are_contiguous_and_cover_the_batch(batch, ranks):
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
     sizes = [p.stop - p.start for p in parts]
     assert max(sizes) - min(sizes) <= 1 and max(sizes) == math.ceil(batch / ranks)
+
+
+# ---- convolutional models ---------------------------------------------------------------------
+
+CONV_TWO_RANKS = """
+import sys, zlib
+import numpy as np
+import fastnet as fn
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(203, 2, 10, 10)), rng.integers(0, 4, 203)
+model = fn.Sequential(fn.Conv2D(2, 6, 3, padding=1, l2=1e-2, input_shape=None if sys.argv[2] == "lazy" else (2, 10, 10)),
+                      fn.ReLU(), fn.MaxPool2D(3, stride=2), fn.Conv2D(6, 5, 2, stride=2, l1=1e-3), fn.Tanh(),
+                      fn.AvgPool2D(2, stride=1), fn.Flatten(), fn.Dense(5, 4), loss=fn.SoftmaxCrossEntropy(),
+                      dtype="float64", seed=2)
+comm_or_none = comm if comm.Get_size() > 1 else None
+model.fit(x, y, epochs=2, batch_size=25, optimizer=fn.Adam(1e-2), comm=comm_or_none, progress=False,
+          validation_data=(x[:41], y[:41]))
+crcs = comm.gather(zlib.crc32(model.params.view(np.uint8)))
+if comm.Get_rank() == 0:
+    model.save(sys.argv[1])
+    print(len(set(crcs)))
+"""
+
+
+@pytest.mark.parametrize("first", ["input_shape", "lazy"])
+def test_a_conv_model_trains_on_two_ranks_as_one_process_on_the_global_batch(tmp_path, first):
+    """Conv2D (padded, strided), max and average pooling, L1/L2, Adam: 2 ranks end where one process ends,
+    to rounding, with bit-identical weights on both ranks; a first Conv2D may take its image from the data."""
+    runs = {}
+    for n in (1, 2):
+        path = tmp_path / f"{n}.safetensors"
+        done = mpirun(n, "-c", CONV_TWO_RANKS, str(path), first)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "1\n"  # one distinct weight vector over the ranks
+        runs[n] = fn.load(path)
+    one, two = runs[1], runs[2]
+    assert two.input_shape == one.input_shape == (2, 10, 10)
+    assert np.allclose(two.params, one.params, rtol=1e-9, atol=1e-12)
+    for mine, theirs in zip(two.history.records, one.history.records):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-9)
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-9)  # each rank scores its share
+        assert mine["accuracy"] == theirs["accuracy"] and mine["val_accuracy"] == theirs["val_accuracy"]
+
+
+CONV_DIFFERS = """
+import sys
+import numpy as np
+import fastnet as fn
+from mpi4py import MPI
+
+comm, case = MPI.COMM_WORLD, sys.argv[1]
+other = comm.Get_rank() == 1
+rng = np.random.default_rng(0)
+size = 9 if other and case == "image" else 8
+x, y = rng.random((32, 1, size, size)).astype(np.float32), rng.integers(0, 3, 32)
+k = 5 if other and case == "kernel_size" else 3
+model = fn.Sequential(fn.Conv2D(1, 4, k, padding=(k - 1) // 2), fn.ReLU(),
+                      fn.MaxPool2D(2, stride=1 if other and case == "pool stride" else 2), fn.Flatten(), fn.Dense(3),
+                      loss=fn.SoftmaxCrossEntropy(), backend="numpy", seed=0)
+try:
+    model.fit(x, y, epochs=1, batch_size=8, progress=False, comm=comm)
+except fn.DistributedError as e:
+    with open(f"{sys.argv[2]}/rank{comm.Get_rank()}", "w") as f:
+        f.write(str(e))
+    sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("case, what", [
+    ("kernel_size", "layers (item 1): rank 0 Conv2D(in_channels=1, out_channels=4, kernel_size=3, stride=1, padding=1"),
+    ("pool stride", "layers (item 3): rank 0 MaxPool2D(size=2, stride=2), rank 1 MaxPool2D(size=2, stride=1)"),
+    ("image", "input_shape: rank 0 (1, 8, 8), rank 1 (1, 9, 9)"),
+])
+def test_ranks_whose_conv_layers_differ_stop_before_training_naming_what_differs(tmp_path, case, what):
+    done = mpirun(2, "-c", CONV_DIFFERS, case, str(tmp_path), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [(tmp_path / f"rank{r}").read_text() for r in (0, 1)]
+    assert errors[0] == errors[1] and len(errors[0].splitlines()) == 1, errors
+    assert errors[0].startswith(f"ranks disagree on {what}"), errors[0]

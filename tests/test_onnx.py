@@ -1,4 +1,5 @@
 """ONNX export: the exported graph, run in onnxruntime on unseen data, gives what ``model.predict`` gives."""
+import math
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import onnxruntime as ort
 import pytest
 
 import fastnet as fn
+from fastnet import onnx_export
 from test_cli import assert_one_line_error
 
 ACTIVATIONS = {
@@ -181,3 +183,88 @@ def test_estimators_export_what_predict_proba_or_predict_gives(tmp_path, estimat
     # the regressor's predict widens its float32 network's outputs to float64, exactly, as scikit-learn's do
     ref = model.predict_proba(x) if estimator == "MLPClassifier" else model.predict(x).astype(np.float32)[:, None]
     assert_close(run_onnx(str(tmp_path / "m.onnx"), x), ref, "float32")
+
+
+# ---- convolutional models: Conv, MaxPool, AveragePool, Flatten, the flat input reshaped in the graph --------
+
+CONV_NETS = {  # name: (one sample's image, the layers)
+    "lenet": ((1, 28, 28), lambda dtype: [
+        fn.Conv2D(1, 6, 5, padding=2, input_shape=(1, 28, 28)), fn.ReLU(), fn.MaxPool2D(2),
+        fn.Conv2D(6, 16, 5), fn.ReLU(), fn.MaxPool2D(2), fn.Flatten(),
+        fn.Dense(400, 120), fn.ReLU(), fn.Dense(120, 84), fn.ReLU(), fn.Dense(84, N_OUT)]),
+    # stride 2 with padding, overlapping max windows (3, stride 2), average pooling, leaky ReLU and dropout
+    "strided": ((3, 13, 11), lambda dtype: [
+        fn.Conv2D(3, 5, 3, stride=2, padding=1, input_shape=(3, 13, 11), activation="leaky_relu"),
+        fn.MaxPool2D(3, stride=2), fn.Dropout(0.3), fn.Conv2D(5, 4, 2, padding=1), fn.Tanh(),
+        fn.AvgPool2D(2, stride=1), fn.Flatten(), fn.Dense(4 * 3 * 2, N_OUT)]),
+}
+
+
+def trained_conv(name, dtype, scaler=None):
+    """A conv net of CONV_NETS fitted briefly on random images (n, C, H, W), raw when ``scaler`` is given."""
+    shape, layers = CONV_NETS[name]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, *shape))
+    model = fn.Sequential(*layers(dtype), loss=fn.SoftmaxCrossEntropy(), dtype=dtype, seed=0)
+    if scaler:
+        x = 40 + 9 * x  # raw data far from the scale the model trains at
+        model.set_preprocessing(fn.preprocessing.fit_scaler(scaler, x.reshape(len(x), -1), dtype))
+    y = (x[:, 0, 0, :4].sum(axis=1) > x[:, 0, 0, :4].sum(axis=1).mean()).astype(int) + (x[:, 0, 1, 1] > 0)
+    model.fit(x, y, epochs=2, batch_size=16, optimizer=fn.SGD(lr=0.05, momentum=0.9), progress=False)
+    return model, shape
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", CONV_NETS)
+def test_a_conv_graph_gives_what_predict_gives_on_flat_rows(tmp_path, name, dtype):
+    model, shape = trained_conv(name, dtype)
+    model.to_onnx(tmp_path / "model.onnx")
+    images = np.random.default_rng(1).normal(scale=2.0, size=(50, *shape)).astype(dtype)
+    flat = images.reshape(len(images), -1)  # the graph takes what predict takes: (batch, C·H·W) rows
+    got = run_onnx(str(tmp_path / "model.onnx"), flat)
+    assert_close(got, model.predict(images), dtype)
+    assert_close(got, model.predict(flat), dtype)
+
+
+def test_a_conv_graph_reshapes_its_flat_input_and_uses_onnx_s_own_operators(tmp_path):
+    model, shape = trained_conv("strided", "float32")
+    model.to_onnx(tmp_path / "model.onnx")
+    graph = onnx.load(tmp_path / "model.onnx").graph
+    assert [node.op_type for node in graph.node] == ["Reshape", "Conv", "LeakyRelu", "MaxPool", "Conv", "Tanh",
+                                                     "AveragePool", "Flatten", "Gemm", "Softmax"]
+    conv, pool = graph.node[1], graph.node[3]
+    attrs = {a.name: list(a.ints) for a in conv.attribute}
+    assert attrs == {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}
+    assert {a.name: list(a.ints) for a in pool.attribute} == {"kernel_shape": [3, 3], "strides": [2, 2]}
+    dims = [(d.dim_param, d.dim_value) for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [("batch", 0), ("", math.prod(shape))]
+    weight = next(t for t in graph.initializer if t.name == "layers.0.weight")
+    assert list(weight.dims) == [5, 3, 3, 3]  # (O, C, K, K), as PyTorch and ONNX's Conv lay it out
+
+
+def test_a_float64_conv_graph_spells_out_what_onnxruntime_runs_in_float32_only():
+    """onnxruntime has no float64 Conv or AveragePool: the float64 graph computes them from other operators
+    (and runs: test_a_conv_graph_gives_what_predict_gives_on_flat_rows)."""
+    model, _ = trained_conv("strided", "float64")
+    ops = {node.op_type for node in onnx_export.to_model_proto(model).graph.node}
+    assert not {"Conv", "AveragePool"} & ops and {"Reshape", "MaxPool", "Slice", "MatMul", "Sum"} <= ops
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_conv_graph_scales_raw_rows_before_reshaping_them(tmp_path, dtype):
+    model, shape = trained_conv("strided", dtype, scaler="standard")
+    model.to_onnx(tmp_path / "model.onnx")
+    ops = [node.op_type for node in onnx.load(tmp_path / "model.onnx").graph.node]
+    assert ops.index("Sub") < ops.index("Div") < ops.index("Reshape") < ops.index("MaxPool")  # scaled, then images
+    raw = (40 + 9 * np.random.default_rng(1).normal(size=(30, math.prod(shape)))).astype(dtype)
+    assert_close(run_onnx(str(tmp_path / "model.onnx"), raw), model.predict(raw), dtype)
+
+
+def test_export_command_exports_a_saved_conv_model(tmp_path):
+    model, shape = trained_conv("lenet", "float32")
+    model.save(tmp_path / "lenet.safetensors")
+    result = subprocess.run([sys.executable, "-m", "fastnet", "export", str(tmp_path / "lenet.safetensors"),
+                             str(tmp_path / "lenet.onnx")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    x = np.random.default_rng(1).random((20, math.prod(shape)), dtype=np.float32)
+    assert_close(run_onnx(str(tmp_path / "lenet.onnx"), x), model.predict(x), "float32")
