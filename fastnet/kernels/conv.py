@@ -125,7 +125,7 @@ def col2im(dx, dcol, a, c_in, h, wd, k, stride, pad, act, p0, p1):
                 dst[e] *= act_grad(src_a[e], act, c0, c1)
 
 
-@jit(fastmath=ORDERED)
+@jit(inline="always", fastmath=ORDERED)
 def conv_forward_into(y, x, w, b, c_in, h, wd, k, stride, pad, act, p0, p1, col, yc, work):
     # x (B, C·H·W), w (O, C·K·K), b (O,) -> y (B, O·P) = f(conv(x, w) + b);
     # col (C·K·K, B·P), yc (O, B·P) scratch; work: the GEMM's packing space
@@ -142,7 +142,7 @@ def conv_forward_into(y, x, w, b, c_in, h, wd, k, stride, pad, act, p0, p1, col,
                 dst[e] = act_value(src[e] + bias, act, c0, c1)
 
 
-@jit(fastmath=ORDERED)
+@jit(inline="always", fastmath=ORDERED)
 def conv_backward_into(dx, dw, db, g, w, y, a, col, gc, c_in, h, wd, k, stride, pad, act, p0, p1,
                        in_act, in_p0, in_p1, need_dx, work):
     # g (B, O·P) gradient of the output y (B, O·P), times f'(y) here unless act is identity;

@@ -90,7 +90,7 @@ def _scratch(work, op, batch):
     return work[op[SCR_COL] * batch:(op[SCR_COL] + op[WIDTH]) * batch].reshape((op[CH_OUT], batch * p))
 
 
-@jit(fastmath=ORDERED)
+@jit(inline="always", fastmath=ORDERED)
 def _image_forward(op, c, params, work, masks, a, y, batch, pack):
     # one convolution or pooling op: a (B, C·H·W) -> y (B, width)
     if op[KIND] == CONV:
@@ -105,7 +105,7 @@ def _image_forward(op, c, params, work, masks, a, y, batch, pack):
         avgpool_forward(y, a, op[CH_IN], op[HEIGHT], op[WIDE], op[K], op[STRIDE])
 
 
-@jit(fastmath=ORDERED)
+@jit(inline="always", fastmath=ORDERED)
 def _image_backward(op, c, params, grads, work, masks, g, y, a, batch, pack):
     # one convolution or pooling op: g (B, width) -> its input's gradient at GRAD_IN_COL, and a convolution's dw, db
     below = op[GRAD_IN_COL]
@@ -125,6 +125,7 @@ def _image_backward(op, c, params, grads, work, masks, g, y, a, batch, pack):
                          op[STRIDE])
 
 
+# _image_forward and _image_backward are inlined (see dense.py) for a shorter cold compile.
 # ``images`` is None for a network without convolution or pooling: numba then prunes the branches that
 # call _image_forward and _image_backward, so an MLP never compiles them (a cold start would take twice
 # as long); any other value (True) compiles the variant that runs them.
