@@ -36,6 +36,10 @@ def get_backend(name: str) -> Backend:
     if backend.name == "numba":
         check_numba_env()
         check_jit()
+        # numba's threads before any kernel runs: a kernel loaded from the cache over the parallel GEMM,
+        # in a process that had not launched them, crashed ('Symbol not found: allocate_sched')
+        from fastnet.threads import start_pool
+        start_pool()
     return backend
 
 
