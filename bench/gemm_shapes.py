@@ -5,7 +5,8 @@
 
 Shapes: 784-128-10 at B = 32, 64, 128, 256 and 784-512-256-10 at B = 128; for each layer the
 forward product (gemm_nt, y = x @ W.T), the input gradient (gemm_nn, dx = dy @ W, not for the
-first layer) and the weight gradient (gemm_tn, dW = dy.T @ x).
+first layer) and the weight gradient (gemm_tn, dW = dy.T @ x). Then LeNet-5's at B = 64 (``--only
+LeNet``): each convolution's three products over the batch, and its Dense layers'.
 
 Method. Each contender runs in its own process (fastnet.bench.workers), so the two thread pools
 never share one: fastnet with numba's threads as fastnet sets them (fastnet.threads), NumPy with
@@ -58,6 +59,16 @@ def shapes() -> list[dict]:
     for batch in (32, 64, 128, 256):
         net("784-128-10", (784, 128, 10), batch)
     net("784-512-256-10", (784, 512, 256, 10), 128)
+    # LeNet-5 at B = 64: each convolution is one GEMM over the batch (fastnet/kernels/conv.py), with O maps,
+    # Q = C·K·K and P output positions: forward (O, B·P) = W (O, Q) @ col (Q, B·P), dW = gc (O, B·P) @ col.T,
+    # dcol (Q, B·P) = W.T @ gc (not for the first layer); then its Dense layers
+    for label, o, q, p, first in (("conv1", 6, 25, 784, True), ("conv2", 16, 150, 100, False)):
+        layer, n = f"LeNet-5 B=64 {label}", 64 * p
+        out.append({"name": f"{layer} forward", "kind": "nn", "m": o, "n": n, "k": q})
+        out.append({"name": f"{layer} dW", "kind": "nt", "m": o, "n": q, "k": n})
+        if not first:
+            out.append({"name": f"{layer} dcol", "kind": "tn", "m": q, "n": n, "k": o})
+    net("LeNet-5 dense", (400, 120, 84, 10), 64)
     return out
 
 
