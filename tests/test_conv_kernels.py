@@ -257,11 +257,11 @@ def kernel_digests() -> dict:
     return out
 
 
-def run_with_threads(n: int, function: str) -> dict:
-    """``function()`` of this module in a fresh process with NUMBA_NUM_THREADS=n, as JSON."""
+def run_with_threads(n: int, module: str, function: str) -> dict:
+    """``function()`` of the test module ``module`` in a fresh process with NUMBA_NUM_THREADS=n, as JSON."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
     here = str(Path(__file__).parent)
-    script = (f"import sys; sys.path.insert(0, {here!r}); import json, test_conv_kernels as t; "
+    script = (f"import sys; sys.path.insert(0, {here!r}); import json, {module} as t; "
               f"print(json.dumps(t.{function}()))")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -273,7 +273,7 @@ def test_conv_and_pool_kernels_give_identical_bits_with_1_and_2_threads():
 
     geo = THREAD_GEOS[0]
     assert geo.c_out * geo.c_in * geo.k ** 2 * geo.batch * geo.out_hw[0] * geo.out_hw[1] >= 4 * PARALLEL_MIN_MACS
-    one, two = run_with_threads(1, "kernel_digests"), run_with_threads(2, "kernel_digests")
+    one, two = (run_with_threads(n, "test_conv_kernels", "kernel_digests") for n in (1, 2))
     assert (one.pop("threads"), two.pop("threads")) == (1, 2)
     assert len(one) == len(THREAD_GEOS) * len(kc.DTYPES)
     assert one == two
