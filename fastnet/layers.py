@@ -337,9 +337,10 @@ def _image_of(input_shape, who: str) -> tuple[int, int, int]:
 
 def _image_in(layer: Layer, shape: tuple) -> tuple:
     if len(shape) != 3:
+        # flat either because the input is (give its image shape) or because a Flatten or Dense came first
         raise ConfigError(f"{layer!r} takes images (channels, height, width) but gets flat inputs of shape {shape}; "
-                          f"give the first layer input_shape=(channels, height, width), or pass x as "
-                          f"(n, channels, height, width)")
+                          f"put it before any Flatten or Dense, and give the first layer input_shape=(channels, "
+                          f"height, width) or pass x as (n, channels, height, width)")
     return shape
 
 

@@ -118,15 +118,16 @@ def _one_line(error):
     return message
 
 
-@pytest.mark.parametrize("x, error, words", [
-    (X.reshape(len(X), -1), ConfigError, ["input_shape", "(n, channels, height, width)"]),
-], ids=["flat_x_without_input_shape"])
-def test_flat_x_to_a_conv_model_without_input_shape_says_what_to_give(x, error, words):
-    with pytest.raises(error) as info:
-        fit(small_conv(input_shape=None), x)
+@pytest.mark.parametrize("call", ["fit", "predict", "gradcheck"])
+def test_flat_x_to_a_conv_model_without_input_shape_says_what_to_give(call):
+    model, x = small_conv(input_shape=None), X.reshape(len(X), -1)
+    run = {"fit": lambda: fit(model, x), "predict": lambda: model.predict(x),
+           "gradcheck": lambda: fn.gradcheck(model, x[:4], Y[:4], progress=False)}[call]
+    with pytest.raises(ConfigError) as info:
+        run()
     message = _one_line(info)
-    for word in words:
-        assert word in message
+    assert "input_shape=(channels, height, width)" in message and "(n, channels, height, width)" in message
+    assert model.input_shape is None
 
 
 @pytest.mark.parametrize("x", [np.zeros((4, 2, 8, 9), np.float32), np.zeros((4, 1, 9, 8), np.float32),
@@ -165,7 +166,9 @@ BAD_MODELS = {
     "pool_window_larger_than_the_image": (_model(fn.Conv2D(1, 2, 3, input_shape=(1, 6, 6)), fn.MaxPool2D(5),
                                                  fn.Flatten(), fn.Dense(3)), ["5x5", "does not fit"]),
     "output_layer_giving_images": (_model(fn.Conv2D(1, 2, 3, input_shape=(1, 6, 6)), fn.Flatten(), fn.Dense(8),
-                                          fn.Conv2D(1, 2, 3)), ["images"]),
+                                          fn.Conv2D(1, 2, 3)), ["images", "before any Flatten or Dense"]),
+    "pool_after_flatten": (_model(fn.Conv2D(1, 2, 3, input_shape=(1, 6, 6)), fn.Flatten(), fn.MaxPool2D(2),
+                                  fn.Dense(3)), ["images", "before any Flatten or Dense"]),
     "conv_only_no_dense": (_model(fn.Conv2D(1, 2, 3, input_shape=(1, 6, 6))), ["Dense"]),
 }
 
@@ -297,7 +300,6 @@ OPTIMIZERS = {
 def test_every_optimizer_and_schedule_trains_a_conv_model(name):
     first, last = _first_and_last_loss(small_conv(), optimizer=OPTIMIZERS[name]())
     assert last < 0.8 * first
-    assert small_conv().evaluate(X, Y)["loss"] > last
 
 
 def test_the_schedule_sets_the_learning_rate_of_each_epoch():
@@ -347,7 +349,7 @@ def test_summary_shows_image_shapes_and_parameter_counts():
         assert shape in row and row.split()[-1] == params, row
     total = 156 + 2416 + 48120 + 1210
     assert f"total params: {total:,}" in model.summary()
-    assert model.n_params == total if hasattr(model, "n_params") else model.params.size == total
+    assert model.params.size == total
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
