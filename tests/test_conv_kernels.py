@@ -9,7 +9,8 @@ kernel_cases like every other; this file checks what they cannot:
   activation fused into the output and with each activation of the input (in_act), max and
   average pooling, with stride 2, padding and overlapping windows (stride < size);
 * the kernels at a LeNet-sized geometry, large enough for the GEMMs' multi-threaded path, give
-  the same bits with 1 and 2 numba threads.
+  the same bits with 1 and 2 numba threads (``kernel_digests``, run by test_conv_model.py in the
+  same two processes as a conv model's training, to start them once).
 """
 import hashlib
 import json
@@ -266,14 +267,3 @@ def run_with_threads(n: int, module: str, function: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def test_conv_and_pool_kernels_give_identical_bits_with_1_and_2_threads():
-    from fastnet.kernels.gemm import PARALLEL_MIN_MACS
-
-    geo = THREAD_GEOS[0]
-    assert geo.c_out * geo.c_in * geo.k ** 2 * geo.batch * geo.out_hw[0] * geo.out_hw[1] >= 4 * PARALLEL_MIN_MACS
-    one, two = (run_with_threads(n, "test_conv_kernels", "kernel_digests") for n in (1, 2))
-    assert (one.pop("threads"), two.pop("threads")) == (1, 2)
-    assert len(one) == len(THREAD_GEOS) * len(kc.DTYPES)
-    assert one == two
