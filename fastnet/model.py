@@ -16,7 +16,7 @@ from fastnet._memory import aligned_zeros
 from fastnet.callbacks import Callback, Checkpoint, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
-from fastnet.layers import Conv2D, Dense, Flatten, Layer, Pool2D, Sigmoid, Weighted, with_activations
+from fastnet.layers import Dense, Flatten, Layer, Pool2D, Sigmoid, Weighted, with_activations
 from fastnet.losses import BinaryCrossEntropy, Loss, loss_named
 from fastnet.optimizers import SGD, Optimizer, optimizer_named
 from fastnet.program import Program
@@ -87,12 +87,11 @@ class Sequential:
         self.weighted = [layer for layer in layers if isinstance(layer, Weighted)]
         if not self.dense:
             raise ConfigError("the model needs at least one Dense layer")
-        first = self.weighted[0]
-        reshaped = not self._input_reaches(first)
-        if isinstance(first, Dense):  # its width, unless a Flatten or pooling before it makes that no input shape
-            self.input_shape = None if first.n_in is None or reshaped else (first.n_in,)
-        else:  # Conv2D's input_shape, or None until the data's images give it
-            self.input_shape = None if reshaped else first.input_shape
+        entry = self._entry()
+        if isinstance(entry, Dense):  # its width, or None until the data give it
+            self.input_shape = None if entry.n_in is None else (entry.n_in,)
+        else:  # the image of a Conv2D, Flatten or pooling layer, or None until 4-D data give it
+            self.input_shape = entry.input_shape
         self.n_in = None if self.input_shape is None else math.prod(self.input_shape)
         self.n_out = self._walk_shapes(self.input_shape)[0]
         for layer in layers:
@@ -157,28 +156,28 @@ class Sequential:
                 raise ConfigError(f"build({input_shape}): the model takes inputs of shape {self.input_shape} already")
             return
         lazy = [layer for layer in self.dense if layer.n_in is None]
-        first = self.weighted[0]
-        # a first Conv2D keeps the image it was built for, as a lazy Dense keeps its n_in, so that its
-        # config (copies, checkpoints, gradcheck's float64 twin) rebuilds the same model
-        lazy_conv = first if isinstance(first, Conv2D) and first.input_shape is None and len(shape) == 3 \
-            and self._input_reaches(first) else None
+        # the entry layer keeps the image it was built for, as a lazy Dense keeps its n_in, so that the
+        # layers' configs (copies, checkpoints, gradcheck's float64 twin) rebuild the same model
+        entry = self._entry()
+        keeps_image = None if isinstance(entry, Dense) or len(shape) != 3 else entry
         try:
             self._walk_shapes(shape)
             self.input_shape, self.n_in = shape, math.prod(shape)
-            if lazy_conv is not None:
-                lazy_conv.input_shape = shape
+            if keeps_image is not None:
+                keeps_image.input_shape = shape
             self._build()
         except BaseException:
             self.input_shape = self.n_in = None
             for layer in lazy:
                 layer.n_in = None
-            if lazy_conv is not None:
-                lazy_conv.input_shape = None
+            if keeps_image is not None:
+                keeps_image.input_shape = None
             raise
 
-    def _input_reaches(self, layer: Layer) -> bool:
-        """Whether the model's input arrives at ``layer`` in its own shape: no Flatten or pooling before it."""
-        return not any(isinstance(before, (Flatten, Pool2D)) for before in self.layers[:self.layers.index(layer)])
+    def _entry(self) -> Layer:
+        """The first layer that has weights or changes the shape (the layers before it, activations and
+        dropout, keep it): the one whose ``n_in`` or ``input_shape`` is the model's input."""
+        return next(layer for layer in self.layers if isinstance(layer, (Weighted, Flatten, Pool2D)))
 
     def _build(self) -> None:
         """Check, allocate and initialise the parameters, and compile the layers into a Program."""

@@ -323,6 +323,29 @@ def test_gradcheck_passes_on_a_conv_model(backend):
     assert fn.gradcheck(model, x.reshape(len(x), -1), y, progress=False) < 1e-6  # flat rows too
 
 
+ODD_STACKS = {
+    # an activation op of its own after pooling, fused into the next conv's dx (in_act), and a Dense
+    # taking the derivative of an activation through a Flatten
+    "act_after_pool_then_conv": lambda: [
+        fn.Conv2D(2, 3, 3, padding=1), fn.MaxPool2D(3, stride=2), fn.Tanh(), fn.Conv2D(3, 4, 3, stride=2, padding=1),
+        fn.AvgPool2D(2, stride=1), fn.LeakyReLU(0.1), fn.Flatten(), fn.Dense(6), fn.Sigmoid(), fn.Dense(3)],
+    # layers before the first weighted one: no gradient flows below it
+    "dropout_and_pool_first": lambda: [  # the pool keeps the image it was built for
+        fn.Dropout(0.2), fn.AvgPool2D(2, stride=1), fn.Conv2D(2, 3, 2, stride=2), fn.Tanh(), fn.Flatten(),
+        fn.Dense(3)],
+    "activation_first": lambda: [fn.Sigmoid(), fn.Conv2D(2, 2, 3, stride=3, padding=2), fn.Flatten(), fn.Dense(3)],
+}
+
+
+@pytest.mark.parametrize("name", ODD_STACKS)
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_gradcheck_passes_on_unusual_conv_stacks_built_from_4d_data(backend, name):
+    model = fn.Sequential(*ODD_STACKS[name](), loss=fn.SoftmaxCrossEntropy(), backend=backend, seed=2)
+    x, y = patches(5, seed=4)
+    assert fn.gradcheck(model, x, y, max_params=60, progress=False) < 1e-6
+    assert model.input_shape == SHAPE
+
+
 def test_gradcheck_builds_a_lazy_conv_model_from_4d_data():
     model = small_conv(input_shape=None)
     x, y = patches(4, seed=3)
@@ -454,3 +477,32 @@ def test_a_conv_model_saves_and_loads_with_its_optimizer(tmp_path):
     again = fn.load(tmp_path / "conv.safetensors")
     assert again.input_shape == SHAPE
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_an_mlp_with_flatten_first_trained_on_images_saves_loads_and_gradchecks(backend, tmp_path):
+    # Flatten keeps the image it was built for in its config, so the model rebuilds from its file
+    model = fn.Sequential(fn.Flatten(), fn.Dense(8), fn.ReLU(), fn.Dense(3), loss=fn.SoftmaxCrossEntropy(),
+                          backend=backend, seed=0)
+    fit(model, epochs=1)
+    assert model.layers[0].input_shape == SHAPE and model.layers[0].config() == {"input_shape": list(SHAPE)}
+    assert fn.gradcheck(model, X[:4], Y[:4], max_params=50, progress=False) < 1e-6
+    model.save(tmp_path / "mlp.safetensors")
+    again = fn.load(tmp_path / "mlp.safetensors")
+    assert again.input_shape == SHAPE
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    np.testing.assert_array_equal(again.predict(X.reshape(len(X), -1)), model.predict(X))
+
+
+def test_flatten_and_pooling_take_keras_input_shape_as_the_first_layer():
+    for first in (fn.Flatten(input_shape=SHAPE), fn.MaxPool2D(2, stride=1, input_shape=list(SHAPE))):
+        model = fn.Sequential(first, fn.Flatten(), fn.Dense(3), loss=fn.SoftmaxCrossEntropy(), seed=0)
+        assert model.input_shape == SHAPE and model.n_in == 144
+        assert model.predict(X.reshape(len(X), -1)).shape == (len(X), 3)  # flat rows need no build
+        assert type(first)(**first.config()).input_shape == SHAPE
+    assert repr(fn.Flatten()) == "Flatten()" and repr(fn.AvgPool2D(3)) == "AvgPool2D(size=3, stride=3)"
+    for bad in ((28, 28), (1, 0, 28), "1x28x28"):
+        with pytest.raises(ConfigError, match="input_shape"):
+            fn.Flatten(input_shape=bad)
+        with pytest.raises(ConfigError, match="input_shape"):
+            fn.AvgPool2D(2, input_shape=bad)
