@@ -221,6 +221,33 @@ def test_pooling_backward_matches_finite_differences(backend, geo):
     assert_matches(dx, central_difference(avg_loss, x))
 
 
+@pytest.mark.parametrize("dtype", kc.DTYPES, ids=lambda d: d.__name__)
+def test_twins_agree_on_the_multithreaded_gemm_path(dtype):
+    # kernel_cases' geometries stay small; LeNet's first layer on a batch of 64 takes the GEMMs'
+    # multi-threaded path, with a stride and padding
+    geo = kc.ConvGeometry(64, 1, 6, 28, 27, 5, 2, 2)
+    rng = np.random.default_rng(7)
+    x, w, b = (a.astype(dtype) for a in _conv_args(rng, geo))
+    g = rng.standard_normal((geo.batch, _out_width(geo))).astype(dtype)
+    results = {}
+    for backend in BACKENDS:
+        k = get_backend(backend)
+        y = np.full(g.shape, np.nan, dtype)
+        k.conv_forward(y, x, w, b, *geo.args, ACT["relu"], 0.0, 0.0)
+        dx, dw, db = np.full_like(x, np.nan), np.full_like(w, np.nan), np.full_like(b, np.nan)
+        k.conv_backward(dx, dw, db, g, x, w, y, x, *geo.args, ACT["relu"], 0.0, 0.0, ACT["tanh"], 0.0, 0.0)
+        results[backend] = (y, dx, dw, db)
+    # error bounds: the same sums over absolute values (see kernel_cases)
+    ax, aw = np.abs(_x4(x, geo).astype(np.float64)), np.abs(_w4(w, geo).astype(np.float64))
+    sx, sw, sb = kc.conv_grads_ref(np.abs(g.astype(np.float64)).reshape(geo.batch, geo.c_out, *geo.out_hw), ax, aw,
+                                   geo.stride, geo.pad)
+    scales = (kc.conv_ref(ax, aw, np.abs(b), geo.stride, geo.pad).reshape(g.shape),
+              sx.reshape(x.shape) * kc.act_grad_terms(x, ACT["tanh"], 0.0, 0.0), sw.reshape(w.shape), sb)
+    for name, got, ref, scale in zip(("y", "dx", "dw", "db"), results["numba"], results["numpy"], scales):
+        problem = kc.mismatch(got, ref, kc.RTOL[dtype], kc.ATOL[dtype], scale)
+        assert problem is None, f"{name}: {problem}"
+
+
 # ---- the same bits at any thread count ---------------------------------------------------------
 
 # LeNet's first layer on a batch of 64: 6 x 25 x 64·784 = 7.5M multiply-adds, above the GEMMs'
