@@ -55,7 +55,7 @@ def everything(model, x=X, y=Y):
     """What each API call gives on the same model: loss_and_grad, train_step, fit, evaluate, predict."""
     out = {"loss_and_grad": model.loss_and_grad(x[:16], y[:16]), "grads": model.grads.copy()}
     out["train_step"] = model.train_step(x[16:32], y[16:32], optimizer=fn.SGD(lr=0.1))
-    out["fit"] = fit(model, x, y, epochs=2).history["loss"]
+    out["fit"] = fit(model, x[:90], y[:90], epochs=2).history["loss"]  # a last batch of 10, not 16
     out["evaluate"] = model.evaluate(x, y)
     out["predict"] = model.predict(x)
     out["params"] = model.params.copy()
@@ -333,6 +333,9 @@ ODD_STACKS = {
     "dropout_and_pool_first": lambda: [  # the pool keeps the image it was built for
         fn.Dropout(0.2), fn.AvgPool2D(2, stride=1), fn.Conv2D(2, 3, 2, stride=2), fn.Tanh(), fn.Flatten(),
         fn.Dense(3)],
+    # pooling windows with gaps between them (stride > size), and a conv whose stride skips columns
+    "gaps": lambda: [fn.Conv2D(2, 3, 2, padding=1), fn.ReLU(), fn.MaxPool2D(2, stride=3), fn.Conv2D(3, 2, 1, stride=2),
+                     fn.Flatten(), fn.Dense(3)],
     "activation_first": lambda: [fn.Sigmoid(), fn.Conv2D(2, 2, 3, stride=3, padding=2), fn.Flatten(), fn.Dense(3)],
 }
 
