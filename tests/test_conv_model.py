@@ -110,6 +110,16 @@ def test_build_takes_an_image_shape():
         model.build((2, 9, 9))
 
 
+def test_keras_activation_argument_of_conv2d_is_the_activation_layer_after_it():
+    def stack(keras):
+        first = fn.Conv2D(2, 3, 3, input_shape=SHAPE, activation="tanh" if keras else None)
+        return fn.Sequential(*([first] if keras else [first, fn.Tanh()]), fn.Flatten(), fn.Dense(3),
+                             loss=fn.SoftmaxCrossEntropy(), seed=0)
+    keras, plain = stack(True), stack(False)
+    assert [type(layer).__name__ for layer in keras.layers] == ["Conv2D", "Tanh", "Flatten", "Dense"]
+    assert_same(everything(keras), everything(plain))
+
+
 # ---- clear errors ------------------------------------------------------------------------------
 
 def _one_line(error):
@@ -336,6 +346,10 @@ ODD_STACKS = {
     # pooling windows with gaps between them (stride > size), and a conv whose stride skips columns
     "gaps": lambda: [fn.Conv2D(2, 3, 2, padding=1), fn.ReLU(), fn.MaxPool2D(2, stride=3), fn.Conv2D(3, 2, 1, stride=2),
                      fn.Flatten(), fn.Dense(3)],
+    # dropout right after a fused activation: the conv applies its own f' (the op above is no weighted one)
+    "dropout_after_activations": lambda: [
+        fn.Conv2D(2, 3, 3, stride=2), fn.Tanh(), fn.Dropout(0.3), fn.Conv2D(3, 2, 2), fn.Sigmoid(), fn.Dropout(0.2),
+        fn.Flatten(), fn.Dense(3)],
     "activation_first": lambda: [fn.Sigmoid(), fn.Conv2D(2, 2, 3, stride=3, padding=2), fn.Flatten(), fn.Dense(3)],
 }
 
