@@ -311,3 +311,18 @@ def test_maxpool_backward_rejects_a_place_outside_the_window(backend):
     size = geo[3]
     arg[0, 0] = size * size  # one past the last place: the kernel would write outside the window
     assert_rejected(backend, "maxpool_backward", [dx, g, arg, *geo], "'arg'")
+
+
+@pytest.mark.parametrize("name", ["conv_forward", "conv_backward", "maxpool_forward", "maxpool_backward",
+                                  "avgpool_forward", "avgpool_backward"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_arrays_whose_width_does_not_fit_the_geometry_are_rejected(backend, name):
+    # the image widths (C·H·W, O·OH·OW, C·K·K) are no letters the spec shares: the geometry sets them
+    args = valid_args(name)
+    for i, param in arrays(name):
+        if args[i].ndim != 2:
+            continue
+        wider = np.zeros((args[i].shape[0], args[i].shape[1] + 1), args[i].dtype)
+        with pytest.raises(ValueError) as info:
+            getattr(get_backend(backend), name)(*replaced(args, i, wider))
+        assert not isinstance(info.value, NumbaError), f"{name} '{param.name}': numba error leaked through"
