@@ -91,6 +91,18 @@ def test_4d_images_and_flat_rows_with_input_shape_are_the_same_model(backend):
     assert_same(four_d, flat)
 
 
+def test_strided_views_lists_and_validation_images_are_the_same_data():
+    model = small_conv()
+    nchw_view = np.ascontiguousarray(X.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC data seen as NCHW
+    assert not nchw_view.flags.c_contiguous
+    np.testing.assert_array_equal(model.predict(nchw_view), model.predict(X))
+    np.testing.assert_array_equal(model.predict(X[:3].tolist()), model.predict(X[:3]))
+    xv, yv = patches(20, seed=8)
+    histories = [fit(small_conv(), epochs=2, validation_data=val).history
+                 for val in ((xv, yv), (xv.reshape(len(xv), -1), yv))]
+    assert histories[0]["val_loss"] == histories[1]["val_loss"] and len(histories[0]["val_loss"]) == 2
+
+
 def test_a_first_conv2d_without_input_shape_builds_from_4d_data():
     model = small_conv(input_shape=None)
     assert model.input_shape is None and model.n_in is None
