@@ -231,10 +231,11 @@ class AvgPool2D(Pool2D):
 
 class Flatten(Layer):
     """Images (C, H, W) as flat rows of C·H·W values in C order, as torch.nn.Flatten; no arithmetic.
-    ``input_shape=(channels, height, width)``: the model's image, when this is its first layer (as in Keras)."""
+    ``input_shape=(channels, height, width)`` or ``(width,)``: the model's input, when this is its first layer
+    (as in Keras)."""
 
     def __init__(self, input_shape=None):
-        self.input_shape = _entry_shape(input_shape, "Flatten")
+        self.input_shape = _entry_shape(input_shape, "Flatten", flat_ok=True)
 
     def config(self) -> dict:
         return _entry_config(self)
@@ -344,9 +345,15 @@ def _image_of(input_shape, who: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in input_shape)
 
 
-def _entry_shape(input_shape, who: str) -> tuple[int, int, int] | None:
-    """A Flatten's or pooling layer's optional ``input_shape``, checked."""
-    return None if input_shape is None else _image_of(input_shape, who)
+def _entry_shape(input_shape, who: str, flat_ok: bool = False) -> tuple | None:
+    """A Flatten's or pooling layer's optional ``input_shape``, checked: an image, or for Flatten also a
+    width (n,), as Keras's Flatten takes any shape."""
+    if input_shape is None:
+        return None
+    if flat_ok and isinstance(input_shape, (tuple, list)) and len(input_shape) == 1 and is_whole(input_shape[0]) \
+            and input_shape[0] >= 1:
+        return (int(input_shape[0]),)
+    return _image_of(input_shape, who)
 
 
 def _entry_config(layer: Layer) -> dict:

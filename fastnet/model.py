@@ -153,25 +153,26 @@ class Sequential:
         shape = tuple(int(v) for v in shape)
         if self.input_shape is not None:
             if shape != self.input_shape:
-                raise ConfigError(f"build({input_shape}): the model takes inputs of shape {self.input_shape} already")
+                what = f"{self.n_in} inputs" if len(self.input_shape) == 1 else f"images of shape {self.input_shape}"
+                raise ConfigError(f"build({input_shape}): the model takes {what} already")
             return
         lazy = [layer for layer in self.dense if layer.n_in is None]
         # the entry layer keeps the image it was built for, as a lazy Dense keeps its n_in, so that the
         # layers' configs (copies, checkpoints, gradcheck's float64 twin) rebuild the same model
         entry = self._entry()
-        keeps_image = None if isinstance(entry, Dense) or len(shape) != 3 else entry
+        keeps_shape = None if isinstance(entry, Dense) else entry  # (a pooling layer or Conv2D refuses flat rows)
         try:
             self._walk_shapes(shape)
             self.input_shape, self.n_in = shape, math.prod(shape)
-            if keeps_image is not None:
-                keeps_image.input_shape = shape
+            if keeps_shape is not None:
+                keeps_shape.input_shape = shape
             self._build()
         except BaseException:
             self.input_shape = self.n_in = None
             for layer in lazy:
                 layer.n_in = None
-            if keeps_image is not None:
-                keeps_image.input_shape = None
+            if keeps_shape is not None:
+                keeps_shape.input_shape = None
             raise
 
     def _entry(self) -> Layer:
@@ -205,7 +206,7 @@ class Sequential:
 
     def _require_built(self, what: str) -> None:
         if self.n_in is None:
-            raise ConfigError(f"{what}: the model has no input shape yet; fit it, call model.build(n_in) (or "
+            raise ConfigError(f"{what}: the model has no input width yet; fit it, call model.build(n_in) (or "
                               f"build((channels, height, width))), or give Dense(n_in, n_out)")
 
     # ---- parameters ---------------------------------------------------------------
