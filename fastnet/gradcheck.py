@@ -55,7 +55,7 @@ def gradcheck(model, x, y, eps: float = 1e-4, max_params: int | None = 2000, see
     refuse_nonfinite(model, "gradcheck the model")
     twin = copy_model(model, dtype="float64")
     twin.optimizer = None  # the check never updates: no optimizer kernels to compile
-    x, divisor = inputs.check_x(x, twin.n_in, twin.dtype)
+    x, divisor = inputs.check_x(inputs.flat_images(x, twin.input_shape), twin.n_in, twin.dtype)  # 4-D images as fit takes them
     y = inputs.check_y(y, len(x), twin.n_out, twin.loss, twin.dtype)
     if len(x) == 0:
         raise InputError("x is empty: gradcheck needs at least one sample")

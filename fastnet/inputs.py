@@ -84,15 +84,15 @@ class Images(np.ndarray):
 def flat_images(x, input_shape: tuple | None):
     """Images ``x`` (n, channels, height, width) as the flat rows (n, channels·height·width) every kernel
     takes (a view when x is contiguous), for a model whose input is ``input_shape``; any other x as it is.
-    ShapeError for images of another shape."""
+    ShapeError for images of another shape. A model of flat rows gets x as it is: ``check_shape`` then
+    says that x must be 2-D, and how to flatten it."""
     shape = np.shape(x)
-    if input_shape is None or len(shape) <= 2:
+    if input_shape is None or len(input_shape) != 3 or len(shape) <= 2:
         return x
     if tuple(shape[1:]) == tuple(input_shape):
         return (x if isinstance(x, np.ndarray) else np.asarray(x)).reshape(len(x), math.prod(input_shape))
-    what = "images (channels, height, width)" if len(input_shape) == 3 else "flat rows"
-    raise ShapeError(f"x has samples of shape {tuple(shape[1:])} but the model takes {what} of shape "
-                     f"{tuple(input_shape)}")
+    raise ShapeError(f"x has samples of shape {tuple(shape[1:])} but the model takes images (channels, height, "
+                     f"width) of shape {tuple(input_shape)}")
 
 
 def check_shape(x, n_features: int) -> np.ndarray:

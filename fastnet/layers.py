@@ -196,9 +196,10 @@ class Conv2D(Weighted):
 
 
 class Pool2D(Layer):
-    """Base of the pooling layers: a size x size window moved by ``stride`` (default: size), no padding."""
+    """Base of the pooling layers: a size x size window moved by ``stride`` (default: size), no padding.
+    ``input_shape=(channels, height, width)``: the model's image, when this is its first layer (as in Keras)."""
 
-    def __init__(self, size: int = 2, stride: int | None = None):
+    def __init__(self, size: int = 2, stride: int | None = None, input_shape=None):
         if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] == size[1]:
             size = size[0]
         stride = size if stride is None else stride
@@ -208,9 +209,10 @@ class Pool2D(Layer):
         if size > MAX_WINDOW:
             raise ConfigError(f"{type(self).__name__} windows are at most {MAX_WINDOW}x{MAX_WINDOW}, got {size}")
         self.size, self.stride = int(size), int(stride)
+        self.input_shape = _entry_shape(input_shape, type(self).__name__)
 
     def config(self) -> dict:
-        return {"size": self.size, "stride": self.stride}
+        return {"size": self.size, "stride": self.stride, **_entry_config(self)}
 
     def out_shape(self, shape: tuple) -> tuple:
         channels, height, width = _image_in(self, shape)
@@ -228,7 +230,15 @@ class AvgPool2D(Pool2D):
 
 
 class Flatten(Layer):
-    """Images (C, H, W) as flat rows of C·H·W values in C order, as torch.nn.Flatten; no arithmetic."""
+    """Images (C, H, W) as flat rows of C·H·W values in C order, as torch.nn.Flatten; no arithmetic.
+    ``input_shape=(channels, height, width)`` or ``(width,)``: the model's input, when this is its first layer
+    (as in Keras)."""
+
+    def __init__(self, input_shape=None):
+        self.input_shape = _entry_shape(input_shape, "Flatten", flat_ok=True)
+
+    def config(self) -> dict:
+        return _entry_config(self)
 
     def out_shape(self, shape: tuple) -> tuple:
         return (math.prod(shape),)
@@ -335,11 +345,28 @@ def _image_of(input_shape, who: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in input_shape)
 
 
+def _entry_shape(input_shape, who: str, flat_ok: bool = False) -> tuple | None:
+    """A Flatten's or pooling layer's optional ``input_shape``, checked: an image, or for Flatten also a
+    width (n,), as Keras's Flatten takes any shape."""
+    if input_shape is None:
+        return None
+    if flat_ok and isinstance(input_shape, (tuple, list)) and len(input_shape) == 1 and is_whole(input_shape[0]) \
+            and input_shape[0] >= 1:
+        return (int(input_shape[0]),)
+    return _image_of(input_shape, who)
+
+
+def _entry_config(layer: Layer) -> dict:
+    """``input_shape`` for ``config()`` when it is set (the model's first layer), else nothing: Flatten() stays."""
+    return {} if layer.input_shape is None else {"input_shape": list(layer.input_shape)}
+
+
 def _image_in(layer: Layer, shape: tuple) -> tuple:
     if len(shape) != 3:
+        # flat either because the input is (give its image shape) or because a Flatten or Dense came first
         raise ConfigError(f"{layer!r} takes images (channels, height, width) but gets flat inputs of shape {shape}; "
-                          f"give the first layer input_shape=(channels, height, width), or pass x as "
-                          f"(n, channels, height, width)")
+                          f"put it before any Flatten or Dense, and give the first layer input_shape=(channels, "
+                          f"height, width) or pass x as (n, channels, height, width)")
     return shape
 
 

@@ -87,12 +87,11 @@ class Sequential:
         self.weighted = [layer for layer in layers if isinstance(layer, Weighted)]
         if not self.dense:
             raise ConfigError("the model needs at least one Dense layer")
-        first = self.weighted[0]
-        reshaped = any(isinstance(layer, (Flatten, Pool2D)) for layer in layers[:layers.index(first)])
-        if isinstance(first, Dense):  # its width, unless a Flatten or pooling before it makes that no input shape
-            self.input_shape = None if first.n_in is None or reshaped else (first.n_in,)
-        else:  # Conv2D's input_shape, or None until the data's images give it
-            self.input_shape = None if reshaped else first.input_shape
+        entry = self._entry()
+        if isinstance(entry, Dense):  # its width, or None until the data give it
+            self.input_shape = None if entry.n_in is None else (entry.n_in,)
+        else:  # the image of a Conv2D, Flatten or pooling layer, or None until 4-D data give it
+            self.input_shape = entry.input_shape
         self.n_in = None if self.input_shape is None else math.prod(self.input_shape)
         self.n_out = self._walk_shapes(self.input_shape)[0]
         for layer in layers:
@@ -154,18 +153,32 @@ class Sequential:
         shape = tuple(int(v) for v in shape)
         if self.input_shape is not None:
             if shape != self.input_shape:
-                raise ConfigError(f"build({input_shape}): the model takes inputs of shape {self.input_shape} already")
+                what = f"{self.n_in} inputs" if len(self.input_shape) == 1 else f"images of shape {self.input_shape}"
+                raise ConfigError(f"build({input_shape}): the model takes {what} already")
             return
         lazy = [layer for layer in self.dense if layer.n_in is None]
+        # the entry layer keeps the image it was built for, as a lazy Dense keeps its n_in, so that the
+        # layers' configs (copies, checkpoints, gradcheck's float64 twin) rebuild the same model
+        entry = self._entry()
+        keeps_shape = None if isinstance(entry, Dense) else entry  # (a pooling layer or Conv2D refuses flat rows)
         try:
             self._walk_shapes(shape)
             self.input_shape, self.n_in = shape, math.prod(shape)
+            if keeps_shape is not None:
+                keeps_shape.input_shape = shape
             self._build()
         except BaseException:
             self.input_shape = self.n_in = None
             for layer in lazy:
                 layer.n_in = None
+            if keeps_shape is not None:
+                keeps_shape.input_shape = None
             raise
+
+    def _entry(self) -> Layer:
+        """The first layer that has weights or changes the shape (the layers before it, activations and
+        dropout, keep it): the one whose ``n_in`` or ``input_shape`` is the model's input."""
+        return next(layer for layer in self.layers if isinstance(layer, (Weighted, Flatten, Pool2D)))
 
     def _build(self) -> None:
         """Check, allocate and initialise the parameters, and compile the layers into a Program."""
@@ -193,7 +206,7 @@ class Sequential:
 
     def _require_built(self, what: str) -> None:
         if self.n_in is None:
-            raise ConfigError(f"{what}: the model has no input shape yet; fit it, call model.build(n_in) (or "
+            raise ConfigError(f"{what}: the model has no input width yet; fit it, call model.build(n_in) (or "
                               f"build((channels, height, width))), or give Dense(n_in, n_out)")
 
     # ---- parameters ---------------------------------------------------------------

@@ -378,6 +378,202 @@ def _threshold_hits(rng, dtype, s, _):
     return Case((z, t), writes=(), returns="count")
 
 
+# ---- convolution and pooling -----------------------------------------------------------
+#
+# Sizes map onto image geometry: rows is the batch; cols and inner choose the channels, the
+# window and the image, so that Sizes(1, 1, 1) is one 1x1 image with one channel and a 1x1
+# kernel, and larger sizes give odd, non-square images that the window does not divide. The
+# rng picks stride (up to 3) and padding (up to k - 1, what Conv2D accepts), so the hypothesis
+# seed covers them. Images are flat per sample, NCHW, as the kernels take them.
+
+def conv_ref(x, w, b, stride, pad):
+    """Cross-correlation in float64, as torch.nn.functional.conv2d: x (B, C, H, W), w (O, C, K, K) -> (B, O, OH, OW)."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    k = w.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (xp.shape[2] - k) // stride + 1, (xp.shape[3] - k) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], oh, ow)) + np.asarray(b, np.float64)[None, :, None, None]
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+            out += np.einsum("bchw,oc->bohw", patch, w[:, :, i, j])
+    return out
+
+
+def conv_grads_ref(g, x, w, stride, pad):
+    """(dx, dw, db) of sum(conv_ref(x, w, b) * g) in float64, written from the same sums backwards."""
+    x, w, g = np.asarray(x, np.float64), np.asarray(w, np.float64), np.asarray(g, np.float64)
+    k = w.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = g.shape[2], g.shape[3]
+    dxp, dw = np.zeros_like(xp), np.zeros(w.shape)
+    for i in range(k):
+        for j in range(k):
+            window = (slice(None), slice(None), slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
+            dw[:, :, i, j] = np.einsum("bohw,bchw->oc", g, xp[window])
+            dxp[window] += np.einsum("bohw,oc->bchw", g, w[:, :, i, j])
+    dx = dxp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
+    return dx, dw, g.sum(axis=(0, 2, 3))
+
+
+def pool_windows_ref(x, size, stride):
+    """(B, C, OH, OW, size·size) float64 windows of images x (B, C, H, W), in (i, j) order."""
+    x = np.asarray(x, np.float64)
+    oh, ow = (x.shape[2] - size) // stride + 1, (x.shape[3] - size) // stride + 1
+    return np.stack([x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+                     for i in range(size) for j in range(size)], axis=-1)
+
+
+def pool_scatter_ref(values, image_shape, size, stride):
+    """The adjoint of pool_windows_ref: values (B, C, OH, OW, size·size) added back into images."""
+    out = np.zeros(image_shape)
+    oh, ow = values.shape[2], values.shape[3]
+    for i in range(size):
+        for j in range(size):
+            out[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += values[..., i * size + j]
+    return out
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    batch: int
+    c_in: int
+    c_out: int
+    h: int
+    wd: int
+    k: int
+    stride: int
+    pad: int
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return ((self.h + 2 * self.pad - self.k) // self.stride + 1, (self.wd + 2 * self.pad - self.k) // self.stride + 1)
+
+    @property
+    def args(self) -> tuple:
+        """The kernels' geometry arguments, after the arrays: c_in, h, wd, k, stride, pad."""
+        return (self.c_in, self.h, self.wd, self.k, self.stride, self.pad)
+
+
+def conv_geometry(rng, s: Sizes) -> ConvGeometry:
+    k = 1 if min(s.cols, s.inner) == 1 else 1 + (s.cols + s.inner) % 5
+    pad = int(rng.integers(0, k))
+    # at least one output position; (cols - 1) and (inner - 1) grow the image past the window
+    h = max(1, k - 2 * pad) + (s.cols - 1) % 9
+    wd = max(1, k - 2 * pad) + (s.inner - 1) % 7
+    return ConvGeometry(s.rows, 1 + (s.inner - 1) % 3, 1 + (s.cols - 1) % 6, h, wd, k,
+                        int(rng.choice([1, 1, 2, 3])), pad)
+
+
+def pool_geometry(rng, s: Sizes) -> ConvGeometry:
+    """k is the window; stride may be below it (overlapping windows), equal, or above (gaps); no padding."""
+    size = 1 + (s.cols - 1) % 4
+    c = 1 + (s.inner - 1) % 4
+    stride = int(rng.choice([size, size, max(size - 1, 1), size + 1]))
+    # (cols - 1) and (inner - 1) add whole strides (more windows) and a remainder the windows leave out
+    h = size + stride * ((s.cols - 1) % 6) + (s.cols - 1) % 3
+    wd = size + stride * ((s.inner - 1) % 5) + (s.inner - 1) % 2
+    return ConvGeometry(s.rows, c, c, h, wd, size, stride, 0)
+
+
+def _images(rng, geo: ConvGeometry, dtype, scale=1.0):
+    return _normal(rng, (geo.batch, geo.c_in, geo.h, geo.wd), dtype, scale)
+
+
+def _flat(a):
+    return np.ascontiguousarray(a.reshape(a.shape[0], int(np.prod(a.shape[1:]))))  # -1 fails for B = 0
+
+
+# conv_backward takes two activations: f of its own output (act) and f_in of its input (in_act,
+# when the op below left its derivative to this one). Each code appears in both places.
+_ACT_NAMES = list(ACT_VARIANTS)
+CONV_BACKWARD_VARIANTS = {f"{a}-in_{b}": (ACT_VARIANTS[a], ACT_VARIANTS[b])
+                          for a, b in zip(_ACT_NAMES, _ACT_NAMES[1:] + _ACT_NAMES[:1])}
+
+
+@builds("conv_forward", ACT_VARIANTS)
+def _conv_forward(rng, dtype, s, variant):
+    act, p0, p1 = variant
+    geo = conv_geometry(rng, s)
+    x = _images(rng, geo, dtype)
+    w = _normal(rng, (geo.c_out, geo.c_in * geo.k * geo.k), dtype)
+    b = _normal(rng, geo.c_out, dtype)
+    # GEMM bound as for dense_forward: the same sums over |x| and |w|
+    absw = np.abs(w.astype(np.float64)).reshape(geo.c_out, geo.c_in, geo.k, geo.k)
+    gemm = conv_ref(np.abs(x.astype(np.float64)), absw, np.abs(b), geo.stride, geo.pad)
+    oh, ow = geo.out_hw
+    y = _unwritten((geo.batch, geo.c_out * oh * ow), dtype)
+    return Case((y, _flat(x), w, b, *geo.args, act, p0, p1), writes=(0,),
+                scale={0: act_lipschitz(act, p0, p1) * _flat(gemm)})
+
+
+@builds("conv_backward", CONV_BACKWARD_VARIANTS)
+def _conv_backward(rng, dtype, s, variant):
+    (act, p0, p1), (in_act, in_p0, in_p1) = variant
+    geo = conv_geometry(rng, s)
+    oh, ow = geo.out_hw
+    # x is the output of the activation below (a = x), y that of this layer's own activation
+    x = act_ref(_images(rng, geo, np.float64, 2.0), in_act, in_p0, in_p1).astype(dtype)
+    w = _normal(rng, (geo.c_out, geo.c_in * geo.k * geo.k), dtype)
+    b = _normal(rng, geo.c_out, dtype)
+    w4 = w.reshape(geo.c_out, geo.c_in, geo.k, geo.k)
+    y = act_ref(conv_ref(x, w4, b, geo.stride, geo.pad), act, p0, p1).astype(dtype)
+    g = _normal(rng, y.shape, dtype)
+    # g f'(y) is off by eps times the size of f'(y)'s terms; the sums then add such terms up
+    gz = np.abs(g.astype(np.float64)) * act_grad_terms(y, act, p0, p1)
+    dx_s, dw_s, db_s = conv_grads_ref(gz, np.abs(x.astype(np.float64)), np.abs(w4.astype(np.float64)),
+                                      geo.stride, geo.pad)
+    x_flat = _flat(x)
+    dx_s = _flat(dx_s) * act_grad_terms(x_flat, in_act, in_p0, in_p1)
+    args = (_unwritten(x_flat.shape, dtype), _unwritten(w.shape, dtype), _unwritten(geo.c_out, dtype), _flat(g),
+            x_flat, w, _flat(y), x_flat.copy(), *geo.args, act, p0, p1, in_act, in_p0, in_p1)
+    return Case(args, writes=(0, 1, 2), scale={0: dx_s, 1: dw_s.reshape(w.shape), 2: db_s})
+
+
+@builds("maxpool_forward", {"random": False, "ties": True})
+def _maxpool_forward(rng, dtype, s, ties):
+    geo = pool_geometry(rng, s)
+    # with ties (small integers) the first maximum in (i, j) order must win, as in np.argmax
+    x = rng.integers(0, 3, (geo.batch, geo.c_in, geo.h, geo.wd)).astype(dtype) if ties else _images(rng, geo, dtype)
+    oh, ow = geo.out_hw
+    shape = (geo.batch, geo.c_in * oh * ow)
+    return Case((_unwritten(shape, dtype), np.full(shape, 255, np.uint8), _flat(x), *geo.args[:5]), writes=(0, 1))
+
+
+@builds("maxpool_backward")
+def _maxpool_backward(rng, dtype, s, _):
+    geo = pool_geometry(rng, s)
+    oh, ow = geo.out_hw
+    g = _normal(rng, (geo.batch, geo.c_in, oh, ow), dtype)
+    arg = rng.integers(0, geo.k * geo.k, g.shape).astype(np.uint8)
+    # overlapping windows add several g into one element, in another order in each twin
+    picked = np.abs(g.astype(np.float64))[..., None] * (arg[..., None] == np.arange(geo.k * geo.k))
+    scale = pool_scatter_ref(picked, (geo.batch, geo.c_in, geo.h, geo.wd), geo.k, geo.stride)
+    return Case((_unwritten((geo.batch, geo.c_in * geo.h * geo.wd), dtype), _flat(g), _flat(arg), *geo.args[:5]),
+                writes=(0,), scale={0: _flat(scale)})
+
+
+@builds("avgpool_forward")
+def _avgpool_forward(rng, dtype, s, _):
+    geo = pool_geometry(rng, s)
+    x = _images(rng, geo, dtype)
+    oh, ow = geo.out_hw
+    scale = pool_windows_ref(np.abs(x.astype(np.float64)), geo.k, geo.stride).mean(axis=-1)
+    return Case((_unwritten((geo.batch, geo.c_in * oh * ow), dtype), _flat(x), *geo.args[:5]), writes=(0,),
+                scale={0: _flat(scale)})
+
+
+@builds("avgpool_backward")
+def _avgpool_backward(rng, dtype, s, _):
+    geo = pool_geometry(rng, s)
+    oh, ow = geo.out_hw
+    g = _normal(rng, (geo.batch, geo.c_in, oh, ow), dtype)
+    share = np.repeat(np.abs(g.astype(np.float64))[..., None] / geo.k ** 2, geo.k * geo.k, axis=-1)
+    scale = pool_scatter_ref(share, (geo.batch, geo.c_in, geo.h, geo.wd), geo.k, geo.stride)
+    return Case((_unwritten((geo.batch, geo.c_in * geo.h * geo.wd), dtype), _flat(g), *geo.args[:5]), writes=(0,),
+                scale={0: _flat(scale)})
+
+
 # ---- comparing -------------------------------------------------------------------------
 
 def mismatch(got, ref, rtol, atol, scale=0.0) -> str | None:

@@ -187,7 +187,9 @@ ACT_KERNELS = sorted({n for n, _ in kc.all_variants() if kc.CASES[n].variants is
 
 
 def test_every_kernel_taking_an_activation_code_is_door_tested():
-    assert ACT_KERNELS == ["activation_backward", "activation_forward", "dense_backward_dx", "dense_forward"]
+    assert ACT_KERNELS == ["activation_backward", "activation_forward", "conv_forward", "dense_backward_dx",
+                           "dense_forward"]
+    assert kc.CASES["conv_backward"].variants is kc.CONV_BACKWARD_VARIANTS  # its two codes: tested below
 
 
 @pytest.mark.parametrize("code", [5, -1, 1.0, True, "relu", None])
@@ -240,3 +242,87 @@ def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError):
         get_backend(None)
     assert get_backend("numba") is not get_backend("numpy")
+
+
+# ---- convolution and pooling: both activations, and the geometry ------------------------
+
+CONV_ACTS = {"act": slice(-6, -3), "in_act": slice(-3, None)}  # conv_backward's (code, p0, p1) triples
+
+
+@pytest.mark.parametrize("code", [5, -1, 1.0, True, "relu", None])
+@pytest.mark.parametrize("which", CONV_ACTS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conv_backward_rejects_unknown_codes_for_its_own_and_its_input_activation(backend, which, code):
+    args = valid_args("conv_backward")
+    args[CONV_ACTS[which]] = [code, 0.0, 0.0]
+    assert_rejected(backend, "conv_backward", args, "act")
+
+
+@pytest.mark.parametrize("which", CONV_ACTS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conv_backward_rejects_bad_activation_parameters_for_both_activations(backend, which):
+    args = valid_args("conv_backward")
+    args[CONV_ACTS[which]] = [ACT["sigmoid"], 0.0, 1.0]
+    assert_rejected(backend, "conv_backward", args, "sigmoid")
+
+
+GEOMETRY = ["c_in", "h", "wd", "k", "stride", "pad"]  # the scalars after the arrays, in this order
+
+
+def _geometry_at(name):
+    """Index of c_in in ``name``'s arguments: right after its arrays."""
+    return len(arrays(name))
+
+
+@pytest.mark.parametrize("name", ["conv_forward", "conv_backward", "maxpool_forward", "maxpool_backward",
+                                  "avgpool_forward", "avgpool_backward"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_geometry_is_rejected(backend, name):
+    args = valid_args(name)
+    at = _geometry_at(name)
+    names = GEOMETRY if name.startswith("conv") else GEOMETRY[:5]
+    for i, arg in enumerate(names):
+        low = 0 if arg == "pad" else 1
+        for bad in (low - 1, 2.0, True):
+            assert_rejected(backend, name, replaced(args, at + i, bad), f"'{arg}'")
+    # a window larger than the (padded) image: no output position
+    c_in, h, wd, k = args[at:at + 4]
+    big = replaced(args, at + 3, max(h, wd) + 2 * (args[at + 5] if name.startswith("conv") else 0) + 1)
+    assert_rejected(backend, name, big, "does not fit")
+
+
+@pytest.mark.parametrize("name", ["maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pooling_windows_above_15_are_rejected(backend, name):
+    # max pooling keeps each window's argmax in a uint8; every pooling kernel shares the limit
+    batch = 2
+    x = np.zeros((batch, 16 * 16), np.float32)
+    y = np.zeros((batch, 1), np.float32)
+    arg = np.zeros((batch, 1), np.uint8)
+    geo = [1, 16, 16, 16, 16]
+    args = {"maxpool_forward": [y, arg, x], "maxpool_backward": [x, y, arg], "avgpool_forward": [y, x],
+            "avgpool_backward": [x, y]}[name]
+    assert_rejected(backend, name, args + geo, "15")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_maxpool_backward_rejects_a_place_outside_the_window(backend):
+    dx, g, arg, *geo = valid_args("maxpool_backward")
+    size = geo[3]
+    arg[0, 0] = size * size  # one past the last place: the kernel would write outside the window
+    assert_rejected(backend, "maxpool_backward", [dx, g, arg, *geo], "'arg'")
+
+
+@pytest.mark.parametrize("name", ["conv_forward", "conv_backward", "maxpool_forward", "maxpool_backward",
+                                  "avgpool_forward", "avgpool_backward"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_arrays_whose_width_does_not_fit_the_geometry_are_rejected(backend, name):
+    # the image widths (C·H·W, O·OH·OW, C·K·K) are no letters the spec shares: the geometry sets them
+    args = valid_args(name)
+    for i, param in arrays(name):
+        if args[i].ndim != 2:
+            continue
+        wider = np.zeros((args[i].shape[0], args[i].shape[1] + 1), args[i].dtype)
+        with pytest.raises(ValueError) as info:
+            getattr(get_backend(backend), name)(*replaced(args, i, wider))
+        assert not isinstance(info.value, NumbaError), f"{name} '{param.name}': numba error leaked through"
