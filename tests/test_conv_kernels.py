@@ -259,8 +259,6 @@ def kernel_digests() -> dict:
     """sha256 of every output of the convolution and pooling kernels at THREAD_GEOS, per dtype."""
     import numba
 
-    # get_num_threads() first: it launches numba's threads before any cached kernel loads (see the xfail
-    # test in test_kernels_threads.py for the crash that avoids)
     out = {"threads": numba.get_num_threads()}
     k = get_backend("numba")
     for n, geo in enumerate(THREAD_GEOS):

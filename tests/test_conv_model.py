@@ -495,10 +495,6 @@ def test_a_conv_model_built_from_4d_data_keeps_its_image_shape_in_its_copies():
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
 
 
-@pytest.mark.xfail(reason="fastnet/checkpoint_schema.py (not this helper's file) expects tensors of Dense layers "
-                          "only, so fn.load refuses every conv model: 'it holds tensors no part of the model uses: "
-                          "layers.0.weight ...', and with an optimizer 'optimizer.velocity is F32 of shape [224], "
-                          "but the model's architecture needs F32 of shape [63]'")
 def test_a_conv_model_saves_and_loads_with_its_optimizer(tmp_path):
     model = small_conv(input_shape=None)
     fit(model, epochs=1)
