@@ -2,8 +2,8 @@
 
 Every contender trains the same network from the same initial weights (a fastnet model's, seed 0) with
 plain SGD (lr 0.01) and softmax cross-entropy, in float32, on the same MNIST-shaped float32 images in
-[0, 1] (what ``fn.datasets.load`` gives), reshuffled every epoch. A case (``Case``) is an MLP on the 784 pixels or, with convolution blocks
-in front, a small CNN on 1x28x28 images such as LeNet-5 (``LENET5``):
+[0, 1] (what ``fn.datasets.load`` gives), reshuffled every epoch. A case (``Case``) is an MLP on the 784
+pixels or, with convolution blocks in front, a small CNN on 1x28x28 images such as LeNet-5 (``LENET5``):
 
     numba      fastnet on its numba kernels (``fit``), numba's default threads unless told
     numpy      fastnet's NumPy baseline backend (``backend="numpy"``): the same model on the NumPy twins
