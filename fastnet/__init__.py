@@ -16,7 +16,8 @@ try:  # numba and numpy load large libraries: a tight ulimit -v fails here, repo
                                 FastnetError, InputError, ShapeError)
     from fastnet._interrupt import TrainingInterrupted
     from fastnet.gradcheck import gradcheck
-    from fastnet.layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+    from fastnet.layers import (AvgPool2D, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU, Sigmoid,
+                                Tanh)
     from fastnet.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
     from fastnet.model import Sequential, load
     from fastnet.optimizers import SGD, Adam, CosineLR, ExponentialLR, StepLR
@@ -29,10 +30,9 @@ except (MemoryError, OSError, ImportError) as _error:
 from fastnet._version import __version__
 
 __all__ = [
-    "Adam", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "CosineLR",
-    "DataError", "Dense", "DistributedError", "DivergenceError", "DTypeError", "Dropout", "EarlyStopping",
-    "ExponentialLR", "FastnetError", "History", "InputError", "LeakyReLU", "MSE", "ReLU", "SGD", "Sequential",
-    "ShapeError", "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh", "TrainingInterrupted", "datasets",
-    "get_num_threads", "gradcheck", "load",
-    "set_num_threads", "__version__",
+    "Adam", "AvgPool2D", "BinaryCrossEntropy", "Callback", "Checkpoint", "CheckpointError", "ConfigError", "Conv2D",
+    "CosineLR", "DataError", "Dense", "DistributedError", "DivergenceError", "DTypeError", "Dropout",
+    "EarlyStopping", "ExponentialLR", "FastnetError", "Flatten", "History", "InputError", "LeakyReLU", "MaxPool2D",
+    "MSE", "ReLU", "SGD", "Sequential", "ShapeError", "Sigmoid", "SoftmaxCrossEntropy", "StepLR", "Tanh",
+    "TrainingInterrupted", "datasets", "get_num_threads", "gradcheck", "load", "set_num_threads", "__version__",
 ]

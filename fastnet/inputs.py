@@ -81,6 +81,20 @@ class Images(np.ndarray):
         return array[()] if return_scalar else array
 
 
+def flat_images(x, input_shape: tuple | None):
+    """Images ``x`` (n, channels, height, width) as the flat rows (n, channels·height·width) every kernel
+    takes (a view when x is contiguous), for a model whose input is ``input_shape``; any other x as it is.
+    ShapeError for images of another shape."""
+    shape = np.shape(x)
+    if input_shape is None or len(shape) <= 2:
+        return x
+    if tuple(shape[1:]) == tuple(input_shape):
+        return (x if isinstance(x, np.ndarray) else np.asarray(x)).reshape(len(x), math.prod(input_shape))
+    what = "images (channels, height, width)" if len(input_shape) == 3 else "flat rows"
+    raise ShapeError(f"x has samples of shape {tuple(shape[1:])} but the model takes {what} of shape "
+                     f"{tuple(input_shape)}")
+
+
 def check_shape(x, n_features: int) -> np.ndarray:
     """``x`` as an array (Images stay Images) of shape (samples, ``n_features``); ShapeError, with a hint, if not."""
     if not isinstance(x, np.ndarray):

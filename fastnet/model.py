@@ -16,7 +16,7 @@ from fastnet._memory import aligned_zeros
 from fastnet.callbacks import Callback, Checkpoint, History
 from fastnet.errors import ConfigError, DivergenceError
 from fastnet.kernels import get_backend
-from fastnet.layers import Dense, Layer, Sigmoid, with_activations
+from fastnet.layers import Dense, Flatten, Layer, Pool2D, Sigmoid, Weighted, with_activations
 from fastnet.losses import BinaryCrossEntropy, Loss, loss_named
 from fastnet.optimizers import SGD, Optimizer, optimizer_named
 from fastnet.program import Program
@@ -25,6 +25,7 @@ from fastnet.threads import kernel_threads, threads_for_load
 from fastnet.weights import sample_weights
 
 EVAL_BATCH = 1024
+EVAL_BYTES = 64 << 20  # evaluate and predict take batches of at most this many bytes of buffers (images cost more)
 
 
 class Summary(str):
@@ -40,8 +41,9 @@ class Sequential:
     Parameters
     ----------
     *layers : Layer
-        Dense, activation and Dropout layers, input first (or one list of them). A first
-        ``Dense(n_out)`` takes its input width from the data (see ``build``).
+        Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, activation and Dropout layers, input first (or one
+        list of them). A first ``Dense(n_out)`` takes its input width from the data, and a first Conv2D
+        without ``input_shape`` its image shape from 4-D data (n, channels, height, width) (see ``build``).
     loss : Loss or str
         SoftmaxCrossEntropy (integer labels), BinaryCrossEntropy (0/1 targets) or MSE, or Keras's
         name of one: "sparse_categorical_crossentropy", "binary_crossentropy", "mse" (see ``losses.loss_named``).
@@ -82,21 +84,23 @@ class Sequential:
         self.kernels = get_backend(backend)
         self.layers, self.loss, self.backend, self.dtype = list(layers), loss, backend, np.dtype(dtype)
         self.dense = [layer for layer in layers if isinstance(layer, Dense)]
+        self.weighted = [layer for layer in layers if isinstance(layer, Weighted)]
         if not self.dense:
             raise ConfigError("the model needs at least one Dense layer")
-        self.n_in = self.dense[0].n_in  # None for a first Dense(n_out): ``build`` sets it
-        width = self.n_in
+        first = self.weighted[0]
+        reshaped = any(isinstance(layer, (Flatten, Pool2D)) for layer in layers[:layers.index(first)])
+        if isinstance(first, Dense):  # its width, unless a Flatten or pooling before it makes that no input shape
+            self.input_shape = None if first.n_in is None or reshaped else (first.n_in,)
+        else:  # Conv2D's input_shape, or None until the data's images give it
+            self.input_shape = None if reshaped else first.input_shape
+        self.n_in = None if self.input_shape is None else math.prod(self.input_shape)
+        self.n_out = self._walk_shapes(self.input_shape)[0]
         for layer in layers:
-            if isinstance(layer, Dense) and layer.n_in is None:
-                layer.n_in = width
-            elif isinstance(layer, Dense) and layer.n_in != width:
-                raise ConfigError(f"{layer!r} takes {layer.n_in} inputs but the layer before it gives {width}")
-            width = layer.out_width(width)
             layer._model = self
-        self.n_out = width
         if loss.integer_targets and self.n_out < 2:
             raise ConfigError("SoftmaxCrossEntropy needs at least 2 outputs; use BinaryCrossEntropy for one")
         _refuse_keras_sigmoid(self.dense[-1], layers[-1], loss)
+        self.eval_batch = EVAL_BATCH
 
         seq = np.random.SeedSequence(seed)
         self.seed = seq.entropy  # recorded, so a run with seed=None can be repeated
@@ -113,55 +117,92 @@ class Sequential:
 
     # ---- the input width: given, or taken from the first data ----------------------
 
-    def build(self, n_in: int) -> None:
-        """Allocate and initialise a model whose first layer is ``Dense(n_out)``, for ``n_in`` inputs.
+    def _walk_shapes(self, input_shape: tuple | None) -> tuple:
+        """Follow one sample's shape through the layers, filling in the input width of each ``Dense(n_out)``;
+        ConfigError for a layer that cannot take what the one before gives. With ``input_shape`` None
+        (not known yet), the walk starts at the first Dense and gives its output's shape."""
+        shape = input_shape
+        for layer in self.layers:
+            if shape is None and not isinstance(layer, Dense):
+                continue
+            if isinstance(layer, Dense):
+                if shape is not None and len(shape) == 1 and layer.n_in is None:
+                    layer.n_in = shape[0]
+                elif shape is not None and len(shape) == 1 and layer.n_in != shape[0]:
+                    raise ConfigError(f"{layer!r} takes {layer.n_in} inputs but the layer before it gives {shape[0]}")
+                shape = (layer.n_in,) if shape is None else shape
+            shape = layer.out_shape(shape)
+        if len(shape) != 1:
+            raise ConfigError(f"the model's output must be flat but its last layer gives images of shape {shape}; "
+                              f"end with Flatten() and Dense(...)")
+        return shape
+
+    def build(self, input_shape) -> None:
+        """Allocate and initialise a model whose input shape is not known yet, for inputs of ``input_shape``:
+        a width (the first layer ``Dense(n_out)``) or an image (channels, height, width) for a first Conv2D
+        without ``input_shape``.
 
         ``fit``, ``evaluate``, ``predict``, ``loss_and_grad`` and ``train_step`` do it from their ``x``;
         the weights are those ``Dense(n_in, n_out)`` would have had with the same seed. Does nothing
-        for a model built for ``n_in`` already; ConfigError for another width.
+        for a model built for that input already; ConfigError for another.
         """
-        if not inputs.is_whole(n_in) or n_in < 1:
-            raise ConfigError(f"build(n_in): the input width must be a whole number >= 1, got {n_in!r}")
-        if self.n_in is not None:
-            if n_in != self.n_in:
-                raise ConfigError(f"build({n_in}): the model takes {self.n_in} inputs already")
+        shape = (input_shape,) if inputs.is_whole(input_shape) else input_shape
+        if not (isinstance(shape, (tuple, list)) and len(shape) in (1, 3)
+                and all(inputs.is_whole(v) and v >= 1 for v in shape)):
+            raise ConfigError(f"build(): the input must be a width >= 1 or an image shape (channels, height, width), "
+                              f"got {input_shape!r}")
+        shape = tuple(int(v) for v in shape)
+        if self.input_shape is not None:
+            if shape != self.input_shape:
+                raise ConfigError(f"build({input_shape}): the model takes inputs of shape {self.input_shape} already")
             return
-        self.n_in = self.dense[0].n_in = int(n_in)
+        lazy = [layer for layer in self.dense if layer.n_in is None]
         try:
+            self._walk_shapes(shape)
+            self.input_shape, self.n_in = shape, math.prod(shape)
             self._build()
         except BaseException:
-            self.n_in = self.dense[0].n_in = None
+            self.input_shape = self.n_in = None
+            for layer in lazy:
+                layer.n_in = None
             raise
 
     def _build(self) -> None:
         """Check, allocate and initialise the parameters, and compile the layers into a Program."""
         self._check_fits()
         self._allocate(self._init_rng)
-        self._program = Program(self.layers, self.loss, self.dtype, self.n_in, self.dropout_rng, self.backend)
+        self._program = Program(self.layers, self.loss, self.dtype, self.input_shape, self.dropout_rng, self.backend)
         self._program.bind(self.params, self.grads)
+        self.eval_batch = max(1, min(EVAL_BATCH, EVAL_BYTES // self._batch_bytes(1)))
 
     def _build_for(self, x) -> None:
-        """``build`` from ``x``'s width when the model has none yet."""
+        """``build`` from ``x``'s width, or its images' shape, when the model has none yet."""
         if self.n_in is not None:
             return
         shape = np.shape(x)
+        if len(shape) == 4 and min(shape[1:]) >= 1:
+            return self.build(shape[1:])
         if len(shape) != 2 or shape[1] < 1:
             raise inputs.ShapeError(f"x must be 2-D (samples, features) with at least one feature, got shape "
                                     f"{shape}; the model takes its input width from it")
+        if not isinstance(self.weighted[0], Dense):
+            raise ConfigError(f"x is flat ({shape[1]} features) and the model starts with {self.weighted[0]!r}: "
+                              f"give it input_shape=(channels, height, width), or pass x as (n, channels, height, "
+                              f"width)")
         self.build(shape[1])
 
     def _require_built(self, what: str) -> None:
         if self.n_in is None:
-            raise ConfigError(f"{what}: the model has no input width yet; fit it, call model.build(n_in), "
-                              f"or give Dense(n_in, n_out)")
+            raise ConfigError(f"{what}: the model has no input shape yet; fit it, call model.build(n_in) (or "
+                              f"build((channels, height, width))), or give Dense(n_in, n_out)")
 
     # ---- parameters ---------------------------------------------------------------
 
     def _check_fits(self) -> None:
         """Refuse a model whose parameters and gradients would not fit in memory, before allocating them."""
-        n = sum(layer.n_params for layer in self.dense)
-        widest = max(layer.n_in * layer.n_out for layer in self.dense)  # drawn in float64 first
-        widths = "-".join(map(str, [self.n_in] + [layer.n_out for layer in self.dense]))
+        n = sum(layer.n_params for layer in self.weighted)
+        widest = max(math.prod(layer.weight_shape) for layer in self.weighted)  # drawn in float64 first
+        widths = "-".join(map(str, [self.n_in] + [layer.weight_shape[0] for layer in self.weighted]))
         _memory.check_fits(2 * n * self.dtype.itemsize + 8 * widest,
                            f"a {widths} network ({n:,} {self.dtype} parameters, their gradients and the "
                            f"float64 draw of the largest initial weight)",
@@ -184,13 +225,13 @@ class Sequential:
 
     def _allocate(self, rng: np.random.Generator) -> None:
         """All parameters in one flat vector, gradients in another; layers hold views."""
-        n = sum(layer.n_params for layer in self.dense)
+        n = sum(layer.n_params for layer in self.weighted)
         self.params = aligned_zeros(n, self.dtype)
         self.grads = aligned_zeros(n, self.dtype)
         offset = 0
-        for layer in self.dense:
-            n_w, n_b = layer.n_out * layer.n_in, layer.n_out
-            shape = (layer.n_out, layer.n_in)
+        for layer in self.weighted:
+            shape = layer.weight_shape
+            n_w, n_b = math.prod(shape), shape[0]
             layer.weight = self.params[offset:offset + n_w].reshape(shape)
             layer.dw = self.grads[offset:offset + n_w].reshape(shape)
             layer.bias = self.params[offset + n_w:offset + n_w + n_b]
@@ -199,11 +240,12 @@ class Sequential:
             offset += n_w + n_b
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter: ``{"layers.<i>.weight": (out, in), "layers.<i>.bias": (out,)}``."""
+        """Copies of every parameter: ``{"layers.<i>.weight": (out, in), "layers.<i>.bias": (out,)}`` for Dense,
+        weight (out_channels, in_channels, k, k) for Conv2D, as PyTorch shapes them."""
         self._require_built("get_weights()")
         out = {}
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
+            if isinstance(layer, Weighted):
                 out[f"layers.{i}.weight"] = layer.weight.copy()
                 out[f"layers.{i}.bias"] = layer.bias.copy()
         return out
@@ -228,7 +270,7 @@ class Sequential:
         if bad:
             raise ConfigError(f"set_weights(): {bad} as {self.dtype}; weights must be finite numbers")
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
+            if isinstance(layer, Weighted):
                 layer.weight[...] = weights[f"layers.{i}.weight"]
                 layer.bias[...] = weights[f"layers.{i}.bias"]
 
@@ -352,6 +394,7 @@ class Sequential:
         """``x`` ready for the kernels and its batch divisor (``inputs.check_x``), after ``preprocessing``
         (one float copy of x, made once per call), the model built for its width if it had none."""
         self._build_for(x)
+        x = inputs.flat_images(x, self.input_shape)
         if self.preprocessing is not None:  # the shape first, so a bad x gets the message it gets without
             x = self.preprocessing.transform(inputs.check_shape(x, self.n_in))
         return inputs.check_x(x, self.n_in, self.dtype)
@@ -474,7 +517,7 @@ class Sequential:
             cb.params = {"epochs": epochs, "batch_size": batch_size, "metrics": metrics}
             if isinstance(cb, Checkpoint):
                 _refuse_unwritable(cb)
-        val_batch = 0 if val is None else min(EVAL_BATCH, len(val[0]))
+        val_batch = 0 if val is None else min(self.eval_batch, len(val[0]))
         self._check_fit_fits(self.optimizer, min(batch_size, len(x)), val_batch)
         self.optimizer.bind(self.params.size, self.dtype, owner=self)
         self._check_partial_epoch(len(x), batch_size)
@@ -603,7 +646,7 @@ class Sequential:
     def _evaluate(self, x, y, divisor, parallel=None, weights=None) -> dict:
         total_loss, total_hits, n = 0.0, 0, len(x)
         order = np.arange(n) if parallel is None else parallel.shard(np.arange(n))
-        for idx in self._batches(len(order), EVAL_BATCH, order):
+        for idx in self._batches(len(order), self.eval_batch, order):
             loss, hits = self._program.run(x, y, idx, divisor, train=False, weights=weights)
             total_loss += loss * len(idx)
             total_hits += hits
@@ -653,7 +696,7 @@ class Sequential:
         out = np.empty((len(x), self.n_out), self.dtype)
         k = self.kernels.raw
         with kernel_threads(self.backend):
-            for idx in self._batches(len(x), EVAL_BATCH, np.arange(len(x))):
+            for idx in self._batches(len(x), self.eval_batch, np.arange(len(x))):
                 logits = self._program.outputs(x, idx, divisor)
                 rows = out[idx[0]:idx[-1] + 1]
                 if self.loss.output == "softmax":
@@ -694,10 +737,10 @@ class Sequential:
         """
         self._require_built("summary()")
         rows = [("layer", "output shape", "params")]
-        width = self.n_in
+        shape = self.input_shape
         for layer in self.layers:
-            width = layer.out_width(width)
-            rows.append((repr(layer), f"(None, {width})", str(getattr(layer, "n_params", 0))))
+            shape = layer.out_shape(shape)
+            rows.append((repr(layer), f"(None, {', '.join(map(str, shape))})", str(getattr(layer, "n_params", 0))))
         rows.append((f"loss: {self.loss!r}", f"backend: {self.backend}", f"dtype: {self.dtype}"))
         cols = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{a:<{cols[0]}}  {b:<{cols[1]}}  {c:>{cols[2]}}" for a, b, c in rows]

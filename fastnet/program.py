@@ -2,10 +2,11 @@
 
 ``build_ops`` decides once how layers fuse:
 
-* an activation right after a Dense layer runs in that layer's GEMM epilogue;
-* the derivative of an activation whose output feeds a Dense layer runs in that
-  Dense layer's dx epilogue, so the gradient handed down is already with respect
+* an activation right after a Dense or Conv2D layer runs in that layer's GEMM epilogue;
+* the derivative of an activation whose output feeds a Dense or Conv2D layer runs in that
+  layer's dx epilogue, so the gradient handed down is already with respect
   to the activation's input;
+* Flatten is no op: every buffer is flat, images in NCHW order;
 * dropout is an op of its own, and evaluation passes its input on.
 
 ``Program`` turns the ops into the table ``prog``/``consts`` and places every buffer at a
@@ -14,47 +15,57 @@ allocates the vectors for batch size B once, and a step then allocates nothing.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastnet._memory import aligned_zeros
 from fastnet.kernels import ACT, step
+from fastnet.kernels.conv import conv_workspace
 from fastnet.kernels.gemm import workspace_size
-from fastnet.layers import Activation, Dense, Dropout
+from fastnet.layers import Activation, AvgPool2D, Conv2D, Dense, Dropout, MaxPool2D, Weighted
 from fastnet.threads import start_pool
 
 IDENTITY = (ACT["identity"], 0.0, 0.0)
-KINDS = {"dense": step.DENSE, "act": step.ACTIVATION, "dropout": step.DROPOUT}
+KINDS = {"dense": step.DENSE, "act": step.ACTIVATION, "dropout": step.DROPOUT, "conv": step.CONV,
+         "maxpool": step.MAXPOOL, "avgpool": step.AVGPOOL}
+WEIGHTED = ("dense", "conv")  # the ops with parameters; each applies f' of the op below in its dx pass
 
 
 @dataclass
 class Op:
-    """One fused stage: a Dense layer (with its output activation), an activation alone, or dropout."""
+    """One fused stage: a Dense or Conv2D layer (with its output activation), a pooling layer, an
+    activation alone, or dropout."""
 
-    kind: str  # "dense" | "act" | "dropout"
+    kind: str  # a key of KINDS
     layer: object
-    width: int  # output width
+    width: int  # output width: the product of ``shape``
+    in_shape: tuple = ()  # one sample's input: (width,) or (channels, height, width)
     act: tuple = IDENTITY  # activation applied to the output
-    grad_is_pre_act: bool = False  # the next Dense already applied this op's activation derivative
+    grad_is_pre_act: bool = False  # the next weighted op already applied this op's activation derivative
 
 
-def build_ops(layers, n_in: int) -> list[Op]:
+def build_ops(layers, input_shape: tuple) -> list[Op]:
+    """The layers as ops, for one sample of ``input_shape``; Flatten is none (buffers are flat already)."""
     ops: list[Op] = []
-    width = n_in
+    shape = tuple(input_shape)
     for layer in layers:
-        width = layer.out_width(width)
-        if isinstance(layer, Dense):
-            ops.append(Op("dense", layer, width))
+        in_shape, shape = shape, layer.out_shape(shape)
+        width = math.prod(shape)
+        if isinstance(layer, (Dense, Conv2D)):
+            ops.append(Op("dense" if isinstance(layer, Dense) else "conv", layer, width, in_shape))
+        elif isinstance(layer, (MaxPool2D, AvgPool2D)):
+            ops.append(Op("maxpool" if isinstance(layer, MaxPool2D) else "avgpool", layer, width, in_shape))
         elif isinstance(layer, Activation):
-            if ops and ops[-1].kind == "dense" and ops[-1].act == IDENTITY:
+            if ops and ops[-1].kind in WEIGHTED and ops[-1].act == IDENTITY:
                 ops[-1].act = layer.act
             else:
-                ops.append(Op("act", layer, width, act=layer.act))
+                ops.append(Op("act", layer, width, in_shape, act=layer.act))
         elif isinstance(layer, Dropout):
-            ops.append(Op("dropout", layer, width))
+            ops.append(Op("dropout", layer, width, in_shape))
     for op, nxt in zip(ops, ops[1:]):
-        op.grad_is_pre_act = op.act != IDENTITY and nxt.kind == "dense"
+        op.grad_is_pre_act = op.act != IDENTITY and nxt.kind in WEIGHTED
     return ops
 
 
@@ -75,8 +86,9 @@ class Program:
     ``backend`` picks the compiled step or its NumPy twin; both read the same table.
     """
 
-    def __init__(self, layers, loss, dtype, n_in: int, rng: np.random.Generator, backend: str):
-        self.ops = build_ops(layers, n_in)
+    def __init__(self, layers, loss, dtype, input_shape: tuple, rng: np.random.Generator, backend: str):
+        self.ops = build_ops(layers, input_shape)
+        n_in = math.prod(input_shape)
         self.dtype, self.n_in, self.rng = np.dtype(dtype), n_in, rng
         self.loss_code, self.hits_code = step.LOSS[loss.kernel], step.HITS[loss.hits]
         self.loss_and_grad_kernel, self.forward_kernel = step.for_backend(backend)
@@ -92,32 +104,47 @@ class Program:
         ops = self.ops
         prog = np.zeros((len(ops), step.PROG_COLUMNS), np.int64)
         consts = np.zeros((len(ops), step.CONST_COLUMNS), np.float64)
-        offsets, offset = {}, 0  # each Dense layer's weight and bias in the flat vectors, as the model lays them out
+        offsets, offset = {}, 0  # each weighted layer's weight and bias in the flat vectors, as the model lays them out
         for layer in layers:
-            if isinstance(layer, Dense):
-                offsets[id(layer)] = (offset, offset + layer.n_out * layer.n_in)
+            if isinstance(layer, Weighted):
+                offsets[id(layer)] = (offset, offset + math.prod(layer.weight_shape))
                 offset += layer.n_params
         col = self.n_in  # column 0 holds the batch
         in_col, in_width, grad_in_col, mask_col = 0, self.n_in, -1, 0
-        first_dense = next(i for i, op in enumerate(ops) if op.kind == "dense")
+        first_weighted = next(i for i, op in enumerate(ops) if op.kind in WEIGHTED)
         for i, op in enumerate(ops):
             row, c = prog[i], consts[i]
             row[step.KIND], row[step.WIDTH], row[step.IN_WIDTH] = KINDS[op.kind], op.width, in_width
             row[step.ACT], c[step.P0], c[step.P1] = op.act
             row[step.IN_COL], row[step.OUT_COL], row[step.PRE] = in_col, col, op.grad_is_pre_act
             col += op.width
-            if op.kind == "dense":
+            if len(op.in_shape) == 3:
+                row[step.CH_IN], row[step.HEIGHT], row[step.WIDE] = op.in_shape
+            if op.kind in WEIGHTED:
                 row[step.W_OFF], row[step.B_OFF] = offsets[id(op.layer)]
+                row[step.N_W] = math.prod(op.layer.weight_shape)
                 c[step.L1], c[step.L2] = op.layer.l1, op.layer.l2
                 below = ops[i - 1] if i else None
                 in_act = below.act if below is not None and below.grad_is_pre_act else IDENTITY
                 row[step.IN_ACT], c[step.IN_P0], c[step.IN_P1] = in_act
-            elif op.kind == "dropout":
-                row[step.MASK_COL], c[step.DROP_SCALE] = mask_col, 1.0 / (1.0 - op.layer.p)
+            if op.kind == "conv":
+                layer = op.layer
+                row[step.K], row[step.STRIDE], row[step.PAD] = layer.kernel_size, layer.stride, layer.padding
+                row[step.CH_OUT] = layer.out_channels
+                row[step.COL_COL] = col  # im2col: C·K·K·P values per sample
+                col += row[step.N_W] // layer.out_channels * (op.width // layer.out_channels)
+                row[step.SCR_COL] = col  # the output, and then its gradient, as (O, B·P)
+                col += op.width
+            elif op.kind in ("maxpool", "avgpool"):
+                row[step.K], row[step.STRIDE] = op.layer.size, op.layer.stride
+            if op.kind in ("dropout", "maxpool"):  # the dropout mask, or max pooling's argmax
+                row[step.MASK_COL] = mask_col
                 mask_col += op.width
-            row[step.GRAD_IN_COL] = grad_in_col if i > first_dense else -1
-            pass_through = op.kind == "act" and op.grad_is_pre_act  # the Dense above applied f' already
-            if pass_through and i > first_dense:
+            if op.kind == "dropout":
+                c[step.DROP_SCALE] = 1.0 / (1.0 - op.layer.p)
+            row[step.GRAD_IN_COL] = grad_in_col if i > first_weighted else -1
+            pass_through = op.kind == "act" and op.grad_is_pre_act  # the weighted op above applied f' already
+            if pass_through and i > first_weighted:
                 row[step.GRAD_COL] = grad_in_col
             else:
                 row[step.GRAD_COL] = col
@@ -134,6 +161,8 @@ class Program:
         for op in self.prog[self.prog[:, step.KIND] == step.DENSE]:
             o, i = int(op[step.WIDTH]), int(op[step.IN_WIDTH])
             need = max(need, workspace_size(batch, o, i), workspace_size(o, i, batch), workspace_size(batch, i, o))
+        for op in self.prog[self.prog[:, step.KIND] == step.CONV]:
+            need = max(need, conv_workspace(batch, int(op[step.CH_OUT]), *(int(v) for v in op[step.CH_IN:step.PAD + 1])))
         return need
 
     def bytes_per_row(self) -> int:
