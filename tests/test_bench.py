@@ -12,7 +12,6 @@ import platformdirs
 import pytest
 
 from fastnet.bench.busy import busy_processes
-import fastnet as fn
 from fastnet.bench.contenders import LENET5, Case, contender, epoch_data, initial_weights
 from fastnet.bench.harness import CASES, start_worker, summarise, targets, time_case, worker_env
 from fastnet.bench.machine import kernel_vector_width, register_counts, vector_bits
@@ -172,13 +171,12 @@ def test_lenet_contenders_train_a_tiny_epoch_into_fastnets_shapes(key):
 
 @pytest.mark.parametrize("key", ["jax-scan", "jax-step"])
 def test_lenet_jax_takes_the_same_first_step_as_torch(key):
-    # one batch of all the data, from the same start; fastnet joins in the test below once it has Conv2D
+    # one batch of all the data, from the same start (fastnet's, seed 0)
     start = initial_weights(LENET5)
     ref, other = trained_weights("torch", LENET5, 64, 1), trained_weights(key, LENET5, 64, 1)
     assert_same_step(ref, other, start)
 
 
-@pytest.mark.skipif(not hasattr(fn, "Conv2D"), reason="fastnet has no Conv2D yet (issue 24)")
 @pytest.mark.parametrize("key", ["numba", "torch", "jax-scan", "jax-step"])
 def test_every_lenet_contender_takes_the_same_first_step_as_the_numpy_im2col_baseline(key):
     start = initial_weights(LENET5)

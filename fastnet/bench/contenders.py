@@ -138,13 +138,6 @@ def layer_weights(case: Case, weights: dict) -> list[tuple[np.ndarray, np.ndarra
 def initial_weights(case: Case) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every contender's starting point: the fastnet model's (weight, bias) per layer, weight (out, in) for
     a dense layer and (Co, Ci, K, K) for a convolution."""
-    if case.convs and not hasattr(fn, "Conv2D"):  # TEMPORARY until issue 24's layers are merged
-        rng = np.random.default_rng(0)
-        fans = [ci * k * k for ci, _, k, _, _ in case.conv_shapes()] + case.widths[:-1]
-        shapes = [(co, ci, k, k) for ci, co, k, _, _ in case.conv_shapes()]
-        shapes += [(b, a) for a, b in zip(case.widths, case.widths[1:])]
-        return [(rng.uniform(-1, 1, s).astype(np.float32) / np.float32(np.sqrt(f)), np.zeros(s[0], np.float32))
-                for s, f in zip(shapes, fans)]
     return layer_weights(case, fastnet_model(case, "numpy").get_weights())
 
 
