@@ -150,6 +150,8 @@ def build_parser() -> Parser:
                        help="timed epochs per contender, interleaved (default: 5)")
     bench.add_argument("--quick", action="store_true",
                        help="only 784-128-10 sigmoid at B=128; no compile-time, memory or vector-width checks")
+    bench.add_argument("--lenet", action="store_true",
+                       help="only the LeNet-5 case (ReLU, B=64), with all its contenders; no compile-time or memory checks")
     bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     bench.add_argument("--no-jax", action="store_true", help="leave JAX out")
     bench.add_argument("--busy", type=_number(int, 0, 64), default=0, metavar="N",

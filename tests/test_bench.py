@@ -12,7 +12,7 @@ import platformdirs
 import pytest
 
 from fastnet.bench.busy import busy_processes
-from fastnet.bench.contenders import Case, contender, epoch_data
+from fastnet.bench.contenders import LENET5, Case, contender, epoch_data, initial_weights
 from fastnet.bench.harness import CASES, start_worker, summarise, targets, time_case, worker_env
 from fastnet.bench.machine import kernel_vector_width, register_counts, vector_bits
 from fastnet.bench.output import default_output_dir, output_path
@@ -33,6 +33,29 @@ def test_flops_per_epoch_counts_forward_dw_and_dx_except_the_first_layer():
     assert deep.flops_per_epoch(1) == 2 * (784 * 512 * 2 + 512 * 256 * 3 + 256 * 10 * 3)
 
 
+def test_lenet_flops_are_the_counted_macs_of_its_layers():
+    # shapes worked out here: conv 1->6 5x5 pad 2 keeps 28x28, pool to 14; conv 6->16 5x5 gives 10x10, pool to 5
+    conv1, conv2 = 28 * 28 * 6 * 1 * 5 * 5, 10 * 10 * 16 * 6 * 5 * 5
+    dense = [16 * 5 * 5 * 120, 120 * 84, 84 * 10]
+    forward = conv1 + conv2 + sum(dense)
+    backward = conv1 + 2 * (conv2 + sum(dense))  # dW everywhere, dX everywhere but the first conv
+    assert LENET5.flops_per_epoch(1000) == 2 * (forward + backward) * 1000
+    assert LENET5.widths == [400, 120, 84, 10]
+    # the count scales with the convolutions' output area: padding changes it
+    unpadded = Case((120, 84), "relu", 64, ((6, 5, 0), (16, 5, 0)))
+    assert unpadded.widths == [16 * 4 * 4, 120, 84, 10]
+    assert unpadded.flops_per_epoch(1) < LENET5.flops_per_epoch(1)
+
+
+def test_a_case_round_trips_through_json_and_an_mlp_keeps_its_old_form():
+    for case in (LENET5, Case((128,), "sigmoid", 32), Case((8,), "tanh", 16, ((4, 3, 1),))):
+        assert Case.from_json(json.loads(json.dumps(case.to_json()))) == case
+    assert Case((128,), "sigmoid", 32).to_json() == [[128], "sigmoid", 32]  # what older runs sent and wrote
+    assert LENET5.to_json() == [[120, 84], "relu", 64, [[6, 5, 2], [16, 5, 0]]]
+    assert LENET5.name == "LeNet-5 relu B=64"
+    assert Case((8,), "tanh", 16, ((4, 3, 1),)).name == "c4k3p1-784-8-10 tanh B=16"
+
+
 def test_epoch_data_tiles_the_sample_to_the_requested_size():
     x, y = epoch_data(20_000)
     assert x.shape == (20_000, 784) and x.dtype.name == "float32" and y.shape == (20_000,)
@@ -42,11 +65,13 @@ def test_epoch_data_tiles_the_sample_to_the_requested_size():
 def test_cases_are_the_rows_the_targets_are_set_for():
     assert [c.name for c in CASES] == [
         "784-128-10 sigmoid B=32", "784-128-10 sigmoid B=64", "784-128-10 sigmoid B=128",
-        "784-128-10 sigmoid B=256", "784-512-256-10 relu B=128"]
+        "784-128-10 sigmoid B=256", "784-512-256-10 relu B=128", "LeNet-5 relu B=64"]
     assert targets(CASES[0]) == {"numpy": 0.5, "jax-scan": 0.75, "torch": 0.3}
     assert targets(CASES[3]) == {"numpy": 0.65, "jax-scan": 0.8, "torch": 0.5}
     assert targets(CASES[4]) == {"numpy": 0.75, "jax-scan": 0.85, "torch": 0.75}
+    assert targets(CASES[5]) == {"jax-scan": 1.0, "torch": 0.7}
     assert targets(Case((64,), "relu", 32)) == {}
+    assert targets(Case((120, 84), "relu", 32, LENET5.convs)) == {}
 
 
 # ---- a fair NumPy baseline: its process runs without the variables that force BLAS kernels ----------
@@ -114,10 +139,15 @@ def trained_weights(key: str, case, samples: int, epochs: int) -> list:
 @pytest.mark.parametrize("key", ["numba", "torch", "jax-scan", "jax-step"])
 def test_every_contender_takes_the_same_first_step_as_the_numpy_baseline(key):
     case = Case((16,), "sigmoid", 64)  # one batch of all the data: the shuffle cannot matter
-    start = [w for w, _ in contender("numpy", case, *epoch_data(64)).weights()]
+    start = contender("numpy", case, *epoch_data(64)).weights()
     ref, other = trained_weights("numpy-1", case, 64, 1), trained_weights(key, case, 64, 1)
-    for (w_ref, b_ref), (w, b), w0 in zip(ref, other, start):
-        assert np.abs(w_ref - w0).max() > 1e-5  # the step moved the weights
+    assert_same_step(ref, other, start)
+
+
+def assert_same_step(ref: list, other: list, start: list) -> None:
+    """Both contenders' [(weight, bias)] after the same step agree, and the step moved the weights."""
+    for (w_ref, b_ref), (w, b), (w0, _) in zip(ref, other, start, strict=True):
+        assert np.abs(w_ref - w0).max() > 1e-5
         np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
         np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-6)
 
@@ -127,6 +157,31 @@ def test_jax_epoch_jit_handles_a_ragged_last_batch_like_the_step_jit():
     scan, step = (trained_weights(key, case, 100, 2) for key in ("jax-scan", "jax-step"))
     for (a, _), (b, _) in zip(scan, step):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["torch", "jax-scan", "jax-step"])
+def test_lenet_contenders_train_a_tiny_epoch_into_fastnets_shapes(key):
+    start = initial_weights(LENET5)
+    trained = trained_weights(key, LENET5, 256, 1)
+    shapes = [((6, 1, 5, 5), (6,)), ((16, 6, 5, 5), (16,)), ((120, 400), (120,)), ((84, 120), (84,)), ((10, 84), (10,))]
+    assert [(w.shape, b.shape) for w, b in trained] == shapes
+    for (w, b), (w0, _) in zip(trained, start):
+        assert np.isfinite(w).all() and np.isfinite(b).all() and np.abs(w - w0).max() > 1e-5
+
+
+@pytest.mark.parametrize("key", ["jax-scan", "jax-step"])
+def test_lenet_jax_takes_the_same_first_step_as_torch(key):
+    # one batch of all the data, from the same start (fastnet's, seed 0)
+    start = initial_weights(LENET5)
+    ref, other = trained_weights("torch", LENET5, 64, 1), trained_weights(key, LENET5, 64, 1)
+    assert_same_step(ref, other, start)
+
+
+@pytest.mark.parametrize("key", ["numba", "torch", "jax-scan", "jax-step"])
+def test_every_lenet_contender_takes_the_same_first_step_as_the_numpy_im2col_baseline(key):
+    start = initial_weights(LENET5)
+    ref, other = trained_weights("numpy-1", LENET5, 64, 1), trained_weights(key, LENET5, 64, 1)
+    assert_same_step(ref, other, start)
 
 
 # ---- interleaving and the summary ---------------------------------------------------------------------
@@ -242,7 +297,8 @@ def test_bench_command_writes_the_machine_every_contender_and_the_ratios(tmp_pat
     assert row["case"] == "784-128-10 sigmoid B=128" and row["numpy_best"] in ("numpy-1", "numpy-2")
     assert all(len(c["times"]) == 1 and c["median_s"] > 0 for c in row["contenders"].values())
     assert row["ratios"]["numpy"]["target"] == 0.65 and isinstance(row["ratios"]["numpy"]["met"], bool)
-    assert data["efficiency"]["target_pct"] == 70 and data["efficiency"]["pct"] > 0
+    [eff] = data["efficiency"]
+    assert eff["target_pct"] == 70 and eff["pct"] > 0
     out = result.stdout
     assert f"LLVM target {m['llvm_cpu']}" in out and "load average" in out and "0 busy processes" in out
     assert "| case | fastnet | NumPy (best of 1/2 thr.) |" in out and "| 784-128-10 sigmoid B=128 |" in out
@@ -364,6 +420,20 @@ def test_bench_command_without_out_writes_to_the_default_folder_and_says_where(d
     prefix = data_home / "fastnet-bench"
     assert written == [(f"{prefix}.json", f"{prefix}.png")] and data_home.is_dir()
     assert f"results written to {prefix}.json" in capsys.readouterr().out
+
+
+def test_bench_lenet_runs_the_lenet_case_alone_with_every_contender(tmp_path, monkeypatch):
+    from fastnet.bench import command
+    from fastnet.cli import main
+
+    calls = []
+    monkeypatch.setattr(command, "run", lambda cases, **kwargs: calls.append((cases, kwargs)) or {"cases": []})
+    monkeypatch.setattr(command, "format_table", lambda results: "the table")
+    monkeypatch.setattr(command, "write_outputs", lambda results, *paths: None)
+    assert main(["bench", "--lenet", "--rounds", "1", "--out", str(tmp_path / "r")]) == 0
+    [(cases, kwargs)] = calls
+    assert [c.name for c in cases] == ["LeNet-5 relu B=64"] and cases == [CASES[-1]]  # the full run's last case
+    assert kwargs["with_torch"] and kwargs["with_jax"] and not kwargs["extras"]
 
 
 def test_bench_sklearn_without_out_writes_to_the_default_folder(data_home, monkeypatch, capsys):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import fastnet as fn
 from fastnet.bench import mpi
-from fastnet.bench.harness import CASES, QUICK_CASES, format_table, run, write_outputs
+from fastnet.bench.harness import CASES, LENET_CASES, QUICK_CASES, format_table, run, write_outputs
 from fastnet.bench.output import output_path
 from fastnet.bench.versus_sklearn import SKLEARN_DATASETS, format_sklearn_table, run_sklearn
 from fastnet.errors import ConfigError
@@ -24,11 +24,13 @@ def run_bench(args, say) -> int:
     if args.threads:
         fn.set_num_threads(args.threads)  # checked here, so a bad count is a one-line error
     prefix = output_path(args.out, "fastnet-bench", ".json")
-    cases = QUICK_CASES if args.quick else CASES
+    cases = LENET_CASES if args.lenet else QUICK_CASES if args.quick else CASES
+    # the compile-time and memory lines measure the MLP cases: not part of a LeNet-only run
+    extras = not (args.quick or args.lenet)
     say(f"fastnet bench: {len(cases)} cases, {args.rounds} interleaved epochs of {args.samples:,} samples each "
         f"per contender" + (f", {args.busy} busy processes" if args.busy else ""))
     results = run(cases, rounds=args.rounds, samples=args.samples, busy=args.busy, numba_threads=args.threads,
-                  with_torch=not args.no_torch, with_jax=not args.no_jax, extras=not args.quick,
+                  with_torch=not args.no_torch, with_jax=not args.no_jax, extras=extras,
                   vector_width=not args.quick, say=say)
     say("")
     say(format_table(results))

@@ -2,10 +2,12 @@
 
 Every contender trains the same network from the same initial weights (a fastnet model's, seed 0) with
 plain SGD (lr 0.01) and softmax cross-entropy, in float32, on the same MNIST-shaped float32 images in
-[0, 1] (what ``fn.datasets.load`` gives), reshuffled every epoch:
+[0, 1] (what ``fn.datasets.load`` gives), reshuffled every epoch. A case (``Case``) is an MLP on the 784
+pixels or, with convolution blocks in front, a small CNN on 1x28x28 images such as LeNet-5 (``LENET5``):
 
     numba      fastnet on its numba kernels (``fit``), numba's default threads unless told
     numpy      fastnet's NumPy baseline backend (``backend="numpy"``): the same model on the NumPy twins
+               (a convolution's twin is im2col + a BLAS matmul: the NumPy im2col baseline)
     torch      PyTorch eager: the ordinary ``nn.Sequential`` / ``optim.SGD`` loop
     jax-scan   JAX with the whole epoch under one ``jax.jit``: ``lax.scan`` over the batches
     jax-step   JAX with one ``jax.jit`` per training step, batches gathered by NumPy
@@ -33,35 +35,74 @@ SAMPLES = 60_000
 LR = 0.01
 
 
+IMAGE = (1, 28, 28)  # what a convolutional case sees of each 784-pixel row: NCHW, one channel
+
+
 @dataclass(frozen=True)
 class Case:
-    """A network and batch size: hidden widths, hidden activation, batch size."""
+    """A network and batch size: convolution blocks, hidden widths, hidden activation, batch size.
+
+    ``convs`` holds one (out_channels, kernel, padding) per block Conv2D -> activation -> MaxPool2D(2)
+    that runs on the 1x28x28 images before the dense layers; empty (an MLP on the 784 pixels) by default.
+    """
 
     hidden: tuple[int, ...]
     activation: str
     batch: int
+    convs: tuple[tuple[int, int, int], ...] = ()
+
+    def conv_shapes(self) -> list[tuple[int, int, int, int, int]]:
+        """(in_channels, out_channels, kernel, padding, output side) of each convolution, stride 1."""
+        channels, side, out = IMAGE[0], IMAGE[1], []
+        for co, k, pad in self.convs:
+            conv_side = side + 2 * pad - k + 1
+            out.append((channels, co, k, pad, conv_side))
+            channels, side = co, conv_side // 2  # the 2x2 max pool
+        return out
 
     @property
     def widths(self) -> list[int]:
-        return [784, *self.hidden, 10]
+        """The dense layers' widths, from the flattened input (784 pixels, or the last pool's C·H·W) to 10."""
+        flat = 784
+        if self.convs:
+            _, co, _, _, side = self.conv_shapes()[-1]
+            flat = co * (side // 2) ** 2
+        return [flat, *self.hidden, 10]
 
     @property
     def name(self) -> str:
-        return f"{'-'.join(map(str, self.widths))} {self.activation} B={self.batch}"
+        if self.convs == LENET5_CONVS and self.hidden == LENET5_HIDDEN:
+            return f"LeNet-5 {self.activation} B={self.batch}"
+        convs = "".join(f"c{co}k{k}" + (f"p{pad}" if pad else "") + "-" for co, k, pad in self.convs)
+        return f"{convs}{'-'.join(map(str, self.widths))} {self.activation} B={self.batch}"
 
     def flops_per_epoch(self, samples: int = SAMPLES) -> float:
-        """Forward, dW for every layer, and dX for every layer but the first: 2·in·out each."""
-        pairs = list(zip(self.widths, self.widths[1:]))
-        per_sample = sum(2 * a * b * (2 if i == 0 else 3) for i, (a, b) in enumerate(pairs))
-        return per_sample * samples
+        """Counted FLOPs: per layer 2·MACs for the forward pass, as many for dW, and as many for dX in
+        every layer but the first (its input needs no gradient); pools and activations are not counted.
+
+        A dense layer's MACs are in·out a sample, a convolution's Ci·Co·K²·Ho·Wo. 784-128-10 costs
+        2·(784·128·2 + 128·10·3) = 409,088 a sample, 24.5 GFLOP an epoch of 60,000. LeNet-5 (conv 1->6
+        5x5 pad 2 on 28x28, conv 6->16 5x5 on 14x14, dense 400-120-84-10) has 117,600 + 240,000 conv MACs
+        and 48,000 + 10,080 + 840 dense MACs: 2·(117,600·2 + (240,000 + 58,920)·3) = 2,263,920 a sample,
+        135.8 GFLOP an epoch.
+        """
+        macs = [ci * co * k * k * side * side for ci, co, k, _, side in self.conv_shapes()]
+        macs += [a * b for a, b in zip(self.widths, self.widths[1:])]
+        return sum(2 * m * (2 if i == 0 else 3) for i, m in enumerate(macs)) * samples
 
     def to_json(self) -> list:
-        return [list(self.hidden), self.activation, self.batch]
+        """[hidden, activation, batch], and the convolutions after them if any (an MLP's stays as it was)."""
+        return [list(self.hidden), self.activation, self.batch] + ([[list(c) for c in self.convs]] if self.convs else [])
 
     @classmethod
     def from_json(cls, value) -> Case:
-        hidden, activation, batch = value
-        return cls(tuple(hidden), activation, batch)
+        hidden, activation, batch, *convs = value
+        return cls(tuple(hidden), activation, batch, tuple(tuple(c) for c in (convs[0] if convs else ())))
+
+
+LENET5_CONVS = ((6, 5, 2), (16, 5, 0))
+LENET5_HIDDEN = (120, 84)
+LENET5 = Case(LENET5_HIDDEN, "relu", 64, LENET5_CONVS)
 
 
 def epoch_data(samples: int = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
@@ -72,23 +113,38 @@ def epoch_data(samples: int = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fastnet_model(case: Case, backend: str, seed: int = 0) -> fn.Sequential:
+    """The case's fastnet model: conv blocks (Conv2D, activation, MaxPool2D(2)) and a Flatten if any, then
+    Dense layers with the activation between them."""
     layers = []
+    for i, (ci, co, k, pad, _) in enumerate(case.conv_shapes()):
+        first = {"input_shape": IMAGE} if i == 0 else {}
+        layers += [fn.Conv2D(ci, co, k, padding=pad, **first), fn.layers.activation(case.activation), fn.MaxPool2D(2)]
+    if case.convs:
+        layers.append(fn.Flatten())
     for a, b in zip(case.widths[:-2], case.widths[1:-1]):
         layers += [fn.Dense(a, b), fn.layers.activation(case.activation)]
     layers.append(fn.Dense(case.widths[-2], case.widths[-1]))
     return fn.Sequential(*layers, loss=fn.SoftmaxCrossEntropy(), backend=backend, dtype="float32", seed=seed)
 
 
+def layer_weights(case: Case, weights: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight, bias) per conv and dense layer, in order, from a fastnet model's ``get_weights()``: a
+    conv block is 3 layers, the Flatten 1, a dense layer and its activation 2."""
+    first_dense = 3 * len(case.convs) + (1 if case.convs else 0)
+    index = [3 * i for i in range(len(case.convs))] + [first_dense + 2 * i for i in range(len(case.widths) - 1)]
+    return [(weights[f"layers.{i}.weight"], weights[f"layers.{i}.bias"]) for i in index]
+
+
 def initial_weights(case: Case) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every contender's starting point: the fastnet model's (weight (out, in), bias) per Dense layer."""
-    w = fastnet_model(case, "numpy").get_weights()
-    return [(w[f"layers.{2 * i}.weight"], w[f"layers.{2 * i}.bias"]) for i in range(len(case.widths) - 1)]
+    """Every contender's starting point: the fastnet model's (weight, bias) per layer, weight (out, in) for
+    a dense layer and (Co, Ci, K, K) for a convolution."""
+    return layer_weights(case, fastnet_model(case, "numpy").get_weights())
 
 
 @dataclass
 class Contender:
     """Something that trains one epoch per call of ``epoch()``; ``weights()`` gives its parameters as
-    [(weight (out, in), bias)] per layer; ``compile_seconds`` is what was spent compiling before the
+    [(weight, bias)] per layer in fastnet's shapes; ``compile_seconds`` is what was spent compiling before the
     first epoch (fastnet: its first step, which compiles or loads its kernels; JAX: ``jit``)."""
 
     name: str
@@ -109,28 +165,39 @@ def fastnet_contender(case: Case, backend: str, x, y) -> Contender:
     model.set_weights(start_weights)
 
     def weights():
-        w = model.get_weights()
-        return [(w[f"layers.{2 * i}.weight"], w[f"layers.{2 * i}.bias"]) for i in range(len(case.widths) - 1)]
+        return layer_weights(case, model.get_weights())
 
     return Contender(f"fastnet {backend}", lambda: model.fit(x, y, batch_size=case.batch, optimizer=opt,
                                                               progress=False), weights, compile_seconds)
 
 
 def torch_contender(case: Case, x, y) -> Contender:
-    """The ordinary PyTorch training loop, from fastnet's initial weights, on torch's default threads."""
+    """The ordinary PyTorch training loop, from fastnet's initial weights, on torch's default threads:
+    nn.Conv2d / nn.MaxPool2d blocks (on the rows unflattened to 1x28x28) if any, then nn.Linear layers."""
     torch = _import_torch()
-    layers = []
-    for i, (w, b) in enumerate(initial_weights(case)):
-        linear = torch.nn.Linear(*w.shape[::-1])
+    nn = torch.nn
+    act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[case.activation]
+    start = iter(initial_weights(case))
+
+    def loaded(module):
+        w, b = next(start)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(w))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers.append(linear)
+            module.weight.copy_(torch.from_numpy(w))
+            module.bias.copy_(torch.from_numpy(b))
+        return module
+
+    layers = [nn.Unflatten(1, IMAGE)] if case.convs else []
+    for ci, co, k, pad, _ in case.conv_shapes():
+        layers += [loaded(nn.Conv2d(ci, co, k, padding=pad)), act(), nn.MaxPool2d(2)]
+    if case.convs:
+        layers.append(nn.Flatten())
+    for i, (a, b) in enumerate(zip(case.widths, case.widths[1:])):
+        layers.append(loaded(nn.Linear(a, b)))
         if i < len(case.widths) - 2:
-            layers.append({"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[case.activation]())
-    net = torch.nn.Sequential(*layers)
+            layers.append(act())
+    net = nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss()
     # float32 in [0, 1], as every contender gets it; torch's loss wants int64 labels
     xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)).long()
     gen = torch.Generator().manual_seed(0)
@@ -145,8 +212,8 @@ def torch_contender(case: Case, x, y) -> Contender:
             opt.step()
 
     def weights():
-        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-        return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in linears]
+        return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy())
+                for m in net if isinstance(m, (nn.Linear, nn.Conv2d))]
 
     return Contender(f"PyTorch {torch.__version__} eager", epoch, weights)
 
@@ -169,16 +236,25 @@ def _import_jax():
 
 
 def jax_step_function(case: Case):
-    """The JAX training step: (params, float32 batch, labels) -> params after one SGD step."""
+    """The JAX training step: (params, float32 batch, labels) -> params after one SGD step. Convolutions
+    are ``lax.conv_general_dilated`` in NCHW / OIHW (cross-correlation, as torch and fastnet), pools
+    ``lax.reduce_window`` max over 2x2 windows."""
     jax = _import_jax()
-    jnp = jax.numpy
+    jnp, lax = jax.numpy, jax.lax
     act = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[case.activation]
+    pads = [pad for _, _, pad in case.convs]
 
     def loss(params, xb, yb):
-        h = xb
-        for i, (w, b) in enumerate(params):
+        h = xb.reshape(-1, *IMAGE) if pads else xb
+        for (w, b), pad in zip(params, pads):
+            h = lax.conv_general_dilated(h, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            h = act(h + b[None, :, None, None])
+            h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        h = h.reshape(h.shape[0], -1)
+        dense = params[len(pads):]
+        for i, (w, b) in enumerate(dense):
             h = h @ w.T + b
-            if i < len(params) - 1:
+            if i < len(dense) - 1:
                 h = act(h)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), yb[:, None], axis=1))
 
