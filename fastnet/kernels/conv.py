@@ -16,13 +16,17 @@ dcol = w.T @ gc, written over col (no longer needed), which col2im adds back int
 and multiplies by the derivative f_in'(a) of the activation below, when the op below left it
 to this one. col and gc are scratch of the caller (``col_size``, ``scratch_size`` elements).
 
-Bits: the GEMMs' sums are fixed by the shapes (see gemm.py); every other pass is serial, in a
-fixed order (col2im adds each sample's contributions in (c, i, j, oy, ox) order), so results do
-not depend on the thread count.
+Threads: the GEMMs split their work by the shapes (see gemm.py); im2col gives each thread whole rows
+of col, and col2im and the two transposing passes whole samples. Each output element is computed by
+one thread in an order fixed by the shapes (col2im adds a sample's contributions in (c, i, j, oy, ox)
+order), so results do not depend on the thread count. These passes on threads took a LeNet-5 epoch
+from 5.8 to 4.7 s on 2 quiet cores, and cost no time with a busy process beside them.
 """
 import numpy as np
 
-from ._jit import ORDERED, jit
+from numba import prange
+
+from ._jit import ORDERED, jit, pjit
 from .activations import ACTIVATIONS_NP, DERIVATIVES_NP, IDENTITY, act_grad, act_value, check_act
 from .backend import twin
 from .gemm import gemm_nn, gemm_nt, gemm_tn, workspace_size
@@ -77,37 +81,36 @@ def _zero(dst, d0, n):
         dst[d + e] = 0
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def im2col(col, x, c_in, h, wd, k, stride, pad):
     # x (B, C·H·W) -> col (C·K·K, B·P), zeros where the window hangs over the padding
     oh, ow = out_size(h, k, stride, pad), out_size(wd, k, stride, pad)
     p, batch = oh * ow, x.shape[0]
-    for c in range(c_in):
-        for i in range(k):
-            y_lo, y_hi = _valid(i, pad, stride, h, oh)
-            for j in range(k):
-                x_lo, x_hi = _valid(j, pad, stride, wd, ow)
-                row = col[(c * k + i) * k + j]
-                for b in range(batch):
-                    src = x[b]
-                    _zero(row, b * p, y_lo * ow)
-                    for oy in range(y_lo, y_hi):
-                        dst = b * p + oy * ow
-                        _zero(row, dst, x_lo)
-                        _copy(row, dst + x_lo, src, (c * h + oy * stride + i - pad) * wd + x_lo * stride + j - pad,
-                              x_hi - x_lo, stride)
-                        _zero(row, dst + x_hi, ow - x_hi)
-                    _zero(row, b * p + y_hi * ow, (oh - y_hi) * ow)
+    for r in prange(c_in * k * k):
+        c, i, j = r // (k * k), r // k % k, r % k
+        y_lo, y_hi = _valid(i, pad, stride, h, oh)
+        x_lo, x_hi = _valid(j, pad, stride, wd, ow)
+        row = col[r]
+        for b in range(batch):
+            src = x[b]
+            _zero(row, b * p, y_lo * ow)
+            for oy in range(y_lo, y_hi):
+                dst = b * p + oy * ow
+                _zero(row, dst, x_lo)
+                _copy(row, dst + x_lo, src, (c * h + oy * stride + i - pad) * wd + x_lo * stride + j - pad,
+                      x_hi - x_lo, stride)
+                _zero(row, dst + x_hi, ow - x_hi)
+            _zero(row, b * p + y_hi * ow, (oh - y_hi) * ow)
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def col2im(dx, dcol, a, c_in, h, wd, k, stride, pad, act, p0, p1):
     # dcol (C·K·K, B·P) -> dx (B, C·H·W) = the sum of each input's window contributions, times f'(a)
     oh, ow = out_size(h, k, stride, pad), out_size(wd, k, stride, pad)
     p = oh * ow
     t = dx.dtype.type
     c0, c1 = t(p0), t(p1)
-    for b in range(dx.shape[0]):
+    for b in prange(dx.shape[0]):
         dst = dx[b]
         dst[:] = 0
         for c in range(c_in):
@@ -133,13 +136,35 @@ def conv_forward_into(y, x, w, b, c_in, h, wd, k, stride, pad, act, p0, p1, col,
     p = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad)
     im2col(col, x, c_in, h, wd, k, stride, pad)
     gemm_nn(yc, w, col, work)
+    _bias_act_nchw(y, yc, b, p, act, p0, p1)
+
+
+@pjit(fastmath=ORDERED)
+def _bias_act_nchw(y, yc, b, p, act, p0, p1):
+    # yc (O, B·P) -> y (B, O·P) = f(yc + b), NCHW; a thread per sample
     t = y.dtype.type
     c0, c1 = t(p0), t(p1)
-    for r in range(batch):
-        for o in range(n_out):
+    for r in prange(y.shape[0]):
+        for o in range(b.shape[0]):
             src, dst, bias = yc[o, r * p:(r + 1) * p], y[r, o * p:(o + 1) * p], b[o]
             for e in range(p):
                 dst[e] = act_value(src[e] + bias, act, c0, c1)
+
+
+@pjit(fastmath=ORDERED)
+def _grad_cnhw(gc, g, y, p, act, p0, p1):
+    # g (B, O·P) -> gc (O, B·P) = g · f'(y); a thread per sample
+    t = g.dtype.type
+    c0, c1 = t(p0), t(p1)
+    for r in prange(g.shape[0]):
+        for o in range(gc.shape[0]):
+            src, yo, dst = g[r, o * p:(o + 1) * p], y[r, o * p:(o + 1) * p], gc[o, r * p:(r + 1) * p]
+            if act == IDENTITY:
+                for e in range(p):
+                    dst[e] = src[e]
+            else:
+                for e in range(p):
+                    dst[e] = src[e] * act_grad(yo[e], act, c0, c1)
 
 
 @jit(inline="always", fastmath=ORDERED)
@@ -152,11 +177,7 @@ def conv_backward_into(dx, dw, db, g, w, y, a, col, gc, c_in, h, wd, k, stride, 
     p = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad)
     t = g.dtype.type
     c0, c1 = t(p0), t(p1)
-    for r in range(batch):
-        for o in range(n_out):
-            src, yo, dst = g[r, o * p:(o + 1) * p], y[r, o * p:(o + 1) * p], gc[o, r * p:(r + 1) * p]
-            for e in range(p):
-                dst[e] = src[e] * act_grad(yo[e], act, c0, c1) if act != IDENTITY else src[e]
+    _grad_cnhw(gc, g, y, p, act, p0, p1)
     for o in range(n_out):
         s = t(0)
         for e in range(gc.shape[1]):

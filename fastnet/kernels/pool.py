@@ -10,23 +10,25 @@ torch.nn.MaxPool2d / AvgPool2d with their defaults (floor mode; the average coun
     avgpool_backward  g -> dx: g / size² added over each window
 
 The argmax kept by the forward is what the backward needs, so it never reads x again; uint8 holds it
-(windows of at most 15 x 15, which the layer checks). Overlapping windows (stride < size) add up in
-(channel, oy, ox) order: serial passes, so the bits never depend on the thread count.
+(windows of at most 15 x 15, which the layer checks). Each thread takes whole samples; overlapping
+windows (stride < size) add up in (channel, oy, ox) order, so the bits never depend on the thread count.
 """
 import numpy as np
 
-from ._jit import ORDERED, jit
+from numba import prange
+
+from ._jit import ORDERED, pjit
 from .backend import twin
 from .conv import check_geometry, out_size
 
 MAX_WINDOW = 15  # size·size must fit uint8's 0..255
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def maxpool_forward(y, arg, x, c_in, h, wd, size, stride):
     # x (B, C·H·W) -> y (B, C·OH·OW), arg (B, C·OH·OW) uint8
     oh, ow = out_size(h, size, stride, 0), out_size(wd, size, stride, 0)
-    for b in range(x.shape[0]):
+    for b in prange(x.shape[0]):
         src, dst, at = x[b], y[b], arg[b]
         for c in range(c_in):
             for oy in range(oh):
@@ -42,11 +44,11 @@ def maxpool_forward(y, arg, x, c_in, h, wd, size, stride):
                     dst[out], at[out] = best, where
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def maxpool_backward(dx, g, arg, c_in, h, wd, size, stride):
     # g (B, C·OH·OW), arg (B, C·OH·OW) -> dx (B, C·H·W)
     oh, ow = out_size(h, size, stride, 0), out_size(wd, size, stride, 0)
-    for b in range(g.shape[0]):
+    for b in prange(g.shape[0]):
         src, dst, at = g[b], dx[b], arg[b]
         dst[:] = 0
         for c in range(c_in):
@@ -57,13 +59,13 @@ def maxpool_backward(dx, g, arg, c_in, h, wd, size, stride):
                     dst[(c * h + oy * stride + i) * wd + ox * stride + j] += src[out]
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def avgpool_forward(y, x, c_in, h, wd, size, stride):
     # x (B, C·H·W) -> y (B, C·OH·OW) = the mean of each window
     oh, ow = out_size(h, size, stride, 0), out_size(wd, size, stride, 0)
     t = y.dtype.type
     inv = t(1) / t(size * size)
-    for b in range(x.shape[0]):
+    for b in prange(x.shape[0]):
         src, dst = x[b], y[b]
         for c in range(c_in):
             for oy in range(oh):
@@ -76,13 +78,13 @@ def avgpool_forward(y, x, c_in, h, wd, size, stride):
                     dst[(c * oh + oy) * ow + ox] = s * inv
 
 
-@jit(fastmath=ORDERED)
+@pjit(fastmath=ORDERED)
 def avgpool_backward(dx, g, c_in, h, wd, size, stride):
     # g (B, C·OH·OW) -> dx (B, C·H·W): g / size² over each window
     oh, ow = out_size(h, size, stride, 0), out_size(wd, size, stride, 0)
     t = dx.dtype.type
     inv = t(1) / t(size * size)
-    for b in range(g.shape[0]):
+    for b in prange(g.shape[0]):
         src, dst = g[b], dx[b]
         dst[:] = 0
         for c in range(c_in):
