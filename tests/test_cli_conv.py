@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnet as fn
-from fastnet import cli
+from fastnet import cli, cli_data
 from test_cli import run
 from test_idx import idx_bytes
 from test_mpi import ENV, MISSING, MPIEXEC, ROOT
@@ -88,6 +88,35 @@ def test_conv_or_pool_without_model_take_lenets_defaults_and_no_flags_the_mlps()
     assert model.input_shape == (1, 28, 28) and model.dense[0].n_in == 8 * 12 * 12
 
 
+def test_shift_adds_copies_moved_by_each_distance_in_four_directions():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (5, 6, 6)).astype(np.uint8)
+    data = fn.datasets.Dataset(images.reshape(5, 36), np.arange(5), [str(i) for i in range(5)], "dots", "train")
+    out = cli_data.shifted(data, 2)
+    assert out.x.shape == (9 * 5, 36) and out.x.dtype == np.uint8
+    np.testing.assert_array_equal(out.y, np.tile(np.arange(5), 9))
+    got = {tuple(out.x[5 * k:5 * k + 5].ravel()) for k in range(9)}
+    expected = set()
+    for dy, dx in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2)]:
+        moved = np.zeros_like(images)  # pixel (r, c) comes from (r - dy, c - dx), or is blank off the image
+        for r in range(6):
+            for c in range(6):
+                if 0 <= r - dy < 6 and 0 <= c - dx < 6:
+                    moved[:, r, c] = images[:, r - dy, c - dx]
+        expected.add(tuple(moved.ravel()))
+    assert got == expected
+    np.testing.assert_array_equal(out.x[:5], data.x)  # the originals first
+
+
+def test_shift_auto_shifts_small_training_sets_only(digits):
+    small = flags("--model", "lenet", "--data", str(digits))
+    data = cli.training_data(small)
+    assert small.shift == cli_data.AUTO_SHIFT and len(data.train) == (1 + 4 * cli_data.AUTO_SHIFT) * 1080
+    assert len(data.val) == 120  # the validation set is not shifted
+    plain = flags("--data", str(digits))
+    assert plain.shift == 0 and len(cli.training_data(plain).train) == 1080
+
+
 # ---- one-line errors, exit status 2 ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("flag, spec, needle", [
@@ -105,6 +134,9 @@ def test_conv_or_pool_without_model_take_lenets_defaults_and_no_flags_the_mlps()
     ("--pool", "2:2:2", "SIZE[:STRIDE]"),
     ("--pool", "99", "at most"),
     ("--pool", "", "SIZE[:STRIDE]"),
+    ("--shift", "15", "0 to 14"),
+    ("--shift", "-1", "0 to 14"),
+    ("--shift", "some", "auto or a whole number"),
 ])
 def test_a_bad_spec_is_one_line_naming_its_flag(capsys, flag, spec, needle):
     assert_refused(fastnet(capsys, "train", flag, spec), f"argument {flag}", needle)
@@ -124,6 +156,7 @@ def test_conv_models_refuse_tables(capsys, tmp_path):
     table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
     for argv in (["--model", "lenet"], ["--conv", "4:3"]):
         assert_refused(fastnet(capsys, "train", "--data", table, *argv), "trains on images", str(table))
+    assert_refused(fastnet(capsys, "train", "--data", table, "--shift", "1"), "--shift 1 moves images", str(table))
 
 
 def test_images_that_are_not_square_are_refused(capsys, tmp_path):
@@ -150,6 +183,7 @@ def test_json_records_the_model_and_its_conv_flags(lenet):
     assert config["model"] == "lenet"
     assert config["conv"] == ["conv 6:5:1:2", "pool 2:2", "conv 16:5:1:0", "pool 2:2"]
     assert config["hidden"] == [120, 84] and config["dropout"] == 0.0
+    assert config["shift"] == 2 and "data: digits 9,720 train / 120 validation / 300 test" in done.stderr
     assert "model: 1x28x28 conv 6:5:1:2 pool 2:2 conv 16:5:1:0 pool 2:2 400-120-84-10 ReLU, 61,706 parameters" \
         in done.stderr
 
@@ -160,7 +194,7 @@ def test_evaluate_scores_the_saved_lenet_as_training_did(lenet, digits):
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert report["accuracy"] == json.loads(done.stdout)["test"]["accuracy"]
-    assert report["accuracy"] > 0.5  # one epoch of 1,080 digits: far above chance
+    assert report["accuracy"] > 0.5  # one epoch of 1,080 digits and their shifted copies: far above chance
     assert set(report["per_class"]) == {str(d) for d in range(10)}
 
 
