@@ -1,5 +1,6 @@
 """The command line's own data: tables (CSV, TSV, .npy, .npz, Parquet) for ``fastnet train``, ``evaluate``
-and ``predict``, the seeded train/validation/test splits, and predictions written a chunk at a time.
+and ``predict``, the seeded train/validation/test splits, shifted copies of training images (--shift), and
+predictions written a chunk at a time.
 
 ``fastnet.cli`` keeps the commands; this module keeps what they do with a data file.
 """
