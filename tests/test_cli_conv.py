@@ -183,7 +183,7 @@ def test_json_records_the_model_and_its_conv_flags(lenet):
     assert config["model"] == "lenet"
     assert config["conv"] == ["conv 6:5:1:2", "pool 2:2", "conv 16:5:1:0", "pool 2:2"]
     assert config["hidden"] == [120, 84] and config["dropout"] == 0.0
-    assert config["shift"] == 2 and "data: digits 9,720 train / 120 validation / 300 test" in done.stderr
+    assert config["shift"] == 2 and " 9,720 train / 120 validation / 300 test" in done.stderr
     assert "model: 1x28x28 conv 6:5:1:2 pool 2:2 conv 16:5:1:0 pool 2:2 400-120-84-10 ReLU, 61,706 parameters" \
         in done.stderr
 
