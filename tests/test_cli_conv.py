@@ -198,11 +198,12 @@ def test_evaluate_scores_the_saved_lenet_as_training_did(lenet, digits):
     assert set(report["per_class"]) == {str(d) for d in range(10)}
 
 
-def test_predict_takes_flat_rows_of_pixels(lenet, tmp_path):
+@pytest.mark.parametrize("shape", [(784,), (1, 28, 28)], ids=["flat rows", "images"])
+def test_predict_takes_pixels_as_flat_rows_or_images(lenet, tmp_path, shape):
     path, _ = lenet
     _, test = fn.datasets.load("mnist-sample", pixels=True)
     rows = tmp_path / "rows.npy"
-    np.save(rows, test.x[:50])  # uint8 pixels, as the model was trained on them: it divides by 255 itself
+    np.save(rows, test.x[:50].reshape(-1, *shape))  # uint8 pixels, as trained on: the model divides by 255 itself
     out = tmp_path / "labels.npy"
     done = run("predict", str(path), str(rows), "--out", str(out))
     assert done.returncode == 0, done.stderr
