@@ -1,5 +1,6 @@
 """The command line's own data: tables (CSV, TSV, .npy, .npz, Parquet) for ``fastnet train``, ``evaluate``
-and ``predict``, the seeded train/validation/test splits, and predictions written a chunk at a time.
+and ``predict``, the seeded train/validation/test splits, shifted copies of training images (--shift), and
+predictions written a chunk at a time.
 
 ``fastnet.cli`` keeps the commands; this module keeps what they do with a data file.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fastnet import tables
+from fastnet._memory import check_fits
 from fastnet.checkpoint import atomic_file
 from fastnet.datasets import Dataset, scaled
 from fastnet.errors import ConfigError, DataError
@@ -22,6 +25,9 @@ from fastnet.errors import ConfigError, DataError
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".npy", ".npz", ".parquet", ".pq")
 ARRAY_SUFFIXES = (".npy", ".npz")
 SCALES = ("standard", "minmax", "none")
+MAX_SHIFT = 14  # pixels: half of an MNIST image
+SHIFT_AUTO_BELOW = 20_000  # --shift auto shifts training sets smaller than this (the bundled sample's 7,200)
+AUTO_SHIFT = 2
 NPY_HEADER_BYTES = 128  # room for any shape's header, so the row count can be written once it is known
 
 
@@ -88,9 +94,35 @@ def scaled_for(model, data: Dataset | None) -> Dataset | None:
 
 
 def image_splits(args, train: Dataset, test: Dataset) -> Splits:
-    """MNIST-style images: the validation set is carved from the training set, the test set kept for the end."""
+    """MNIST-style images: the validation set is carved from the training set, the test set kept for the end;
+    with --shift, the training part gains its shifted copies (``args.shift`` "auto" becomes the number used)."""
     train, val = hold_out(train, args.validation_split, [args.seed, 1], True, "--validation-split")
+    if args.shift == "auto":
+        args.shift = AUTO_SHIFT if len(train) < SHIFT_AUTO_BELOW else 0
+    if args.shift:
+        train = shifted(train, args.shift)
     return Splits(train, val, test, "classification", None, None)
+
+
+def shifted(data: Dataset, pixels: int) -> Dataset:
+    """``data`` and copies of its square images moved by 1 to ``pixels`` pixels up, down, left and right,
+    the edge they leave filled with 0: 4·pixels copies, each in ``data``'s order, after the originals."""
+    n, width = data.x.shape
+    side = math.isqrt(width)
+    if side * side != width:
+        raise ConfigError(f"--shift moves square images, but {data.name} has {width:,} pixels a sample")
+    if pixels >= side:
+        raise ConfigError(f"--shift {pixels} moves {side}x{side} images out of sight; give less than {side}")
+    copies = 1 + 4 * pixels
+    check_fits(copies * data.x.nbytes, f"--shift {pixels} ({copies} copies of {n:,} {side}x{side} images)",
+               "give a smaller --shift, or --shift 0")
+    x = np.zeros((copies, n, side, side), data.x.dtype)
+    x[0] = data.x.reshape(n, side, side)
+    moves = [(d * dy, d * dx) for d in range(1, pixels + 1) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    for copy, (dy, dx) in zip(x[1:], moves):
+        copy[:, max(dy, 0):side + min(dy, 0), max(dx, 0):side + min(dx, 0)] = \
+            x[0][:, max(-dy, 0):side + min(-dy, 0), max(-dx, 0):side + min(-dx, 0)]
+    return replace(data, x=x.reshape(copies * n, width), y=np.tile(data.y, copies))
 
 
 def table_splits(args) -> Splits:
