@@ -318,7 +318,7 @@ class DataParallel:
         Conv2D took from the data), loss, dtype, backend (the update's bits depend on it) and seed (shuffle
         and dropout)."""
         model = self.model
-        return {"layers": [repr(layer) for layer in model.layers], "input_shape": model.input_shape,
+        return {"input_shape": model.input_shape, "layers": [repr(layer) for layer in model.layers],
                 "loss": repr(model.loss), "dtype": str(model.dtype), "backend": model.backend, "seed": model.seed}
 
     def start_evaluation(self, x, y, divisor: float, sample_weight=None) -> None:

@@ -20,6 +20,7 @@ are cached in ``cache_dir()``, a per-user folder (or $NUMBA_CACHE_DIR), never in
 from ._env import check_jit, check_numba_env  # first, keep it so: it reads numba's settings before numba does
 from . import activations, batching, conv, dense, losses, optimizers, pool, regularization
 from ._cache import cache_dir, caching
+from ._pool import start_pool
 from .activations import ACT
 from .backend import Backend, Twin, lookup, make_backends
 
@@ -38,7 +39,6 @@ def get_backend(name: str) -> Backend:
         check_jit()
         # numba's threads before any kernel runs: a kernel loaded from the cache over the parallel GEMM,
         # in a process that had not launched them, crashed ('Symbol not found: allocate_sched')
-        from fastnet.threads import start_pool
         start_pool()
     return backend
 

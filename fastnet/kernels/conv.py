@@ -132,7 +132,6 @@ def col2im(dx, dcol, a, c_in, h, wd, k, stride, pad, act, p0, p1):
 def conv_forward_into(y, x, w, b, c_in, h, wd, k, stride, pad, act, p0, p1, col, yc, work):
     # x (B, C·H·W), w (O, C·K·K), b (O,) -> y (B, O·P) = f(conv(x, w) + b);
     # col (C·K·K, B·P), yc (O, B·P) scratch; work: the GEMM's packing space
-    batch, n_out = x.shape[0], w.shape[0]
     p = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad)
     im2col(col, x, c_in, h, wd, k, stride, pad)
     gemm_nn(yc, w, col, work)
@@ -173,12 +172,10 @@ def conv_backward_into(dx, dw, db, g, w, y, a, col, gc, c_in, h, wd, k, stride, 
     # g (B, O·P) gradient of the output y (B, O·P), times f'(y) here unless act is identity;
     # col (C·K·K, B·P) from the forward, overwritten; gc (O, B·P) scratch ->
     # dw (O, C·K·K) = gc @ col.T, db (O,), and if need_dx: dx (B, C·H·W) = col2im(w.T @ gc) * f_in'(a)
-    batch, n_out = g.shape[0], w.shape[0]
     p = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad)
     t = g.dtype.type
-    c0, c1 = t(p0), t(p1)
     _grad_cnhw(gc, g, y, p, act, p0, p1)
-    for o in range(n_out):
+    for o in range(w.shape[0]):
         s = t(0)
         for e in range(gc.shape[1]):
             s += gc[o, e]
