@@ -542,7 +542,7 @@ class Sequential:
                                                batch_size=batch_size, epochs=epochs, shuffle=shuffle,
                                                sample_weight=parallel.weights_digest(weights))
         with kernel_threads(self.backend):
-            report.compiling(lambda: self.compile_kernels(x.dtype))
+            report.compiling(lambda: self.compile_kernels(x.dtype, y.dtype if self.loss.integer_targets else np.int64))
             self.stop_training = False
             for cb in callbacks:
                 cb.on_train_begin(self)
@@ -723,17 +723,18 @@ class Sequential:
         class indices when ``classes`` is not set. ConfigError for a model that is no classifier."""
         return _preprocessing.labels(self, x)
 
-    def compile_kernels(self, x_dtype=np.uint8) -> float:
+    def compile_kernels(self, x_dtype=np.uint8, y_dtype=np.int64) -> float:
         """Compile (or load from numba's cache) every kernel a training step uses; returns seconds.
 
         Runs one step on a scratch batch of 2 rows and leaves the model untouched.
-        ``x_dtype`` is the dtype of the data the batches will be gathered from.
+        ``x_dtype`` and ``y_dtype`` are the dtypes of the data and of the integer labels the batches will
+        be gathered from (numba compiles the step once per pair: uint8 labels are a step of their own).
         """
         self._require_built("compile_kernels()")
         start = time.perf_counter()
         saved_grads, saved_rng = self.grads.copy(), self.dropout_rng.bit_generator.state  # params are not written
         zeros = np.zeros((2, self.n_in), x_dtype)
-        target = np.zeros(2, np.int64) if self.loss.integer_targets else np.zeros((2, self.n_out), self.dtype)
+        target = np.zeros(2, y_dtype) if self.loss.integer_targets else np.zeros((2, self.n_out), self.dtype)
         self._program.run(zeros, target, np.arange(2), 1.0, train=True)
         self._program.run(zeros, target, np.arange(2), 1.0, train=False)
         if self.optimizer is not None:
