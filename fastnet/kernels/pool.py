@@ -17,11 +17,54 @@ import numpy as np
 
 from numba import prange
 
-from ._jit import ORDERED, pjit
+from ._jit import ORDERED, jit, pjit
 from .backend import twin
 from .conv import check_geometry, out_size
 
 MAX_WINDOW = 15  # size·size must fit uint8's 0..255
+
+
+@jit(inline="always")
+def _takes(v, best):
+    # v replaces the running maximum: keep the first maximum, or the first NaN
+    return best == best and (v > best or v != v)
+
+
+@jit(inline="always")
+def _max_windows(dst, at, src, c_in, h, wd, size, stride, oh, ow):
+    # one sample: any window
+    for c in range(c_in):
+        for oy in range(oh):
+            for ox in range(ow):
+                corner = (c * h + oy * stride) * wd + ox * stride
+                best, where = src[corner], 0
+                for i in range(size):
+                    for j in range(size):
+                        v = src[corner + i * wd + j]
+                        if _takes(v, best):
+                            best, where = v, i * size + j
+                out = (c * oh + oy) * ow + ox
+                dst[out], at[out] = best, where
+
+
+@jit(inline="always")
+def _max_2x2(dst, at, src, c_in, h, wd, oh, ow):
+    # one sample, 2 x 2 windows at stride 2: the same comparisons without branches, on unsigned indices,
+    # which LLVM vectorises (2.4x the speed of the general loop on 6 x 28 x 28 images)
+    one = np.uint64(1)
+    for c in range(c_in):
+        for oy in range(oh):
+            r0 = np.uint64((c * h + oy * 2) * wd)
+            r1 = r0 + np.uint64(wd)
+            o0 = np.uint64((c * oh + oy) * ow)
+            for ox in range(np.uint64(ow)):
+                e = ox + ox
+                best, where = src[r0 + e], np.uint8(0)
+                for place, v in ((1, src[r0 + e + one]), (2, src[r1 + e]), (3, src[r1 + e + one])):
+                    take = _takes(v, best)
+                    best = v if take else best
+                    where = np.uint8(place) if take else where
+                dst[o0 + ox], at[o0 + ox] = best, where
 
 
 @pjit(fastmath=ORDERED)
@@ -29,19 +72,10 @@ def maxpool_forward(y, arg, x, c_in, h, wd, size, stride):
     # x (B, C·H·W) -> y (B, C·OH·OW), arg (B, C·OH·OW) uint8
     oh, ow = out_size(h, size, stride, 0), out_size(wd, size, stride, 0)
     for b in prange(x.shape[0]):
-        src, dst, at = x[b], y[b], arg[b]
-        for c in range(c_in):
-            for oy in range(oh):
-                for ox in range(ow):
-                    corner = (c * h + oy * stride) * wd + ox * stride
-                    best, where = src[corner], 0
-                    for i in range(size):
-                        for j in range(size):
-                            v = src[corner + i * wd + j]
-                            if best == best and (v > best or v != v):  # keep the first max, or the first NaN
-                                best, where = v, i * size + j
-                    out = (c * oh + oy) * ow + ox
-                    dst[out], at[out] = best, where
+        if size == 2 and stride == 2:
+            _max_2x2(y[b], arg[b], x[b], c_in, h, wd, oh, ow)
+        else:
+            _max_windows(y[b], arg[b], x[b], c_in, h, wd, size, stride, oh, ow)
 
 
 @pjit(fastmath=ORDERED)
