@@ -19,8 +19,8 @@ to this one. col and gc are scratch of the caller (``col_size``, ``scratch_size`
 Threads: the GEMMs split their work by the shapes (see gemm.py); im2col gives each thread whole rows
 of col, and col2im and the two transposing passes whole samples. Each output element is computed by
 one thread in an order fixed by the shapes (col2im adds a sample's contributions in (c, i, j, oy, ox)
-order), so results do not depend on the thread count. These passes on threads took a LeNet-5 epoch
-from 5.8 to 4.7 s on 2 quiet cores, and cost no time with a busy process beside them.
+order), so results do not depend on the thread count. On threads these passes make a LeNet-5 epoch
+about a fifth shorter on 2 quiet cores and cost nothing beside a busy process (docs/performance.md).
 """
 import numpy as np
 

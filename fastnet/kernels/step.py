@@ -37,8 +37,9 @@ op's gradient by f'.
     forward        x (N, n_in), idx (B,) -> the last op's output in work, dropout off
 
 Fusions: the bias and activation in one pass after the forward GEMM, f' of the op below
-in one pass after the dx GEMM, the loss with its gradient. Threads live in
-the GEMMs only (a split fixed by the shapes), so the bits never depend on the thread count.
+in one pass after the dx GEMM (or col2im), the loss with its gradient. Threads live in the
+GEMMs and in the convolution and pooling passes (conv.py, pool.py), each with a split fixed by
+the shapes, so the bits never depend on the thread count.
 """
 import numpy as np
 
