@@ -131,10 +131,7 @@ class Sequential:
                     raise ConfigError(f"{layer!r} takes {layer.n_in} inputs but the layer before it gives {shape[0]}")
                 shape = (layer.n_in,) if shape is None else shape
             shape = layer.out_shape(shape)
-        if len(shape) != 1:
-            raise ConfigError(f"the model's output must be flat but its last layer gives images of shape {shape}; "
-                              f"end with Flatten() and Dense(...)")
-        return shape
+        return shape  # flat: after the last Dense only layers that keep a flat shape fit (the others refuse it)
 
     def build(self, input_shape) -> None:
         """Allocate and initialise a model whose input shape is not known yet, for inputs of ``input_shape``:

@@ -25,7 +25,6 @@ from fastnet.kernels import ACT, step
 from fastnet.kernels.conv import conv_workspace
 from fastnet.kernels.gemm import workspace_size
 from fastnet.layers import Activation, AvgPool2D, Conv2D, Dense, Dropout, MaxPool2D, Weighted
-from fastnet.threads import start_pool
 
 IDENTITY = (ACT["identity"], 0.0, 0.0)
 KINDS = {"dense": step.DENSE, "act": step.ACTIVATION, "dropout": step.DROPOUT, "conv": step.CONV,
@@ -92,7 +91,6 @@ class Program:
         self.dtype, self.n_in, self.rng = np.dtype(dtype), n_in, rng
         self.loss_code, self.hits_code = step.LOSS[loss.kernel], step.HITS[loss.hits]
         self.loss_and_grad_kernel, self.forward_kernel = step.for_backend(backend)
-        self.compiled = backend == "numba"
         self.prog, self.consts = self._table(layers)
         # None prunes the image ops from the compiled step (see step.py): an MLP does not compile them
         self.images = True if any(op.kind in ("conv", "maxpool", "avgpool") for op in self.ops) else None
@@ -198,8 +196,6 @@ class Program:
         dropout masks are drawn and the gradient fills the model's ``grads``. ``weights`` (N,), in the model's
         dtype, weighs each sample's loss: the loss is sum(weights[idx] · loss) / len(idx), Keras's
         "sum_over_batch_size"; hits are not weighted. None is no weights, bit for bit as before."""
-        if self.compiled:
-            start_pool()  # before the first compile too: the GEMMs' parallel loops need numba's pool
         buf = self.buffers(len(idx))
         if train:
             self._draw_masks(buf)
@@ -212,8 +208,6 @@ class Program:
 
     def outputs(self, x, idx, divisor) -> np.ndarray:
         """The network's outputs (B, n_out) for ``x[idx]``, dropout off: a view into the work buffer."""
-        if self.compiled:
-            start_pool()
         buf = self.buffers(len(idx))
         self.forward_kernel(self.prog, self.consts, self.params, buf.work, buf.masks, x, idx, divisor, self.cols,
                             False, self.images)

@@ -13,11 +13,6 @@ kernel_cases like every other; this file checks what they cannot:
   same two processes as a conv model's training, to start them once).
 """
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,12 +134,6 @@ def test_maxpool_keeps_the_first_maximum_and_a_nan(backend):
 
 def _away_from_kinks(pre, what):
     assert np.abs(pre).min() > 1e-4, f"{what} must sit away from the relu kink for a finite difference"
-
-
-@pytest.fixture(params=[(b, v) for b in BACKENDS for v in kc.ACT_VARIANTS], ids="-".join)
-def kernels_and_activation(request):
-    backend, variant = request.param
-    return get_backend(backend), kc.ACT_VARIANTS[variant]
 
 
 def test_conv_backward_dw_db_dx_with_the_output_activation_fused_match_finite_differences(kernels_and_activation):
@@ -284,13 +273,3 @@ def kernel_digests() -> dict:
             out[f"{n}-{np.dtype(dtype).name}"] = h.hexdigest()
     return out
 
-
-def run_with_threads(n: int, module: str, function: str) -> dict:
-    """``function()`` of the test module ``module`` in a fresh process with NUMBA_NUM_THREADS=n, as JSON."""
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
-    here = str(Path(__file__).parent)
-    script = (f"import sys; sys.path.insert(0, {here!r}); import json, {module} as t; "
-              f"print(json.dumps(t.{function}()))")
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])

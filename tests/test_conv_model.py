@@ -14,7 +14,8 @@ import fastnet as fn
 from fastnet.checkpoint import copy_model
 from fastnet.errors import ConfigError
 from fastnet.inputs import ShapeError
-from test_conv_kernels import THREAD_GEOS, kernel_digests, run_with_threads
+from test_conv_kernels import THREAD_GEOS, kernel_digests
+from test_kernels_threads import run_with_threads
 
 SHAPE = (2, 9, 8)  # channels, height, width: odd and not square
 
@@ -479,7 +480,7 @@ def test_conv_model_weights_and_conv_kernels_are_the_same_bits_with_1_and_2_thre
 
     geo = THREAD_GEOS[0]  # the kernels' case takes the GEMMs' multi-threaded path
     assert geo.c_out * geo.c_in * geo.k ** 2 * geo.batch * geo.out_hw[0] * geo.out_hw[1] >= 4 * PARALLEL_MIN_MACS
-    one, two = (run_with_threads(n, "test_conv_model", "digests") for n in (1, 2))
+    one, two = (run_with_threads(n, "test_conv_model", "digests", timeout=600) for n in (1, 2))
     assert [one[part].pop("threads") for part in one] == [1, 1]
     assert [two[part].pop("threads") for part in two] == [2, 2]
     assert len(one["kernels"]) == len(THREAD_GEOS) * 2  # float32 and float64

@@ -9,7 +9,6 @@ for the L1 penalty, where the derivative does not exist.
 import numpy as np
 import pytest
 
-import kernel_cases as kc
 from fastnet.kernels import ACT, get_backend
 
 H = 1e-6
@@ -41,13 +40,6 @@ def assert_matches(analytic, numerical):
 
 def away_from_zero(rng, shape, low=0.2, high=2.0):
     return rng.uniform(low, high, shape) * rng.choice([-1.0, 1.0], shape)
-
-
-@pytest.fixture(params=[(b, v) for b in BACKENDS for v in kc.ACT_VARIANTS], ids="-".join)
-def kernels_and_activation(request):
-    """(backend kernels, (act, p0, p1)) for every backend and activation variant."""
-    backend, variant = request.param
-    return get_backend(backend), kc.ACT_VARIANTS[variant]
 
 
 def test_dense_backward_dw_db_and_activation_backward_match_finite_differences(kernels_and_activation):

@@ -43,13 +43,13 @@ def digests() -> dict:
     return out
 
 
-def run_with_threads(n: int) -> dict:
+def run_with_threads(n: int, module: str = "test_kernels_threads", function: str = "digests",
+                     timeout: float = 300) -> dict:
+    """``function()`` of the test module ``module`` in a fresh process with NUMBA_NUM_THREADS=n, as JSON."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
-    script = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "import json, test_kernels_threads as t; print(json.dumps(t.digests()))"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, {module} as t; "
+              f"print(json.dumps(t.{function}()))")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -14,7 +14,7 @@ back in NCHW order (the epilogue). The backward turns g into gc (O, B·P) in one
 multiplies by f'(y) (unless the op above did), then dw = gc @ col.T, db = row sums of gc, and
 dcol = w.T @ gc, written over col (no longer needed), which col2im adds back into dx (B, C·H·W)
 and multiplies by the derivative f_in'(a) of the activation below, when the op below left it
-to this one. col and gc are scratch of the caller (``col_size``, ``scratch_size`` elements).
+to this one. col (C·K·K, B·P) and gc (O, B·P) are scratch of the caller.
 
 Threads: the GEMMs split their work by the shapes (see gemm.py); im2col gives each thread whole rows
 of col, and col2im and the two transposing passes whole samples. Each output element is computed by
@@ -184,11 +184,6 @@ def conv_backward_into(dx, dw, db, g, w, y, a, col, gc, c_in, h, wd, k, stride, 
     if need_dx:
         gemm_tn(col, w, gc, work)
         col2im(dx, col, a, c_in, h, wd, k, stride, pad, in_act, in_p0, in_p1)
-
-
-def col_size(batch, c_in, h, wd, k, stride, pad):
-    """Elements of the im2col buffer: C·K·K rows of B·P."""
-    return c_in * k * k * batch * out_size(h, k, stride, pad) * out_size(wd, k, stride, pad)
 
 
 def conv_workspace(batch, n_out, c_in, h, wd, k, stride, pad):
